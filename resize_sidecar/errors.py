@@ -1,0 +1,90 @@
+"""Errors that map to an HTTP answer.
+
+Lower layers raise them; ``app.py`` renders them. Each class carries its status, the short message a client may
+see, and whether it is a fault of ours (``report``: logged with a traceback and counted) or of the client's.
+Standard library only: the middleware imports this module.
+"""
+
+from __future__ import annotations
+
+
+class SidecarError(Exception):
+    """Base for errors that become an HTTP response."""
+
+    status: int = 500
+    public_message: str = "Internal Server Error"
+    report: bool = True
+    #: Short machine-readable reason, used as a metrics label.
+    reason: str = "internal"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.public_message)
+        self.detail = detail or self.public_message
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line that names it."""
+
+
+class MalformedPathError(SidecarError, ValueError):
+    """A path, key or spec that is not in the contract's one canonical form."""
+
+    status, public_message, report, reason = 400, "Bad Request", False, "malformed"
+
+
+class PolicyError(SidecarError):
+    """A correctly signed request asks for something the settings forbid (too large an output, say)."""
+
+    status, public_message, report, reason = 400, "Bad Request", False, "policy"
+
+
+class BadSignatureError(SidecarError):
+    status, public_message, report, reason = 403, "Forbidden", False, "signature"
+
+
+class NotFoundError(SidecarError):
+    status, public_message, report, reason = 404, "Not Found", False, "not_found"
+
+
+class MethodNotAllowedError(SidecarError):
+    status, public_message, report, reason = 405, "Method Not Allowed", False, "method"
+
+
+class PayloadTooLargeError(SidecarError):
+    """A request body over the upload cap."""
+
+    status, public_message, report, reason = 413, "Payload Too Large", False, "body_too_large"
+
+
+class UnsupportedMediaTypeError(SidecarError):
+    """An uploaded body that is not an image of an allowed format."""
+
+    status, public_message, report, reason = 415, "Unsupported Media Type", False, "media_type"
+
+
+class SourceTooLargeError(SidecarError):
+    """An original over the byte, pixel or frame limits (checked before decoding)."""
+
+    status, public_message, report, reason = 422, "Unprocessable Entity", False, "source_limit"
+
+
+class UnsupportedImageError(SidecarError):
+    """An original that is not an image, or of a format whose loader is not allowed."""
+
+    status, public_message, report, reason = 422, "Unprocessable Entity", False, "not_an_image"
+
+
+class UndecodableImageError(SidecarError):
+    """An original that is truncated or corrupt."""
+
+    status, public_message, report, reason = 422, "Unprocessable Entity", False, "undecodable"
+
+
+class StorageError(SidecarError):
+    """Storage answered with an error or could not be reached."""
+
+    status, public_message, report, reason = 502, "Bad Gateway", True, "storage"
+
+
+class StorageTimeoutError(StorageError):
+    status, public_message, report, reason = 504, "Gateway Timeout", True, "storage_timeout"

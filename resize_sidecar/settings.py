@@ -1,0 +1,228 @@
+"""Settings: one declared list, each with its default and a one-line doc.
+
+Sources, later wins: the defaults below < a YAML file (``--config FILE`` or ``RESIZE_SIDECAR_CONFIG``) <
+environment variables ``RESIZE_SIDECAR_<NAME>``. Invalid settings raise :class:`SettingsError` with one line that
+names the setting. Standard library only (PyYAML is imported when a file is read or written), so the middleware
+can load settings without pulling in pyvips or boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
+from typing import Any
+
+from resize_sidecar.errors import SettingsError
+from resize_sidecar.signing import DIMENSIONS, PRESET_NAME, DerivativeSpec, MalformedPathError, parse_spec
+
+ENV_PREFIX = "RESIZE_SIDECAR_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"doc": doc, "secret": secret})
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the sidecar, the nginx renderer and the middleware."""
+
+    storage: str = setting("local", "Where originals and derivatives live: 'local' (a folder) or 's3'.")
+    local_root: str = setting("media", "Folder of originals and derivatives when storage is 'local'.")
+    local_file_mode: str = setting("0644", "Octal mode of files written to local storage (nginx's workers read them).")
+    local_dir_mode: str = setting("0755", "Octal mode of folders created in local storage.")
+    s3_bucket: str = setting("", "S3 bucket of originals and derivatives when storage is 's3'.")
+    s3_prefix: str = setting("", "Key prefix inside the bucket, e.g. 'media/' (empty: the bucket root).")
+    s3_endpoint_url: str = setting("", "S3 endpoint for MinIO, R2, Ceph and the like (empty: AWS); path-style.")
+    s3_region: str = setting("us-east-1", "S3 region.")
+    s3_connect_timeout: float = setting(2.0, "Seconds to wait for a connection to S3.")
+    s3_read_timeout: float = setting(5.0, "Seconds to wait for S3 to answer or send more bytes.")
+    s3_max_attempts: int = setting(2, "Attempts per S3 call, the first included (botocore 'standard' retries).")
+    secrets: tuple[str, ...] = setting((), "HMAC secrets, comma-separated; the first signs, all verify.", secret=True)
+    media_url: str = setting("/media/", "Public URL path of media; starts and ends with '/'.")
+    public_base_url: str = setting("", "Absolute base of public media URLs, e.g. a CDN 'https://cdn.example.com'.")
+    derived_prefix: str = setting("_r/", "Key prefix of derivatives; one path segment ending with '/'.")
+    serve_originals: bool = setting(False, "Let nginx (and development serving) expose originals at MEDIA_URL.")
+    cache_control: str = setting("public, max-age=31536000, immutable", "Cache-Control of stored derivatives.")
+    quality_jpg: int = setting(80, "Default JPEG quality (1-100).")
+    quality_webp: int = setting(80, "Default WebP quality (1-100).")
+    quality_avif: int = setting(55, "Default AVIF quality (1-100).")
+    presets: dict[str, str] = setting({}, "Named specs, 'name=spec' comma-separated, e.g. 'thumb=200x200-fill'.")
+    max_source_bytes: int = setting(25_000_000, "Refuse originals larger than this many bytes.")
+    max_source_pixels: int = setting(50_000_000, "Refuse originals with more pixels (width x height x frames).")
+    max_frames: int = setting(100, "Animations with more frames are rendered from their first frame only.")
+    max_output_dimension: int = setting(4096, "Refuse derivatives wider or taller than this many pixels.")
+    allowed_loaders: tuple[str, ...] = setting(
+        ("jpegload", "pngload", "webpload", "gifload", "heifload", "uhdrload"),
+        "libvips loaders accepted for originals; others (SVG, PDF, TIFF, ImageMagick...) are refused.",
+    )
+
+    @cached_property
+    def preset_specs(self) -> dict[str, DerivativeSpec]:
+        return {name: parse_spec(text) for name, text in self.presets.items()}
+
+    @property
+    def file_mode(self) -> int:
+        return int(self.local_file_mode, 8)
+
+    @property
+    def dir_mode(self) -> int:
+        return int(self.local_dir_mode, 8)
+
+    def quality_for(self, fmt: str) -> int:
+        return {"jpg": self.quality_jpg, "webp": self.quality_webp, "avif": self.quality_avif}.get(fmt, 80)
+
+    def validate(self) -> Settings:
+        """Check values that their types do not; returns self.
+
+        Raises:
+            SettingsError: naming the first invalid setting.
+        """
+        for name, problem in _problems(self):
+            raise SettingsError(f"{_env_name(name)} ({name}): {problem}")
+        return self
+
+
+def _problems(s: Settings) -> list[tuple[str, str]]:
+    problems = []
+
+    def check(name: str, ok: bool, problem: str) -> None:
+        if not ok:
+            problems.append((name, problem))
+
+    check("storage", s.storage in ("local", "s3"), f"must be 'local' or 's3', got {s.storage!r}")
+    check("s3_bucket", s.storage != "s3" or bool(s.s3_bucket), "is required when storage is 's3'")
+    check("s3_prefix", not s.s3_prefix or s.s3_prefix.endswith("/"), "must end with '/' when set")
+    check("s3_endpoint_url", s.s3_endpoint_url.startswith(("", "http://", "https://")), "must be an http(s) URL")
+    check("media_url", s.media_url.startswith("/") and s.media_url.endswith("/"), "must start and end with '/'")
+    check(
+        "derived_prefix",
+        re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/", s.derived_prefix) is not None,
+        "must be one path segment of letters, digits, '_', '.', '-' followed by '/'",
+    )
+    check("public_base_url", s.public_base_url.startswith(("http://", "https://", "//")) or not s.public_base_url,
+          "must be an absolute URL such as 'https://cdn.example.com'")
+    check("cache_control", "\n" not in s.cache_control and "\r" not in s.cache_control, "must be one line")
+    check("secrets", all(s.secrets), "must not contain an empty secret")
+    for name in ("local_file_mode", "local_dir_mode"):
+        check(name, re.fullmatch(r"0?[0-7]{3}", getattr(s, name)) is not None, "must be an octal mode such as 0644")
+    for name in ("quality_jpg", "quality_webp", "quality_avif"):
+        check(name, 1 <= getattr(s, name) <= 100, "must be between 1 and 100")
+    for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_dimension", "s3_max_attempts"):
+        check(name, getattr(s, name) > 0, "must be positive")
+    for name in ("s3_connect_timeout", "s3_read_timeout"):
+        check(name, getattr(s, name) > 0, "must be positive")
+    for preset, text in s.presets.items():
+        ok_name = PRESET_NAME.fullmatch(preset) is not None and DIMENSIONS.fullmatch(preset) is None
+        check("presets", ok_name, f"preset name {preset!r} must match [a-z][a-z0-9_]* and not look like a size")
+        try:
+            parse_spec(text)
+        except MalformedPathError as error:
+            problems.append(("presets", f"preset {preset!r}: {error.detail}"))
+    return problems
+
+
+def _env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Turn a YAML value or an environment string into the type of the setting's default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            if isinstance(value, bool | float) or not re.fullmatch(r"\s*-?[0-9_]+\s*", str(value)):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool) or not re.fullmatch(r"\s*-?[0-9_.eE+-]+\s*", str(value)):
+                raise ValueError("expected a number")
+            return float(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple):
+                raise ValueError("expected a list or a comma-separated string")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if isinstance(default, dict):
+            if isinstance(value, str):
+                pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+                if any(len(pair) != 2 for pair in pairs):
+                    raise ValueError("expected 'name=value' pairs separated by commas")
+                return {k.strip(): v.strip() for k, v in pairs}
+            if not isinstance(value, dict):
+                raise ValueError("expected a mapping")
+            return {str(k): str(v) for k, v in value.items()}
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError("expected a string")
+        return str(value)
+    except ValueError as error:
+        raise SettingsError(f"{_env_name(name)} ({name}): {error}, got {value!r}") from None
+
+
+def load(config_path: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the defaults, then the YAML file, then the environment; validated.
+
+    Raises:
+        SettingsError: an unreadable file, an unknown or invalid setting.
+    """
+    environ = os.environ if environ is None else environ
+    config_path = config_path or environ.get(CONFIG_ENV) or None
+    defaults = Settings()
+    declared = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    if config_path:
+        for name, value in _read_yaml(config_path).items():
+            if name not in declared:
+                raise SettingsError(f"{config_path}: unknown setting {name!r}")
+            values[name] = _coerce(name, declared[name], value)
+    for variable, value in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable == CONFIG_ENV:
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        if name not in declared:
+            raise SettingsError(f"{variable}: unknown setting")
+        values[name] = _coerce(name, declared[name], value)
+    return replace(defaults, **values).validate()
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = yaml.safe_load(file)
+    except OSError as error:
+        raise SettingsError(f"{path}: cannot read settings file: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of setting names to values")
+    return data
+
+
+def defaults_yaml() -> str:
+    """Every setting with its doc and default, as YAML that :func:`load` reads back."""
+    import yaml
+
+    lines = []
+    for f in fields(Settings):
+        default = getattr(Settings(), f.name)
+        value = list(default) if isinstance(default, tuple) else default
+        lines.append(f"# {f.metadata['doc']} (env {_env_name(f.name)})")
+        lines.append(yaml.safe_dump({f.name: value}, default_flow_style=False, sort_keys=False).strip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,270 @@
+"""The derivative URL contract: keys, specs, public paths and their signatures.
+
+A derivative's public path is ``{media_url}{derived_prefix}{key}/{spec}-{sig}.{fmt}``, the key percent-encoded
+(RFC 3986, ``/`` kept). Exactly one spelling of each derivative is accepted: the one :func:`format_path` writes.
+Every other spelling (other percent-encodings, a spec with defaults spelled out or options reordered) is refused,
+so a signature can never be moved onto another key and caches never fragment.
+
+Standard library only: the middleware imports this module without pulling in pyvips or boto3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
+
+from resize_sidecar.errors import BadSignatureError, MalformedPathError
+
+FORMATS = ("jpg", "png", "webp", "avif", "gif")
+MODES = ("fit", "fill", "pad")
+GRAVITIES = ("c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm")
+MAX_KEY_BYTES = 1024
+SIGNATURE_LENGTH = 32
+
+PRESET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+DIMENSIONS = re.compile(r"0x0|([1-9][0-9]{0,4})?x([1-9][0-9]{0,4})?")
+_SIGNATURE = re.compile(f"[0-9a-f]{{{SIGNATURE_LENGTH}}}")
+_NUMBERED = re.compile(r"(q|blur)([1-9][0-9]{0,2})")
+_BACKGROUND = re.compile(r"bg([0-9a-f]{6})")
+# C0 controls, DEL and C1 controls: never part of a key (they break logs, headers and file systems).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class DerivativeSpec:
+    """What to make of an original. ``width`` and ``height`` both ``None`` means full size (``0x0``)."""
+
+    width: int | None = None
+    height: int | None = None
+    mode: str = "fit"
+    gravity: str = "c"
+    quality: int | None = None
+    upscale: bool = False
+    background: str | None = None
+    blur: int | None = None
+    sharpen: bool = False
+
+    def __post_init__(self) -> None:
+        for side in (self.width, self.height):
+            if side is not None and not 1 <= side <= 99999:
+                raise MalformedPathError(f"dimensions must be 1..99999 pixels, got {side}")
+        if self.mode not in MODES:
+            raise MalformedPathError(f"unknown mode {self.mode!r}")
+        if self.mode != "fit" and (self.width is None or self.height is None):
+            raise MalformedPathError(f"mode {self.mode} needs both a width and a height")
+        if self.gravity not in GRAVITIES:
+            raise MalformedPathError(f"unknown gravity {self.gravity!r}")
+        if self.gravity != "c" and self.mode != "fill":
+            raise MalformedPathError("gravity applies to mode fill only")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise MalformedPathError(f"quality must be 1..100, got {self.quality}")
+        if self.blur is not None and not 1 <= self.blur <= 100:
+            raise MalformedPathError(f"blur must be 1..100, got {self.blur}")
+        if self.background is not None and not _BACKGROUND.fullmatch("bg" + self.background):
+            raise MalformedPathError(f"background must be six lower-case hex digits, got {self.background!r}")
+
+    @property
+    def full_size(self) -> bool:
+        return self.width is None and self.height is None
+
+
+@dataclass(frozen=True)
+class DerivativePath:
+    """A derivative path split into its parts; ``spec`` is the text in the URL (a preset name or a spec)."""
+
+    key: str
+    spec: str
+    fmt: str
+    signature: str
+
+    def storage_key(self, derived_prefix: str) -> str:
+        return f"{derived_prefix}{self.key}/{self.spec}-{self.signature}.{self.fmt}"
+
+
+def validate_key(key: str, derived_prefix: str) -> None:
+    """Refuse keys that could escape storage, collide with derivatives or break a file system.
+
+    Raises:
+        MalformedPathError: with the rule the key breaks.
+    """
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise MalformedPathError("key is not valid UTF-8") from None
+    if not key:
+        raise MalformedPathError("key is empty")
+    if size > MAX_KEY_BYTES:
+        raise MalformedPathError(f"key is longer than {MAX_KEY_BYTES} bytes")
+    if _CONTROL.search(key) or "\\" in key:
+        raise MalformedPathError("key contains a control character or a backslash")
+    segments = key.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise MalformedPathError("key has an empty, '.' or '..' segment")
+    if segments[0] == derived_prefix.rstrip("/"):
+        raise MalformedPathError(f"key starts with the derived prefix {derived_prefix!r}")
+
+
+def parse_spec(text: str) -> DerivativeSpec:
+    """Parse an explicit spec (``400x300-fill-sm-q70``); only its canonical spelling is accepted.
+
+    Raises:
+        MalformedPathError: the text is not a spec, or not written canonically.
+    """
+    dimensions, *tokens = text.split("-")
+    match = DIMENSIONS.fullmatch(dimensions)
+    if match is None:
+        raise MalformedPathError(f"bad dimensions {dimensions!r}")
+    width, height = (int(side) if side else None for side in match.groups())
+    options: dict[str, object] = {}
+    for token in tokens:
+        name, value = _read_token(token)
+        if name in options:
+            raise MalformedPathError(f"option {name} given twice")
+        options[name] = value
+    spec = DerivativeSpec(width=width, height=height, **options)  # type: ignore[arg-type]
+    if format_spec(spec) != text:
+        raise MalformedPathError(f"spec {text!r} is not canonical; write it as {format_spec(spec)!r}")
+    return spec
+
+
+def _read_token(token: str) -> tuple[str, object]:
+    if token in MODES:
+        return "mode", token
+    if token in GRAVITIES:
+        return "gravity", token
+    if token == "up":
+        return "upscale", True
+    if token == "sharp":
+        return "sharpen", True
+    if numbered := _NUMBERED.fullmatch(token):
+        return ("quality" if numbered[1] == "q" else "blur"), int(numbered[2])
+    if background := _BACKGROUND.fullmatch(token):
+        return "background", background[1]
+    raise MalformedPathError(f"unknown option {token!r}")
+
+
+def format_spec(spec: DerivativeSpec) -> str:
+    """The canonical text of a spec: options in a fixed order, defaults omitted."""
+    if spec.full_size:
+        parts = ["0x0"]
+    else:
+        parts = [f"{spec.width or ''}x{spec.height or ''}"]
+    if spec.mode != "fit":
+        parts.append(spec.mode)
+    if spec.gravity != "c":
+        parts.append(spec.gravity)
+    if spec.quality is not None:
+        parts.append(f"q{spec.quality}")
+    if spec.upscale:
+        parts.append("up")
+    if spec.background is not None:
+        parts.append(f"bg{spec.background}")
+    if spec.blur is not None:
+        parts.append(f"blur{spec.blur}")
+    if spec.sharpen:
+        parts.append("sharp")
+    return "-".join(parts)
+
+
+def is_preset_name(text: str) -> bool:
+    return PRESET_NAME.fullmatch(text) is not None and DIMENSIONS.fullmatch(text) is None
+
+
+def resolve_spec(text: str, presets: Mapping[str, DerivativeSpec]) -> DerivativeSpec:
+    """The spec a URL's spec text stands for: a preset's, or the explicit spec itself.
+
+    Raises:
+        MalformedPathError: unknown preset, or a malformed or non-canonical spec.
+    """
+    if is_preset_name(text):
+        try:
+            return presets[text]
+        except KeyError:
+            raise MalformedPathError(f"unknown preset {text!r}") from None
+    return parse_spec(text)
+
+
+def sign(key: str, spec: str, fmt: str, secret: str) -> str:
+    """The signature of a derivative: the first 32 hex digits of HMAC-SHA256(secret, "{key}/{spec}.{fmt}")."""
+    message = f"{key}/{spec}.{fmt}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:SIGNATURE_LENGTH]
+
+
+def verify(path: DerivativePath, secrets: Iterable[str]) -> None:
+    """Accept a path signed with any of the secrets (the first signs; the others are kept for rotation).
+
+    Raises:
+        BadSignatureError: no secret gives this signature.
+    """
+    expected = path.signature.encode()
+    valid = False
+    for secret in secrets:
+        # Every secret is tried, so the time taken does not depend on which one matched.
+        valid |= hmac.compare_digest(sign(path.key, path.spec, path.fmt, secret).encode(), expected)
+    if not valid:
+        raise BadSignatureError("signature does not match")
+
+
+def encode_key(key: str) -> str:
+    """The key as it stands in a URL path: percent-encoded UTF-8, ``/`` kept, upper-case hex."""
+    return quote(key, safe="/")
+
+
+def format_path(
+    key: str,
+    spec: DerivativeSpec | str,
+    fmt: str,
+    secret: str,
+    *,
+    media_url: str = "/media/",
+    derived_prefix: str = "_r/",
+) -> str:
+    """The signed public path of a derivative; ``spec`` is a :class:`DerivativeSpec` or a preset name.
+
+    Raises:
+        MalformedPathError: invalid key, spec or format.
+    """
+    validate_key(key, derived_prefix)
+    if fmt not in FORMATS:
+        raise MalformedPathError(f"unknown format {fmt!r}")
+    if isinstance(spec, DerivativeSpec):
+        spec_text = format_spec(spec)
+    elif is_preset_name(spec):
+        spec_text = spec
+    else:
+        spec_text = format_spec(parse_spec(spec))
+    signature = sign(key, spec_text, fmt, secret)
+    return f"{media_url}{derived_prefix}{encode_key(key)}/{spec_text}-{signature}.{fmt}"
+
+
+def parse_path(raw_path: str, *, media_url: str = "/media/", derived_prefix: str = "_r/") -> DerivativePath:
+    """Split a raw (still percent-encoded) request path into a :class:`DerivativePath`; does not verify it.
+
+    Raises:
+        MalformedPathError: not a derivative path, or not in its one canonical spelling.
+        BadSignatureError: the signature is missing or not 32 lower-case hex digits.
+    """
+    prefix = media_url + derived_prefix
+    if not raw_path.startswith(prefix):
+        raise MalformedPathError(f"path does not start with {prefix!r}")
+    encoded_key, slash, filename = raw_path[len(prefix) :].rpartition("/")
+    name, dot, fmt = filename.rpartition(".")
+    spec, dash, signature = name.rpartition("-")
+    if not (slash and dot and dash and spec):
+        raise MalformedPathError("expected {key}/{spec}-{signature}.{format}")
+    if fmt not in FORMATS:
+        raise MalformedPathError(f"unknown format {fmt!r}")
+    if not _SIGNATURE.fullmatch(signature):
+        raise BadSignatureError("signature is not 32 lower-case hex digits")
+    try:
+        key = unquote_to_bytes(encoded_key).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPathError("key is not valid UTF-8") from None
+    validate_key(key, derived_prefix)
+    if encode_key(key) != encoded_key:
+        raise MalformedPathError("key is not percent-encoded canonically")
+    return DerivativePath(key=key, spec=spec, fmt=fmt, signature=signature)

@@ -1,0 +1,72 @@
+"""Shared fixtures: the shared test images, moto's S3 server over HTTP, a fresh bucket per test, settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resize_sidecar.settings import Settings
+
+# boto3 reads credentials from the environment; moto accepts any. Set before any client is made.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+for _variable in [name for name in os.environ if name.startswith("RESIZE_SIDECAR_")]:
+    del os.environ[_variable]
+
+TESTDATA = Path(os.environ.get("RESIZE_SIDECAR_TESTDATA_DIR", Path(__file__).resolve().parents[2] / "shared/testdata/images"))
+SECRET = "test-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The shared corpus of real images (see its MANIFEST.tsv)."""
+    if not (TESTDATA / "MANIFEST.tsv").is_file():
+        pytest.skip(f"shared test images not found at {TESTDATA} (set RESIZE_SIDECAR_TESTDATA_DIR)")
+    return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server, reached over HTTP on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_client(moto_endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(s3_client: Any) -> str:
+    """A new, empty bucket for this test (moto's state is process-wide, so names never repeat)."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Build validated settings for local storage under tmp_path; keyword arguments override."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"local_root": str(tmp_path / "media"), "secrets": (SECRET,)}
+        values.update(overrides)
+        return Settings(**values).validate()
+
+    return make

@@ -99,7 +99,11 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     check("s3_bucket", s.storage != "s3" or bool(s.s3_bucket), "is required when storage is 's3'")
     check("s3_prefix", not s.s3_prefix or s.s3_prefix.endswith("/"), "must end with '/' when set")
     check("s3_endpoint_url", s.s3_endpoint_url.startswith(("", "http://", "https://")), "must be an http(s) URL")
-    check("media_url", s.media_url.startswith("/") and s.media_url.endswith("/"), "must start and end with '/'")
+    check(
+        "media_url",
+        re.fullmatch(r"/([A-Za-z0-9_.~-]+/)*", s.media_url) is not None,
+        "must start and end with '/' and hold only letters, digits, '_', '.', '~', '-' between",
+    )
     check(
         "derived_prefix",
         re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/", s.derived_prefix) is not None,
@@ -217,12 +221,19 @@ def _read_yaml(path: str) -> dict[str, Any]:
 
 def defaults_yaml() -> str:
     """Every setting with its doc and default, as YAML that :func:`load` reads back."""
+    return settings_yaml(Settings())
+
+
+def settings_yaml(settings: Settings) -> str:
+    """Every setting with its doc and value as YAML; secret values are masked."""
     import yaml
 
     lines = []
     for f in fields(Settings):
-        default = getattr(Settings(), f.name)
-        value = list(default) if isinstance(default, tuple) else default
+        value = getattr(settings, f.name)
+        if f.metadata["secret"] and value:
+            value = ["********"] * len(value)
+        value = list(value) if isinstance(value, tuple) else value
         lines.append(f"# {f.metadata['doc']} (env {_env_name(f.name)})")
         lines.append(yaml.safe_dump({f.name: value}, default_flow_style=False, sort_keys=False).strip())
     return "\n".join(lines) + "\n"

@@ -1,0 +1,51 @@
+"""gunicorn settings for the sidecar (``resize-sidecar serve`` passes this module as ``--config``).
+
+Command-line options given by ``serve`` (bind, workers) override these.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+# One libvips thread per sync worker: the workers already use every core, and more threads only add contention.
+os.environ.setdefault("VIPS_CONCURRENCY", "1")
+# glibc gives each thread its own arenas; libvips' large, short-lived buffers then fragment memory without bound.
+os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+# Metrics from every worker are added up from files in this folder (prometheus-client's multiprocess mode).
+# It must be set before prometheus_client is imported, which happens when the app loads in the workers.
+_metrics_dir_owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="resize-sidecar-metrics-"))
+
+bind = "127.0.0.1:8000"
+workers = 2
+worker_class = "sync"
+# Longer than any transform or storage call should take, so a worker is only killed when truly stuck.
+timeout = 30
+graceful_timeout = 10
+# A backstop against slow growth of native memory in long-lived workers.
+max_requests = 1000
+max_requests_jitter = 100
+errorlog = "-"
+loglevel = "info"
+
+
+def on_starting(server: Any) -> None:
+    """Start from empty metric files: values left from an earlier run would be added to this one's."""
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(metrics_dir, name))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _metrics_dir_owned:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

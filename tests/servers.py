@@ -1,0 +1,174 @@
+"""Real servers for end-to-end tests: gunicorn and nginx as subprocesses on free loopback ports.
+
+Each is a context manager that starts the process, waits until it answers, and stops it (and its children);
+output goes to a log file whose tail is shown when start-up fails.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def nginx_binary() -> str:
+    """The Debian nginx; skips the test where it is missing (and fails it on CI, which must install it)."""
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if found is None:
+        message = "nginx is not installed (apt-get install nginx); `make test` installs it when run as root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def world_readable_dir(prefix: str) -> Path:
+    """A new folder that nginx's workers (user nobody) can enter; pytest's tmp_path is 0700."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{prefix}{os.urandom(6).hex()}"
+    path.mkdir(mode=0o755)
+    path.chmod(0o755)
+    return path
+
+
+class Server:
+    """A subprocess that serves HTTP on 127.0.0.1:port."""
+
+    ready_path = "/"
+
+    def __init__(self, command: list[str], *, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.command = command
+        self.port = port
+        self.log = log
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.answers():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.command[0]} did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def answers(self) -> bool:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", self.ready_path)
+            return connection.getresponse().status < 500
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class SidecarServer(Server):
+    """The sidecar as users run it: ``resize-sidecar serve`` (gunicorn), settings from the environment."""
+
+    ready_path = "/healthz"
+
+    def __init__(self, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
+        super().__init__(
+            [*command, "--workers", str(workers)], port=port, log=log_dir / f"sidecar-{port}.log", env=env
+        )
+
+
+class GunicornServer(Server):
+    """Any WSGI application under gunicorn, e.g. ``examples.gallery:application``."""
+
+    def __init__(self, app: str, env: dict[str, str], log_dir: Path, *, workers: int = 1) -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), app]
+        super().__init__(command, port=port, log=log_dir / f"gunicorn-{port}.log", env=env)
+
+
+class NginxServer(Server):
+    """Debian's nginx with a configuration rendered by ``resize-sidecar nginx``, in its own prefix folder."""
+
+    ready_path = "/nginx-not-a-route"
+
+    def __init__(self, env: dict[str, str], *, sidecar_url: str, app_url: str | None = None) -> None:
+        binary = nginx_binary()
+        port = free_port()
+        self.prefix = world_readable_dir("resize-sidecar-nginx-")
+        render = [sys.executable, "-m", "resize_sidecar.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
+        render += ["--sidecar", sidecar_url] + (["--app", app_url] if app_url else [])
+        self.config = subprocess.run(
+            render, env={**os.environ, **env}, cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout
+        (self.prefix / "nginx.conf").write_text(self.config)
+        command = [binary, "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", "stderr"]
+        super().__init__([*command, "-g", "daemon off;"], port=port, log=self.prefix / "nginx.log", env=env)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    def error_log(self) -> str:
+        path = self.prefix / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def raw_get(base_url: str, raw_path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One request with the path sent byte for byte (HTTP clients would normalise dot segments or encodings)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest(method, raw_path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()

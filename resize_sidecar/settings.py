@@ -98,7 +98,8 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     check("storage", s.storage in ("local", "s3"), f"must be 'local' or 's3', got {s.storage!r}")
     check("s3_bucket", s.storage != "s3" or bool(s.s3_bucket), "is required when storage is 's3'")
     check("s3_prefix", not s.s3_prefix or s.s3_prefix.endswith("/"), "must end with '/' when set")
-    check("s3_endpoint_url", s.s3_endpoint_url.startswith(("", "http://", "https://")), "must be an http(s) URL")
+    check("s3_endpoint_url", not s.s3_endpoint_url or s.s3_endpoint_url.startswith(("http://", "https://")),
+          "must be an http(s) URL")
     check(
         "media_url",
         re.fullmatch(r"/([A-Za-z0-9_.~-]+/)*", s.media_url) is not None,
@@ -171,6 +172,9 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
             return {str(k): str(v) for k, v in value.items()}
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ValueError("expected a string")
+        if name in ("local_file_mode", "local_dir_mode") and not isinstance(value, str):
+            # YAML reads an unquoted 0644 as the number 420: only a quoted mode is unambiguous.
+            raise ValueError("expected a quoted octal string such as '0644'")
         return str(value)
     except ValueError as error:
         raise SettingsError(f"{_env_name(name)} ({name}): {error}, got {value!r}") from None
@@ -206,7 +210,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(path, "rb") as file:  # bytes: PyYAML reports bad UTF-8 as a YAMLError
             data = yaml.safe_load(file)
     except OSError as error:
         raise SettingsError(f"{path}: cannot read settings file: {error.strerror}") from None

@@ -21,15 +21,27 @@ os.environ.update(
 for _variable in [name for name in os.environ if name.startswith("RESIZE_SIDECAR_")]:
     del os.environ[_variable]
 
-TESTDATA = Path(os.environ.get("RESIZE_SIDECAR_TESTDATA_DIR", Path(__file__).resolve().parents[2] / "shared/testdata/images"))
+TESTDATA = Path(os.environ.get("TESTDATA_IMAGES", Path(__file__).resolve().parents[2] / "shared/testdata/images"))
 SECRET = "test-secret-0123456789abcdef"
+
+
+def photo(width: int, height: int, fmt: str = "jpg") -> bytes:
+    """A photo-like test image: smooth gradients with detail, so encoders and crops have something to show."""
+    import pyvips
+
+    xy = pyvips.Image.xyz(width, height)
+    red = xy[0] * (255 / max(width - 1, 1))
+    green = xy[1] * (255 / max(height - 1, 1))
+    blue = ((xy[0] + xy[1]) % 64) * 4
+    image = red.bandjoin([green, blue]).cast("uchar")
+    return bytes(image.write_to_buffer(f".{fmt}"))
 
 
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     """The shared corpus of real images (see its MANIFEST.tsv)."""
     if not (TESTDATA / "MANIFEST.tsv").is_file():
-        pytest.skip(f"shared test images not found at {TESTDATA} (set RESIZE_SIDECAR_TESTDATA_DIR)")
+        pytest.skip(f"shared test images not found at {TESTDATA} (set TESTDATA_IMAGES)")
     return TESTDATA
 
 

@@ -1,0 +1,181 @@
+"""The ``resize-sidecar`` command, run as a user runs it (a subprocess), and the Dockerfile that runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resize_sidecar.cli import build_parser
+from resize_sidecar.settings import Settings, load
+from resize_sidecar.signing import parse_path, verify
+from tests.conftest import SECRET
+from tests.servers import REPO, nginx_binary, world_readable_dir
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RESIZE_SIDECAR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "resize_sidecar.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_config_defaults_prints_yaml_that_loads_back_to_the_defaults(tmp_path: Path) -> None:
+    result = run("config", "--defaults")
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "defaults.yaml"
+    path.write_text(result.stdout)
+    assert load(str(path), environ={}) == Settings()
+
+
+def test_config_prints_the_effective_settings_with_secrets_masked() -> None:
+    result = run("config", RESIZE_SIDECAR_SECRETS="very-secret,older", RESIZE_SIDECAR_QUALITY_JPG="70")
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load(result.stdout)
+    assert values["quality_jpg"] == 70
+    assert "very-secret" not in result.stdout
+    assert len(values["secrets"]) == 2
+
+
+def test_url_prints_a_path_the_sidecar_verifies() -> None:
+    result = run("url", "photos/café 1.jpg", "400x300-fill.webp", RESIZE_SIDECAR_SECRETS=SECRET)
+    assert result.returncode == 0, result.stderr
+    path = result.stdout.strip()
+    assert path.startswith("/media/_r/photos/caf%C3%A9%201.jpg/400x300-fill-")
+    verify(parse_path(path), [SECRET])
+
+
+def test_url_prefixes_the_public_base_url() -> None:
+    result = run(
+        "url", "a.jpg", "100x.jpg", RESIZE_SIDECAR_SECRETS=SECRET, RESIZE_SIDECAR_PUBLIC_BASE_URL="https://cdn.test/"
+    )
+    assert result.stdout.startswith("https://cdn.test/media/_r/a.jpg/100x-")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        pytest.param(("url", "a.jpg", "100x.jpg"), {}, "RESIZE_SIDECAR_SECRETS", id="url without a secret"),
+        pytest.param(("serve",), {}, "RESIZE_SIDECAR_SECRETS", id="serve without a secret"),
+        pytest.param(("url", "a.jpg", "100x-fit.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "100x", id="bad spec"),
+        pytest.param(("url", "../a.jpg", "100x.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "'..'", id="traversal"),
+        pytest.param(("config",), {"RESIZE_SIDECAR_MAX_FRAMES": "many"}, "RESIZE_SIDECAR_MAX_FRAMES", id="bad int"),
+        pytest.param(("config",), {"RESIZE_SIDECAR_COLOUR": "red"}, "RESIZE_SIDECAR_COLOUR", id="unknown setting"),
+    ],
+)
+def test_a_mistake_exits_2_with_one_line_naming_it(args: tuple[str, ...], env: dict[str, str], names: str) -> None:
+    result = run(*args, **env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert names in result.stderr
+
+
+def test_the_config_option_reads_a_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("secrets: [from-file]\nmedia_url: /m/\n")
+    result = run("--config", str(path), "url", "a.jpg", "10x.png")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("/m/_r/a.jpg/10x-")
+
+
+NGINX_VARIANTS = [
+    pytest.param({}, (), id="local"),
+    pytest.param({"RESIZE_SIDECAR_SERVE_ORIGINALS": "true"}, ("--app", "http://127.0.0.1:9"), id="local+originals+app"),
+    pytest.param(
+        {"RESIZE_SIDECAR_STORAGE": "s3", "RESIZE_SIDECAR_S3_BUCKET": "media", "RESIZE_SIDECAR_S3_PREFIX": "site/"},
+        (),
+        id="s3 on AWS",
+    ),
+    pytest.param(
+        {
+            "RESIZE_SIDECAR_STORAGE": "s3",
+            "RESIZE_SIDECAR_S3_BUCKET": "media",
+            "RESIZE_SIDECAR_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "RESIZE_SIDECAR_SERVE_ORIGINALS": "yes",
+        },
+        (),
+        id="s3 endpoint+originals",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "extra"), NGINX_VARIANTS)
+def test_the_rendered_nginx_conf_passes_nginx_syntax_check(env: dict[str, str], extra: tuple[str, ...]) -> None:
+    nginx = nginx_binary()
+    prefix = world_readable_dir("resize-sidecar-nginx-t-")
+    media = world_readable_dir("resize-sidecar-media with space-")
+    result = run("nginx", "--listen", "127.0.0.1:8080", *extra, RESIZE_SIDECAR_LOCAL_ROOT=str(media), **env)
+    assert result.returncode == 0, result.stderr
+    config = result.stdout
+    if "amazonaws.com" in config:
+        assert "proxy_pass https://s3.us-east-1.amazonaws.com/media/site/_r/;" in config
+        assert "proxy_set_header Host s3.us-east-1.amazonaws.com;" in config
+        # nginx resolves upstream names at start-up, and this machine has no DNS.
+        config = config.replace("s3.us-east-1.amazonaws.com", "127.0.0.1")
+    (prefix / "nginx.conf").write_text(config)
+    check = subprocess.run(
+        [nginx, "-t", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr + config
+
+
+def test_the_snippet_fits_inside_an_existing_server_block() -> None:
+    nginx = nginx_binary()
+    prefix = world_readable_dir("resize-sidecar-nginx-snippet-")
+    snippet = run("nginx", "--snippet", "--sidecar", "http://127.0.0.1:8123")
+    assert snippet.returncode == 0, snippet.stderr
+    assert "upstream" not in snippet.stdout and "http {" not in snippet.stdout
+    assert "proxy_pass http://127.0.0.1:8123;" in snippet.stdout
+    (prefix / "media.conf").write_text(snippet.stdout)
+    (prefix / "nginx.conf").write_text(
+        "pid nginx.pid; error_log stderr; events {}\n"
+        f"http {{ access_log off; server {{ listen 127.0.0.1:8080; include {prefix}/media.conf; }} }}\n"
+    )
+    check = subprocess.run(
+        [nginx, "-t", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_nginx_refuses_a_sidecar_that_is_not_a_url() -> None:
+    result = run("nginx", "--sidecar", "localhost:8000")
+    assert result.returncode == 2
+    assert "--sidecar" in result.stderr
+
+
+def dockerfile_instruction(name: str) -> list[str]:
+    text = (REPO / "Dockerfile").read_text()
+    match = re.search(rf"^{name}\s+(?:--\S+\s+)*\\?\s*(?:CMD\s+)?(\[.*\])\s*$", text, re.MULTILINE)
+    assert match, f"no {name} in the Dockerfile"
+    return list(json.loads(match[1]))
+
+
+def test_the_dockerfile_runs_the_serve_command_the_readme_documents() -> None:
+    command = dockerfile_instruction("CMD")
+    assert command[0] == "resize-sidecar"
+    build_parser().parse_args(command[1:])  # the CLI accepts it
+    assert shlex.join(command) in (REPO / "README.md").read_text()
+
+
+def test_the_dockerfile_health_check_asks_the_health_route() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert "http://127.0.0.1:8000/healthz" in text
+    assert "--bind\", \"0.0.0.0:8000\"" in text
+    assert re.search(r"^USER (?!root)\S+", text, re.MULTILINE), "the container must not run as root"

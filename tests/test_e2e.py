@@ -1,0 +1,215 @@
+"""End to end: real nginx in front of real gunicorn, over local storage and over moto's S3 server.
+
+The claim under test is the product's: a signed miss is made, stored at exactly its key and answered; every
+later request for that URL is served by nginx from storage without reaching Python.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pytest
+
+from resize_sidecar.settings import Settings
+from resize_sidecar.signing import encode_key, format_path, sign
+from resize_sidecar.storage import Storage, open_storage
+from tests.conftest import SECRET, photo
+from tests.servers import NginxServer, SidecarServer, raw_get, world_readable_dir
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Stack:
+    mode: str
+    settings: Settings
+    storage: Storage
+    sidecar: SidecarServer
+    nginx: NginxServer
+
+    def url(self, key: str, spec: str, fmt: str) -> str:
+        return format_path(key, spec, fmt, SECRET)
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        return raw_get(self.nginx.url, path, method)
+
+    def sidecar_requests(self) -> float:
+        """Derivative requests that reached the sidecar, all workers added up."""
+        status, _, body = raw_get(self.sidecar.url, "/metrics")
+        assert status == 200
+        pattern = r'^resize_sidecar_requests_total\{route="derivative",status="\d+"\} (\S+)$'
+        return sum(float(value) for value in re.findall(pattern, body.decode(), re.MULTILINE))
+
+    def derivatives_of(self, key: str) -> list[str]:
+        return [item.key for item in self.storage.list(f"_r/{key}/")]
+
+
+def public_derivatives_policy(bucket: str) -> str:
+    """Anonymous reads of derivatives only; originals stay private."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/_r/*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def stack(request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    mode = request.param
+    env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": mode}
+    if mode == "local":
+        env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-media-"))
+    else:
+        import boto3
+
+        bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+        client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=bucket)
+        client.put_bucket_policy(Bucket=bucket, Policy=public_derivatives_policy(bucket))
+        env.update(RESIZE_SIDECAR_S3_BUCKET=bucket, RESIZE_SIDECAR_S3_ENDPOINT_URL=moto_endpoint)
+    settings = Settings(
+        storage=mode,
+        local_root=env.get("RESIZE_SIDECAR_LOCAL_ROOT", "media"),
+        s3_bucket=env.get("RESIZE_SIDECAR_S3_BUCKET", ""),
+        s3_endpoint_url=env.get("RESIZE_SIDECAR_S3_ENDPOINT_URL", ""),
+        secrets=(SECRET,),
+    ).validate()
+    logs = tmp_path_factory.mktemp(f"logs-{mode}")
+    with ExitStack() as servers:
+        sidecar = servers.enter_context(SidecarServer(env, logs))
+        nginx = servers.enter_context(NginxServer(env, sidecar_url=sidecar.url))
+        yield Stack(mode, settings, open_storage(settings), sidecar, nginx)
+
+
+def image_size(body: bytes) -> tuple[int, int, str]:
+    import pyvips
+
+    image = pyvips.Image.new_from_buffer(body, "")
+    return image.width, image.height, image.get("vips-loader")
+
+
+AWKWARD_KEYS = [
+    pytest.param("photos/plain.jpg", id="plain"),
+    pytest.param("albums/café déjà vu/été 2024.jpg", id="utf-8 and spaces"),
+    pytest.param("odd/a+b %25 & c; ~d=e,f!.jpg", id="plus percent ampersand"),
+]
+
+
+@pytest.mark.parametrize("key", AWKWARD_KEYS)
+def test_a_miss_is_made_stored_and_every_later_hit_is_served_without_python(stack: Stack, key: str) -> None:
+    stack.storage.put(key, photo(1200, 800), "image/jpeg", "no-cache")
+    url = stack.url(key, "400x300", "webp")
+
+    status, headers, body = stack.get(url)
+    assert status == 200, body
+    assert headers["content-type"] == "image/webp"
+    assert image_size(body) == (400, 267, "webpload")
+    assert stack.derivatives_of(key) == [f"_r/{key}/{url.rsplit('/', 1)[1]}"]
+
+    reached = stack.sidecar_requests()
+    for _ in range(3):
+        again_status, again_headers, again = stack.get(url)
+        assert (again_status, again) == (200, body)
+    assert stack.sidecar_requests() == reached, "a hit reached the sidecar: nginx could not read the derivative"
+    assert "max-age=31536000" in again_headers["cache-control"]
+
+
+def test_a_head_request_makes_the_derivative_and_sends_no_body(stack: Stack) -> None:
+    key = "head/first.jpg"
+    stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")
+    url = stack.url(key, "200x200-fill", "jpg")
+    status, headers, body = stack.get(url, method="HEAD")
+    assert (status, body) == (200, b"")
+    assert headers["content-type"] == "image/jpeg"
+    status, _, body = stack.get(url)
+    assert status == 200
+    assert image_size(body) == (200, 200, "jpegload")
+
+
+def test_a_bad_signature_is_refused_and_nothing_is_stored(stack: Stack) -> None:
+    key = "signed/only.jpg"
+    stack.storage.put(key, photo(320, 240), "image/jpeg", "no-cache")
+    good = stack.url(key, "100x", "jpg")
+    forged = good[: -len("0.jpg")] + ("1" if good[-5] == "0" else "0") + ".jpg"
+    status, headers, _ = stack.get(forged)
+    assert status == 403
+    assert headers["cache-control"] == "no-store"
+    other_secret = format_path(key, "100x", "jpg", "not-the-secret")
+    assert stack.get(other_secret)[0] == 403
+    assert stack.derivatives_of(key) == []
+
+
+def test_a_missing_original_is_404_and_not_cached(stack: Stack) -> None:
+    status, headers, _ = stack.get(stack.url("nowhere/ghost.jpg", "100x100", "png"))
+    assert status == 404
+    assert headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/media/_r/a/../b.jpg/100x-" + "0" * 32 + ".jpg", id="dot-dot"),
+        pytest.param("/media/_r/a/%2e%2e/b.jpg/100x-" + "0" * 32 + ".jpg", id="encoded dot-dot"),
+        pytest.param("/media/_r/a.jpg/100x-" + "0" * 32 + ".bmp", id="unknown format"),
+        pytest.param("/media/_r/no-spec-here.jpg", id="no spec"),
+    ],
+)
+def test_a_malformed_path_is_400(stack: Stack, path: str) -> None:
+    status, _, body = stack.get(path)
+    assert status == 400, body
+
+
+def test_a_correctly_signed_but_non_canonical_spec_is_400(stack: Stack) -> None:
+    key = "canon/photo.jpg"
+    stack.storage.put(key, photo(320, 240), "image/jpeg", "no-cache")
+    signature = sign(key, "100x100-fit", "jpg", SECRET)
+    status, _, body = stack.get(f"/media/_r/{encode_key(key)}/100x100-fit-{signature}.jpg")
+    assert status == 400
+    assert b"100x100" in body  # the answer names the canonical spelling
+    assert stack.derivatives_of(key) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "name"),
+    [
+        pytest.param(b"just some text, not an image\n", "text.jpg", id="text"),
+        pytest.param(b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "vector.png", id="svg"),
+    ],
+)
+def test_an_original_that_is_not_an_allowed_image_is_422(stack: Stack, content: bytes, name: str) -> None:
+    key = f"junk/{name}"
+    stack.storage.put(key, content, "image/jpeg", "no-cache")
+    status, headers, _ = stack.get(stack.url(key, "100x100", "jpg"))
+    assert status == 422
+    assert headers["cache-control"] == "no-store"
+    assert stack.derivatives_of(key) == []
+
+
+def test_stored_derivatives_are_served_while_the_sidecar_is_down(stack: Stack) -> None:
+    key = "outage/photo.jpg"
+    stack.storage.put(key, photo(800, 600), "image/jpeg", "no-cache")
+    url = stack.url(key, "300x", "jpg")
+    status, _, body = stack.get(url)
+    assert status == 200
+    stack.sidecar.stop()
+    try:
+        hit_status, _, hit = stack.get(url)
+        assert (hit_status, hit) == (200, body)
+        assert stack.get(stack.url(key, "301x", "jpg"))[0] == 502  # a miss needs the sidecar
+    finally:
+        stack.sidecar.start()
+
+
+def test_the_sidecar_answers_health_readiness_and_metrics(stack: Stack) -> None:
+    assert raw_get(stack.sidecar.url, "/healthz")[0] == 200
+    assert raw_get(stack.sidecar.url, "/readyz")[0] == 200
+    status, _, body = raw_get(stack.sidecar.url, "/metrics")
+    assert status == 200
+    assert b"resize_sidecar_transforms_total" in body

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
-from resize_sidecar.errors import SettingsError
-from resize_sidecar.signing import DIMENSIONS, PRESET_NAME, DerivativeSpec, MalformedPathError, parse_spec
+from resize_sidecar.errors import MalformedPathError, SettingsError
+from resize_sidecar.signing import DerivativeSpec, is_preset_name, parse_spec
 
 ENV_PREFIX = "RESIZE_SIDECAR_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -102,7 +102,7 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
           "must be an http(s) URL")
     check(
         "media_url",
-        re.fullmatch(r"/([A-Za-z0-9_.~-]+/)*", s.media_url) is not None,
+        re.fullmatch(r"/((?!\.+/)[A-Za-z0-9_.~-]+/)*", s.media_url) is not None,
         "must start and end with '/' and hold only letters, digits, '_', '.', '~', '-' between",
     )
     check(
@@ -123,8 +123,7 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     for name in ("s3_connect_timeout", "s3_read_timeout"):
         check(name, getattr(s, name) > 0, "must be positive")
     for preset, text in s.presets.items():
-        ok_name = PRESET_NAME.fullmatch(preset) is not None and DIMENSIONS.fullmatch(preset) is None
-        check("presets", ok_name, f"preset name {preset!r} must match [a-z][a-z0-9_]* and not look like a size")
+        check("presets", is_preset_name(preset), f"preset name {preset!r} must match [a-z][a-z0-9_]* and not look like a size")
         try:
             parse_spec(text)
         except MalformedPathError as error:

@@ -171,7 +171,8 @@ def format_spec(spec: DerivativeSpec) -> str:
 
 
 def is_preset_name(text: str) -> bool:
-    return PRESET_NAME.fullmatch(text) is not None and DIMENSIONS.fullmatch(text) is None
+    # Anything shaped like a size ("x0", "x300") is a (perhaps malformed) size, never a preset.
+    return PRESET_NAME.fullmatch(text) is not None and re.fullmatch(r"[0-9]*x[0-9]*", text) is None
 
 
 def resolve_spec(text: str, presets: Mapping[str, DerivativeSpec]) -> DerivativeSpec:
@@ -260,6 +261,8 @@ def parse_path(raw_path: str, *, media_url: str = "/media/", derived_prefix: str
         raise MalformedPathError(f"unknown format {fmt!r}")
     if not _SIGNATURE.fullmatch(signature):
         raise BadSignatureError("signature is not 32 lower-case hex digits")
+    if not raw_path[len(prefix) :].isascii():
+        raise MalformedPathError("path is not percent-encoded ASCII")
     try:
         key = unquote_to_bytes(encoded_key).decode("utf-8")
     except UnicodeDecodeError:

@@ -98,7 +98,8 @@ class SidecarApp:
         return response
 
     def dispatch(self, request: Request) -> tuple[str, Response]:
-        path = request.path_info
+        # Route on the raw path: decoding it (webob's path_info) fails on bytes that are not UTF-8.
+        path = raw_path(request.environ)
         if path.startswith(self.derivative_prefix):
             route, handler = "derivative", self.derivative
         elif path in self.routes:
@@ -165,7 +166,7 @@ class SidecarApp:
         return response
 
     def not_found(self, request: Request) -> Response:
-        raise NotFoundError(f"nothing is served at {request.path_info!r}")
+        raise NotFoundError(f"nothing is served at {raw_path(request.environ)!r}")
 
     def error_response(self, error: SidecarError) -> Response:
         REJECTIONS.labels(error.reason).inc()

@@ -140,7 +140,7 @@ def test_the_snippet_fits_inside_an_existing_server_block() -> None:
     snippet = run("nginx", "--snippet", "--sidecar", "http://127.0.0.1:8123")
     assert snippet.returncode == 0, snippet.stderr
     assert "upstream" not in snippet.stdout and "http {" not in snippet.stdout
-    assert "proxy_pass http://127.0.0.1:8123;" in snippet.stdout
+    assert "proxy_pass http://127.0.0.1:8123$request_uri;" in snippet.stdout
     (prefix / "media.conf").write_text(snippet.stdout)
     (prefix / "nginx.conf").write_text(
         "pid nginx.pid; error_log stderr; events {}\n"

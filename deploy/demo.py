@@ -58,7 +58,7 @@ def main() -> int:
     (nginx_prefix / "nginx.conf").write_text(config)
     commands = {
         "sidecar": [python, "-m", "resize_sidecar.cli", "serve", "--bind", sidecar_url[7:], "--workers", "2"],
-        "gallery": [python, "-m", "gunicorn", "--bind", gallery_url[7:], "--workers", "1", "examples.gallery:application"],
+        "gallery": [python, "-m", "gunicorn", "--bind", gallery_url[7:], "examples.gallery:application"],
         "nginx": [nginx, "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"), "-e", "stderr",
                   "-g", "daemon off;"],
     }  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
@@ -18,6 +17,7 @@ from webob import Request, Response
 from webob.dec import wsgify
 
 from resize_sidecar import settings as settings_module
+from resize_sidecar.api import ApiApp
 from resize_sidecar.derive import Derivative, Deriver
 from resize_sidecar.errors import MethodNotAllowedError, NotFoundError, SidecarError, StorageError
 from resize_sidecar.settings import Settings
@@ -84,6 +84,7 @@ class SidecarApp:
         self.settings = settings
         self.storage = storage
         self.deriver = Deriver(settings, storage)
+        self.api = ApiApp(settings, storage)
         self.derivative_prefix = settings.media_url + settings.derived_prefix
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/healthz": self.health,
@@ -102,6 +103,8 @@ class SidecarApp:
         path = raw_path(request.environ)
         if path.startswith(self.derivative_prefix):
             route, handler = "derivative", self.derivative
+        elif path.startswith("/api/"):
+            return "api", self.api.handle(request)
         elif path in self.routes:
             route, handler = path.strip("/"), self.routes[path]
         else:

@@ -61,7 +61,9 @@ def public_derivatives_policy(bucket: str) -> str:
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
-def stack(request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     mode = request.param
     env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": mode}
     if mode == "local":

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx libnginx-mod-http-js
+APT_PACKAGES := nginx libnginx-mod-http-js chromium chromium-driver
 
 .PHONY: setup system-packages test demo clean
 

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     nginx.add_argument("--sidecar", default="http://127.0.0.1:8000", help="sidecar URL (default: %(default)s)")
     nginx.add_argument("--app", metavar="URL", help="proxy every other path to this web application")
     nginx.add_argument("--snippet", action="store_true", help="only the location blocks, to include in a server")
+    nginx.add_argument(
+        "--s3-auth", choices=("none", "sigv4"), help="how nginx reads S3 (default: the nginx_s3_auth setting)"
+    )
     nginx.set_defaults(run=nginx_command)
     return parser
 
@@ -97,7 +100,10 @@ def config_command(settings: Settings, args: argparse.Namespace) -> int:
 def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar.nginx import render_nginx
 
-    print(render_nginx(settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=args.snippet), end="")
+    text = render_nginx(
+        settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=args.snippet, s3_auth=args.s3_auth
+    )
+    print(text, end="")
     return 0
 
 

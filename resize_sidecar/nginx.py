@@ -13,28 +13,57 @@ from resize_sidecar.errors import SettingsError
 from resize_sidecar.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
+SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
+# Debian's libnginx-mod-http-js; other builds put it elsewhere or compile njs in.
+JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 
 
-def render_nginx(settings: Settings, *, listen: str, sidecar: str, app: str | None, snippet: bool) -> str:
+def render_nginx(
+    settings: Settings,
+    *,
+    listen: str,
+    sidecar: str,
+    app: str | None = None,
+    snippet: bool = False,
+    s3_auth: str | None = None,
+) -> str:
     """An nginx configuration for these settings: a whole ``nginx.conf``, or only its location blocks.
 
+    ``s3_auth`` overrides the ``nginx_s3_auth`` setting. A snippet cannot declare what belongs to the ``http {}``
+    and main contexts (upstreams, the cache zone, njs); those lines are printed first, commented out, to be
+    added there.
+
     Raises:
-        SettingsError: a URL argument that nginx could not use.
+        SettingsError: a URL argument that nginx could not use, or an unknown S3 authentication mode.
     """
     sidecar_url = urlsplit(sidecar)
     if sidecar_url.scheme not in ("http", "https") or not sidecar_url.netloc or sidecar_url.path.strip("/"):
         raise SettingsError(f"--sidecar: expected a URL such as http://127.0.0.1:8000, got {sidecar!r}")
+    s3_auth = s3_auth or settings.nginx_s3_auth
+    if s3_auth not in ("none", "sigv4"):
+        raise SettingsError(f"--s3-auth: expected 'none' or 'sigv4', got {s3_auth!r}")
+    s3 = settings.storage == "s3"
+    signed = s3 and s3_auth == "sigv4"
+    cached = s3 and bool(settings.nginx_cache_size)
     values = {
         "listen": listen,
         "media_url": settings.media_url,
         "derived_prefix": settings.derived_prefix,
         "cache_control": _escape(settings.cache_control),
+        "cache_inactive": settings.nginx_cache_inactive,
         "sidecar_address": sidecar_url.netloc,
         # The whole file names the upstream (with keepalive); a snippet cannot declare one inside a server.
         "sidecar_pass": f"{sidecar_url.scheme}://{sidecar_url.netloc}" if snippet else "http://resize_sidecar",
     }
-    if settings.storage == "s3":
-        values.update(_s3_values(settings))
+    values["cache"] = _render("cache.conf", values) if cached else ""
+    # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
+    resize_extra = [] if snippet else [
+        "    proxy_hide_header Cache-Control;",
+        "    add_header Cache-Control $resize_cache_control always;",
+    ]  # fmt: skip
+    values["resize_extra"] = "\n".join(resize_extra + ([values["cache"]] if cached else []))
+    if s3:
+        values.update(_s3_values(settings, signed))
         media = _render("media-s3.conf", values)
     else:
         values["local_root"] = _escape(str(Path(settings.local_root).resolve()))
@@ -44,31 +73,82 @@ def render_nginx(settings: Settings, *, listen: str, sidecar: str, app: str | No
     if app:
         locations.append(_render("app.conf", {"app_url": app}))
     text = "\n".join(locations)
+
+    main = [f"load_module {JS_MODULE};", *(f"env {name};" for name in _AWS_ENV)] if signed else []
+    http = []
+    if cached:
+        http.append(
+            f"proxy_cache_path cache levels=1:2 keys_zone=resize_media:16m max_size={settings.nginx_cache_size}"
+            f" inactive={settings.nginx_cache_inactive} use_temp_path=off;"
+        )
+    if signed:
+        http += _sigv4_http(values)
     if snippet:
-        return text
-    return _render("nginx.conf", {**values, "locations": _indent(text, 8)})
+        if not main and not http:
+            return text
+        outside = "\n".join(f"#   {line}" for line in main + http)
+        return f"# Add to the main context and to http {{}}, outside any server:\n{outside}\n\n{text}"
+    return _render(
+        "nginx.conf",
+        {
+            **values,
+            "main": "\n".join(main),
+            "http": _indent(_render("http.conf", {"outside": "\n".join(http)}), 4),
+            "locations": _indent(text, 8),
+        },
+    )
 
 
-def _s3_values(settings: Settings) -> dict[str, str]:
+_AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
     if settings.s3_endpoint_url:
         endpoint = urlsplit(settings.s3_endpoint_url)
-        origin, host = f"{endpoint.scheme}://{endpoint.netloc}", endpoint.netloc
+        scheme, host = endpoint.scheme, endpoint.netloc
     else:
-        host = f"s3.{settings.s3_region}.amazonaws.com"
-        origin = f"https://{host}"
+        scheme, host = "https", f"s3.{settings.s3_region}.amazonaws.com"
     values = {
-        "s3_origin": origin,
+        "media_url": settings.media_url,
+        "s3_origin": f"{scheme}://{host}",
+        "s3_upstream": f"{scheme}://resize_s3",
+        "s3_server": host if ":" in host else f"{host}:{443 if scheme == 'https' else 80}",
         "s3_host": host,
-        "s3_path": f"/{settings.s3_bucket}/{settings.s3_prefix}",
+        "s3_hostname": host.rsplit(":", 1)[0] if not host.endswith("]") else host,
+        "s3_bucket": settings.s3_bucket,
+        "s3_prefix": settings.s3_prefix,
+        "s3_region": settings.s3_region,
+        "s3_credentials_file": _escape(settings.nginx_s3_credentials_file),
+        "s3_connect_timeout": f"{round(settings.s3_connect_timeout * 1000)}ms",
+        "s3_read_timeout": f"{round(settings.s3_read_timeout * 1000)}ms",
     }
-    values["s3_proxy_settings"] = _render("s3-proxy.conf", values).rstrip("\n")
-    if settings.serve_originals:
-        values["originals"] = "\n".join(
-            ['    set $args "";', f"    proxy_pass {origin}{values['s3_path']};", values["s3_proxy_settings"]]
-        )
-    else:
-        values["originals"] = "    return 404;"
+    bucket_path = f"/{settings.s3_bucket}/{settings.s3_prefix}"
+
+    def read(path: str) -> str:
+        """Everything a location needs to read objects; ``path`` replaces the location's prefix when anonymous."""
+        if signed:
+            reader = _render("s3-sigv4.conf", values)
+        else:
+            reader = _render("s3-anonymous.conf", {**values, "s3_path": path})
+        return _render("s3-proxy.conf", {**values, "s3_pass": reader.rstrip("\n")}).rstrip("\n")
+
+    values["s3_read"] = read(bucket_path + settings.derived_prefix)
+    values["originals"] = read(bucket_path) if settings.serve_originals else "    return 404;"
     return values
+
+
+def _sigv4_http(values: dict[str, str]) -> list[str]:
+    return [
+        f"js_import s3 from {SIGV4_SCRIPT};",
+        "js_set $s3_uri s3.uri;",
+        "js_set $s3_date s3.date;",
+        "js_set $s3_authorization s3.authorization;",
+        "js_set $s3_security_token s3.securityToken;",
+        "upstream resize_s3 {",
+        f"    server {values['s3_server']};",
+        "    keepalive 16;",
+        "}",
+    ]
 
 
 def _render(name: str, values: dict[str, str]) -> str:

@@ -48,6 +48,14 @@ class Settings:
     public_base_url: str = setting("", "Absolute base of public media URLs, e.g. a CDN 'https://cdn.example.com'.")
     derived_prefix: str = setting("_r/", "Key prefix of derivatives; one path segment ending with '/'.")
     serve_originals: bool = setting(False, "Let nginx (and development serving) expose originals at MEDIA_URL.")
+    nginx_s3_auth: str = setting(
+        "none", "How nginx reads S3: 'none' (anonymously; derivatives must be public) or 'sigv4'."
+    )
+    nginx_s3_credentials_file: str = setting(
+        "", "With sigv4: JSON credentials file nginx reads per request (empty: AWS_* from nginx's environment)."
+    )
+    nginx_cache_size: str = setting("", "Size of nginx's cache of S3 hits, e.g. '2g' (empty: no cache).")
+    nginx_cache_inactive: str = setting("7d", "nginx evicts cached hits not requested for this long.")
     cache_control: str = setting("public, max-age=31536000, immutable", "Cache-Control of stored derivatives.")
     quality_jpg: int = setting(80, "Default JPEG quality (1-100).")
     quality_webp: int = setting(80, "Default WebP quality (1-100).")
@@ -61,6 +69,27 @@ class Settings:
         ("jpegload", "pngload", "webpload", "gifload", "heifload", "uhdrload"),
         "libvips loaders accepted for originals; others (SVG, PDF, TIFF, ImageMagick...) are refused.",
     )
+    api_secret: tuple[str, ...] = setting(
+        (), "Bearer tokens of the media API under /api/, comma-separated, any one accepted; empty: no API.", secret=True
+    )
+    incoming_prefix: str = setting(
+        "incoming/", "Key prefix of uploads until they are activated; one path segment ending with '/'."
+    )
+    upload_prefix: str = setting(
+        "uploads/", "Key prefix of uploaded originals, before yyyy/mm/{random}.{ext}; empty or ending with '/'."
+    )
+    upload_custom_keys: bool = setting(False, "Let an upload choose its key with ?key= instead of a random one.")
+    auto_orient_original: bool = setting(
+        True, "Turn uploaded originals upright by their EXIF orientation (the tag is then removed)."
+    )
+    strip_original_gps: bool = setting(
+        True, "Remove the GPS location from uploaded originals (XMP, IPTC and maker notes are always removed)."
+    )
+    temp_url_max_seconds: int = setting(
+        3600, "Longest lifetime of a temporary URL to an original, in seconds (at most 604800)."
+    )
+    archive_max_files: int = setting(50, "Most images in one zip from /api/archive.")
+    archive_max_bytes: int = setting(200_000_000, "Most bytes of images in one zip from /api/archive.")
 
     @cached_property
     def preset_specs(self) -> dict[str, DerivativeSpec]:
@@ -112,6 +141,11 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     )
     check("public_base_url", s.public_base_url.startswith(("http://", "https://", "//")) or not s.public_base_url,
           "must be an absolute URL such as 'https://cdn.example.com'")
+    check("nginx_s3_auth", s.nginx_s3_auth in ("none", "sigv4"), f"must be 'none' or 'sigv4', got {s.nginx_s3_auth!r}")
+    check("nginx_cache_size", re.fullmatch(r"([0-9]+[kmgKMG]?)?", s.nginx_cache_size) is not None,
+          "must be empty or an nginx size such as 512m or 2g")
+    check("nginx_cache_inactive", re.fullmatch(r"[0-9]+[smhdwMy]?", s.nginx_cache_inactive) is not None,
+          "must be an nginx time such as 12h or 7d")
     check("cache_control", "\n" not in s.cache_control and "\r" not in s.cache_control, "must be one line")
     check("secrets", all(s.secrets), "must not contain an empty secret")
     for name in ("local_file_mode", "local_dir_mode"):
@@ -128,6 +162,28 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
             parse_spec(text)
         except MalformedPathError as error:
             problems.append(("presets", f"preset {preset!r}: {error.detail}"))
+    check(
+        "api_secret",
+        all(re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,}", token) for token in s.api_secret),
+        "each token must be at least 16 letters, digits or '._~+/=-' (python -c 'import secrets; "
+        "print(secrets.token_hex(32))')",
+    )
+    check(
+        "incoming_prefix",
+        re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/", s.incoming_prefix) is not None
+        and s.incoming_prefix != s.derived_prefix,
+        "must be one path segment of letters, digits, '_', '.', '-' followed by '/', other than DERIVED_PREFIX",
+    )
+    check(
+        "upload_prefix",
+        re.fullmatch(r"([A-Za-z0-9_][A-Za-z0-9_.-]*/)*", s.upload_prefix) is not None
+        and not s.upload_prefix.startswith((s.derived_prefix, s.incoming_prefix)),
+        "must be empty or path segments of letters, digits, '_', '.', '-' each followed by '/', "
+        "not under DERIVED_PREFIX or INCOMING_PREFIX",
+    )
+    check("temp_url_max_seconds", 1 <= s.temp_url_max_seconds <= 604800, "must be between 1 and 604800 (7 days)")
+    for name in ("archive_max_files", "archive_max_bytes"):
+        check(name, getattr(s, name) > 0, "must be positive")
     return problems
 
 

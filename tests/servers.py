@@ -172,3 +172,43 @@ def raw_get(base_url: str, raw_path: str, method: str = "GET") -> tuple[int, dic
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         connection.close()
+
+
+class MotoServer(Server):
+    """moto's S3 server in its own process, for settings that are process-wide in moto (enforced auth)."""
+
+    ready_path = "/moto-api/"
+
+    def __init__(self, log_dir: Path) -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        super().__init__(command, port=port, log=log_dir / f"moto-{port}.log")
+
+    def enforce_auth(self) -> None:
+        """From now on, every request must be signed by a known IAM access key and allowed by its policies."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("POST", "/moto-api/reset-auth", body=b"0")
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+
+
+class Blackhole:
+    """A TCP endpoint that accepts connections and never answers: a storage service that hangs."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(64)
+        self.port = int(self.socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.socket.close()

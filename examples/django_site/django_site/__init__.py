@@ -1,0 +1,1 @@
+"""A minimal Django site whose WSGI application is wrapped in ``MediaMiddleware``."""

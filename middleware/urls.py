@@ -1,0 +1,319 @@
+"""Public URLs of media: originals, signed derivatives, ``srcset`` lists and ``<picture>`` markup.
+
+:class:`MediaURLs` is what templates call. Every derivative URL it returns is written by
+:func:`resize_sidecar.signing.format_path`, so it is the one canonical spelling the sidecar accepts. URLs are
+relative to ``MEDIA_URL`` (``/media/_r/…``), or absolute on ``PUBLIC_BASE_URL`` (a CDN host) when that is set;
+the host of the current request is never used.
+
+Standard library and the project's contract modules only: no pyvips, boto3 or webob.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING, TypedDict
+
+from resize_sidecar.errors import MalformedPathError, PolicyError
+from resize_sidecar.signing import FORMATS, DerivativeSpec, encode_key, format_spec, sign, validate_key
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from resize_sidecar.settings import Settings
+
+#: File extensions of originals whose derivatives keep that format when no ``format=`` is given.
+_SAME_FORMAT = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+#: The arguments of :meth:`MediaURLs.derivative` when none is given, which is all a preset may be combined with.
+_NO_OPTIONS = (None, None, "fit", "c", None, False, None, None, False)
+_MIME_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif", "gif": "image/gif"}
+
+
+class DerivativeOptions(TypedDict, total=False):
+    """What :meth:`MediaURLs.derivative` accepts besides the key and the box."""
+
+    fit: str
+    gravity: str
+    format: str | None
+    quality: int | None
+    upscale: bool
+    background: str | None
+    blur: int | None
+    sharpen: bool
+    preset: str | None
+
+
+class URLOptions(DerivativeOptions, total=False):
+    """What :meth:`MediaURLs.__call__` accepts: the options of a derivative and its box."""
+
+    width: int | None
+    height: int | None
+
+
+class HTML(str):
+    """Markup that is already escaped; Jinja2 (MarkupSafe) and Django print it as it is (``__html__``)."""
+
+    __slots__ = ()
+
+    def __html__(self) -> str:
+        return self
+
+
+def default_format(key: str) -> str:
+    """The format of a derivative when none is asked for: the original's own (jpg, png, webp, avif, gif), else jpg."""
+    extension = key.rpartition(".")[2].lower()
+    return _SAME_FORMAT.get(extension, "jpg")
+
+
+def attributes(values: Mapping[str, object]) -> str:
+    """HTML attributes from a mapping: ``None`` and ``False`` are left out, ``True`` is a bare attribute."""
+    parts = []
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        name = html.escape(name.rstrip("_").replace("_", "-"))
+        parts.append(f" {name}" if value is True else f' {name}="{html.escape(str(value))}"')
+    return "".join(parts)
+
+
+class MediaURLs:
+    """Builds the public URLs of one media setup; cheap to call, safe to share between threads.
+
+    ``fit`` is the contract's mode (``fit``, ``fill`` or ``pad``), ``format`` one of ``jpg png webp avif gif``
+    (by default the original's format when it is one of those, else ``jpg``), ``quality`` 1–100 (by default the
+    sidecar's per format). Widths and heights are pixels; an omitted side follows the aspect ratio.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        if not settings.secrets:
+            raise MalformedPathError("no secret to sign derivative URLs with: set RESIZE_SIDECAR_SECRETS")
+        self._secret = settings.secrets[0]
+        self._media_url = settings.media_url
+        self._derived_prefix = settings.derived_prefix
+        self._base = settings.public_base_url.rstrip("/")
+        self._presets = settings.preset_specs
+        self._max_side = settings.max_output_dimension
+        # Bounded caches of the parts of a URL that do not depend on the format: per key, per box and options.
+        self._key_path = lru_cache(maxsize=4096)(self._validated_key_path)
+        self._spec_text = lru_cache(maxsize=1024)(self._validated_spec_text)
+
+    def __call__(self, key: str, **options: Unpack[URLOptions]) -> str:
+        """What templates call: the original's URL without options, the derivative's with them.
+
+        Raises:
+            MalformedPathError, PolicyError: as :meth:`url` and :meth:`derivative`.
+        """
+        return self.derivative(key, **options) if options else self.url(key)
+
+    def url(self, key: str) -> str:
+        """The public URL of an original (nginx exposes it only with ``SERVE_ORIGINALS``).
+
+        Raises:
+            MalformedPathError: the key breaks the contract's rules (``..``, empty segments, control characters…).
+        """
+        validate_key(key, self._derived_prefix)
+        return f"{self._base}{self._media_url}{encode_key(key)}"
+
+    def derivative(
+        self,
+        key: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "fit",
+        gravity: str = "c",
+        format: str | None = None,
+        quality: int | None = None,
+        upscale: bool = False,
+        background: str | None = None,
+        blur: int | None = None,
+        sharpen: bool = False,
+        preset: str | None = None,
+    ) -> str:
+        """The signed public URL of a derivative: a box and options, or a ``preset`` name from the settings.
+
+        ``width`` and ``height`` both omitted means full size (a format conversion, say).
+
+        Raises:
+            MalformedPathError: invalid key, option or format; unknown preset; a preset combined with other options.
+            PolicyError: a side over ``MAX_OUTPUT_DIMENSION``, which the sidecar would refuse.
+        """
+        fmt = format or default_format(key)
+        if fmt not in FORMATS:
+            raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        spec = self._spec_text(width, height, fit, gravity, quality, upscale, background, blur, sharpen, preset)
+        # The layout of signing.format_path, from cached parts: a page asks for the same key and box many times.
+        return f"{self._key_path(key)}{spec}-{sign(key, spec, fmt, self._secret)}.{fmt}"
+
+    def _validated_key_path(self, key: str) -> str:
+        validate_key(key, self._derived_prefix)
+        return f"{self._base}{self._media_url}{self._derived_prefix}{encode_key(key)}/"
+
+    def _validated_spec_text(
+        self,
+        width: int | None,
+        height: int | None,
+        fit: str,
+        gravity: str,
+        quality: int | None,
+        upscale: bool,
+        background: str | None,
+        blur: int | None,
+        sharpen: bool,
+        preset: str | None,
+    ) -> str:
+        if preset is None:
+            spec = DerivativeSpec(width, height, fit, gravity, quality, upscale, background, blur, sharpen)
+            text = format_spec(spec)
+        elif (width, height, fit, gravity, quality, upscale, background, blur, sharpen) != _NO_OPTIONS:
+            raise MalformedPathError("a preset cannot be combined with other options")
+        elif preset not in self._presets:
+            raise MalformedPathError(f"unknown preset {preset!r}")
+        else:
+            spec, text = self._presets[preset], preset
+        if max(spec.width or 0, spec.height or 0) > self._max_side:
+            raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
+        return text
+
+    def srcset(
+        self,
+        key: str,
+        widths: Iterable[int],
+        *,
+        aspect_ratio: float | None = None,
+        **options: Unpack[DerivativeOptions],
+    ) -> str:
+        """A ``srcset`` value with a width descriptor per width (``… 400w, … 800w``), for use with ``sizes``.
+
+        With ``aspect_ratio`` (width / height) every candidate also gets the matching height, so ``fit="fill"``
+        crops keep one shape. Widths over ``MAX_OUTPUT_DIMENSION`` are left out: a srcset is a menu.
+
+        Raises:
+            MalformedPathError: as :meth:`derivative`; also when no width is given.
+            PolicyError: every width is over ``MAX_OUTPUT_DIMENSION``.
+        """
+        candidates: list[tuple[int | None, int | None, str]] = []
+        for width in widths:
+            height = round(width / aspect_ratio) if aspect_ratio else None
+            candidates.append((width, height, f"{width}w"))
+        return self._candidates(key, candidates, options)
+
+    def density_srcset(
+        self,
+        key: str,
+        *,
+        width: int | None,
+        height: int | None,
+        densities: Iterable[int] = (1, 2),
+        **options: Unpack[DerivativeOptions],
+    ) -> str:
+        """A ``srcset`` value with a pixel-density descriptor per density (``… 1x, … 2x``) for a fixed CSS box.
+
+        Raises:
+            MalformedPathError: as :meth:`derivative`; also when no density is given.
+            PolicyError: every density makes a side over ``MAX_OUTPUT_DIMENSION``.
+        """
+        candidates = [(width and width * density, height and height * density, f"{density}x") for density in densities]
+        return self._candidates(key, candidates, options)
+
+    def _candidates(
+        self, key: str, candidates: list[tuple[int | None, int | None, str]], options: DerivativeOptions
+    ) -> str:
+        if not candidates:
+            raise MalformedPathError("a srcset needs at least one width or density")
+        items = []
+        for width, height, descriptor in candidates:
+            if max(width or 0, height or 0) <= self._max_side:
+                items.append(f"{self.derivative(key, width=width, height=height, **options)} {descriptor}")
+        if not items:
+            raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
+        return ", ".join(items)
+
+    def img(
+        self,
+        key: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        alt: str = "",
+        widths: Iterable[int] | None = None,
+        sizes: str | None = None,
+        densities: Iterable[int] = (1, 2),
+        attrs: Mapping[str, object] | None = None,
+        **options: Unpack[DerivativeOptions],
+    ) -> HTML:
+        """An ``<img>`` of the derivative in a ``width`` × ``height`` box, with a ``srcset`` for the browser to pick.
+
+        The ``srcset`` has width descriptors when ``widths`` is given (pass ``sizes`` too), density descriptors
+        (``densities``, 1x and 2x by default) otherwise. ``width``/``height`` become attributes, which keeps the page
+        from shifting while images load; ``attrs`` adds more (``loading``, ``class_``…). Values are HTML-escaped.
+
+        Raises:
+            MalformedPathError, PolicyError: as :meth:`derivative`.
+        """
+        src, srcset = self._sources(key, width, height, widths, densities, options)
+        values = {"src": src, "srcset": srcset, "sizes": sizes, "width": width, "height": height, "alt": alt}
+        return HTML(f"<img{attributes({**values, **(attrs or {})})}>")
+
+    def picture(
+        self,
+        key: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        alt: str = "",
+        formats: Iterable[str] = ("avif", "webp"),
+        fallback: str = "jpg",
+        widths: Iterable[int] | None = None,
+        sizes: str | None = None,
+        densities: Iterable[int] = (1, 2),
+        attrs: Mapping[str, object] | None = None,
+        **options: Unpack[DerivativeOptions],
+    ) -> HTML:
+        """A ``<picture>``: one ``<source>`` per modern format, then an ``<img>`` in the ``fallback`` format.
+
+        Takes the arguments of :meth:`img`; ``format`` is ignored in favour of ``formats`` and ``fallback``.
+
+        Raises:
+            MalformedPathError, PolicyError: as :meth:`derivative`; also for an unknown format.
+        """
+        widths = tuple(widths) if widths is not None else None
+        densities = tuple(densities)
+        sources = []
+        for fmt in formats:
+            src, srcset = self._sources(key, width, height, widths, densities, {**options, "format": fmt})
+            source = {"type": _MIME_TYPES[fmt], "srcset": srcset or src, "sizes": sizes}
+            sources.append(f"<source{attributes(source)}>")
+        fallback_options: DerivativeOptions = {**options, "format": fallback}
+        image = self.img(
+            key,
+            width=width,
+            height=height,
+            alt=alt,
+            widths=widths,
+            sizes=sizes,
+            densities=densities,
+            attrs=attrs,
+            **fallback_options,
+        )
+        return HTML(f"<picture>{''.join(sources)}{image}</picture>")
+
+    def _sources(
+        self,
+        key: str,
+        width: int | None,
+        height: int | None,
+        widths: Iterable[int] | None,
+        densities: Iterable[int],
+        options: DerivativeOptions,
+    ) -> tuple[str, str | None]:
+        src = self.derivative(key, width=width, height=height, **options)
+        if options.get("preset"):
+            # A preset is one size, so there is nothing for the browser to choose from.
+            return src, None
+        if widths is not None:
+            ratio = width / height if width and height else None
+            return src, self.srcset(key, widths, aspect_ratio=ratio, **options)
+        return src, self.density_srcset(key, width=width, height=height, densities=densities, **options)

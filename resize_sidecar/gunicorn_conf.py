@@ -28,7 +28,7 @@ graceful_timeout = 10
 # A backstop against slow growth of native memory in long-lived workers.
 max_requests = 1000
 max_requests_jitter = 100
-# gunicorn 24+ opens a control socket at one fixed path per user, which several servers on a host would share;
+# Recent gunicorn opens a control socket at one fixed path per user, which several servers on a host would share;
 # nothing here uses it.
 control_socket_disable = True
 errorlog = "-"

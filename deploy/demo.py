@@ -66,7 +66,7 @@ def main() -> int:
     try:
         wait_until_up(f"{sidecar_url}/healthz", f"http://127.0.0.1:{port}/")
         example = subprocess.run(
-            [python, "-m", "resize_sidecar.cli", "url", "photos/rotated-exif-6.jpg", "thumb.webp"],
+            [python, "-m", "resize_sidecar.cli", "url", "generated/dawn.jpg", "card.webp"],
             env=env, check=True, capture_output=True, text=True, cwd=REPO,
         ).stdout.strip()  # fmt: skip
         print(

@@ -1,6 +1,7 @@
 """Run the whole product on this machine: sample images in a local folder, the sidecar, the gallery, nginx.
 
-``make demo`` runs this. Everything lives under ``.demo/`` in the checkout; Ctrl-C stops it all.
+``make demo`` runs this. Everything lives under ``.demo/`` in the checkout (or ``$DEMO_DIR``); Ctrl-C stops it
+all. ``DEMO_PORT`` (default 8080) is nginx's port; the sidecar and the gallery take the next two.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / ".demo"
+WORK = Path(os.environ.get("DEMO_DIR", REPO / ".demo")).resolve()
 MEDIA = WORK / "media"
 SHARED_IMAGES = REPO.parent / "shared" / "testdata" / "images"
 # Real photos that show what the sidecar does: EXIF rotation, GPS stripping, CMYK, progressive, animation.

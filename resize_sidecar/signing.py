@@ -150,10 +150,7 @@ def _read_token(token: str) -> tuple[str, object]:
 
 def format_spec(spec: DerivativeSpec) -> str:
     """The canonical text of a spec: options in a fixed order, defaults omitted."""
-    if spec.full_size:
-        parts = ["0x0"]
-    else:
-        parts = [f"{spec.width or ''}x{spec.height or ''}"]
+    parts = ["0x0"] if spec.full_size else [f"{spec.width or ''}x{spec.height or ''}"]
     if spec.mode != "fit":
         parts.append(spec.mode)
     if spec.gravity != "c":

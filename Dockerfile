@@ -8,6 +8,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --home-dir /srv/resize-sidecar --create-home sidecar
 WORKDIR /srv/resize-sidecar
 
+# jemalloc hands libvips' large, short-lived buffers back to the system where glibc's malloc fragments memory. Its
+# folder is named after the architecture (x86_64-linux-gnu, aarch64-linux-gnu): one link gives LD_PRELOAD a fixed
+# path, and the build fails if the library is not where the link points.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libjemalloc2 \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2 \
+    && test -e /usr/local/lib/libjemalloc.so.2
+ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
+
 COPY pyproject.toml README.md ./
 COPY resize_sidecar ./resize_sidecar
 COPY middleware ./middleware

@@ -1,12 +1,14 @@
 """WSGI middleware for any Python web app: signed derivative URLs, HTML rewriting, development serving.
 
-``MediaMiddleware(app)`` wraps an application; ``MediaURLs`` builds the URLs templates print. Importing this package
+``MediaMiddleware(app)`` wraps an application; ``MediaURLs`` builds the URLs templates print; ``MediaClient`` calls the
+sidecar's media API (upload, activate, delete). Importing this package
 pulls in neither pyvips nor boto3: only ``serve_media=True`` loads the sidecar, and only when first needed.
 """
 
 from __future__ import annotations
 
+from middleware.client import MediaAPIError, MediaClient
 from middleware.core import MediaMiddleware
 from middleware.urls import HTML, MediaURLs
 
-__all__ = ["HTML", "MediaMiddleware", "MediaURLs"]
+__all__ = ["HTML", "MediaAPIError", "MediaClient", "MediaMiddleware", "MediaURLs"]

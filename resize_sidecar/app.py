@@ -1,4 +1,4 @@
-"""The sidecar's WSGI application (webob): routing, HTTP answers and request metrics.
+"""The sidecar's WSGI application (webob): routing, HTTP answers, request metrics and the request log.
 
 gunicorn runs ``resize_sidecar.app:make_app()``. Domain code (``derive``) returns values and raises
 :class:`SidecarError`; only this module speaks HTTP.
@@ -6,24 +6,43 @@ gunicorn runs ``resize_sidecar.app:make_app()``. Domain code (``derive``) return
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
-from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import prometheus_client
 from prometheus_client import multiprocess
 from webob import Request, Response
-from webob.dec import wsgify
 
 from resize_sidecar import settings as settings_module
 from resize_sidecar.api import ApiApp
 from resize_sidecar.derive import Derivative, Deriver
-from resize_sidecar.errors import MethodNotAllowedError, NotFoundError, SidecarError, StorageError
+from resize_sidecar.errors import (
+    MalformedPathError,
+    MethodNotAllowedError,
+    NotFoundError,
+    SettingsError,
+    SidecarError,
+    StorageError,
+)
 from resize_sidecar.settings import Settings
+from resize_sidecar.signing import parse_path
 from resize_sidecar.storage import Storage, open_storage
 
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 log = logging.getLogger(__name__)
+#: One JSON line per request, at INFO (``resize-sidecar serve`` prints them on stderr; see gunicorn_conf).
+request_log = logging.getLogger("resize_sidecar.requests")
 
 REQUESTS = prometheus_client.Counter(
     "resize_sidecar_requests", "Requests answered, by route and status.", ["route", "status"]
@@ -47,6 +66,12 @@ STORE_FAILED = prometheus_client.Counter(
 STORAGE_ERRORS = prometheus_client.Counter("resize_sidecar_storage_errors", "Requests failed by storage errors.")
 
 NO_STORE = "no-store"
+#: Request ids taken from ``X-Request-ID`` (nginx sends its ``$request_id``, 32 hex digits): nothing that could
+#: break a log line or a header.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+#: Query parameter of the sidecar's redirects (redirect mode). Browsers keep a query string across redirects and
+#: CDNs pass it to their origin, so a request that still carries it came back from the redirect target.
+RETURNED = "resized"
 
 
 def make_app(settings: Settings | None = None, *, storage: Storage | None = None) -> SidecarApp:
@@ -57,7 +82,7 @@ def make_app(settings: Settings | None = None, *, storage: Storage | None = None
     """
     settings = settings or settings_module.load()
     if not settings.secrets:
-        raise settings_module.SettingsError(
+        raise SettingsError(
             "RESIZE_SIDECAR_SECRETS (secrets): at least one secret is required to verify derivative URLs"
         )
     return SidecarApp(settings, storage or open_storage(settings))
@@ -92,19 +117,35 @@ class SidecarApp:
             "/metrics": self.metrics,
         }
 
-    @wsgify
-    def __call__(self, request: Request) -> Response:
-        route, response = self.dispatch(request)
-        REQUESTS.labels(route, str(response.status_code)).inc()
-        return response
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request = Request(environ)
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        route, response, reason = self.dispatch(request)
+        response.headers["X-Request-ID"] = request_id
+        answered: list[tuple[str, list[tuple[str, str]]]] = []
 
-    def dispatch(self, request: Request) -> tuple[str, Response]:
+        def record(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
+            answered.append((status, headers))
+            return start_response(status, headers, exc_info)
+
+        # The response decides its final status when called: a conditional request may get 304 instead of 200.
+        body: Iterable[bytes] = response(environ, record)
+        status, headers = answered[-1]
+        REQUESTS.labels(route, status.split(" ", 1)[0]).inc()
+        self.log_request(request, request_id, route, status, headers, reason, time.perf_counter() - started)
+        return body
+
+    def dispatch(self, request: Request) -> tuple[str, Response, str | None]:
+        """The route's name, its answer, and the reason it was refused or failed (``None`` when it was not)."""
         # Route on the raw path: decoding it (webob's path_info) fails on bytes that are not UTF-8.
         path = raw_path(request.environ)
+        handler: Callable[[Request], Response]
         if path.startswith(self.derivative_prefix):
             route, handler = "derivative", self.derivative
         elif path.startswith("/api/"):
-            return "api", self.api.handle(request)
+            return "api", self.api.handle(request), None
         elif path in self.routes:
             route, handler = path.strip("/"), self.routes[path]
         else:
@@ -112,16 +153,62 @@ class SidecarApp:
         try:
             if request.method not in ("GET", "HEAD"):
                 raise MethodNotAllowedError(f"{request.method} is not allowed here")
-            return route, handler(request)
+            return route, handler(request), None
         except SidecarError as error:
-            return route, self.error_response(error)
+            return route, self.error_response(error), error.reason
         except Exception:
             log.exception("unexpected error answering %s", path)
-            return route, self.error_response(SidecarError())
+            fault = SidecarError()
+            return route, self.error_response(fault), fault.reason
+
+    def log_request(
+        self,
+        request: Request,
+        request_id: str,
+        route: str,
+        status: str,
+        headers: list[tuple[str, str]],
+        reason: str | None,
+        seconds: float,
+    ) -> None:
+        """Write the request's JSON line to :data:`request_log`."""
+        if not request_log.isEnabledFor(logging.INFO):
+            return
+        path = raw_path(request.environ)
+        named = {name.lower(): value for name, value in headers}
+        key = spec = fmt = cache = None
+        if route == "derivative":
+            # Parsed again for the log only: the request may have been refused before or while it was parsed.
+            with contextlib.suppress(MalformedPathError):
+                parsed = parse_path(
+                    path, media_url=self.settings.media_url, derived_prefix=self.settings.derived_prefix
+                )
+                key, spec, fmt = parsed.key, parsed.spec, parsed.fmt
+            cache = "error" if reason else named.get("x-derivative")
+        line = {
+            "request_id": request_id,
+            "method": request.method,
+            "path": path,
+            "route": route,
+            "key": key,
+            "spec": spec,
+            "fmt": fmt,
+            "status": int(status.split(" ", 1)[0]),
+            "duration_ms": round(seconds * 1000, 1),
+            "bytes": 0 if request.method == "HEAD" else int(named.get("content-length", 0)),
+            "cache": cache,
+            "reason": reason,
+        }
+        request_log.info(json.dumps(line, separators=(",", ":")))
 
     def derivative(self, request: Request) -> Response:
+        if self.settings.on_miss == "redirect":
+            return self.redirect(request)
         derivative = self.deriver.derive(raw_path(request.environ))
         self.count(derivative)
+        return self.image_response(derivative)
+
+    def image_response(self, derivative: Derivative) -> Response:
         response = Response(
             body=derivative.body,
             content_type=derivative.content_type,
@@ -133,6 +220,28 @@ class SidecarApp:
         response.headers["X-Derivative"] = "created" if derivative.created else "existing"
         return response
 
+    def redirect(self, request: Request) -> Response:
+        """Redirect mode: make and store the derivative unless it exists, then send the client to its public URL.
+
+        The 302 is ``no-store``, so no cache keeps it, and carries ``?resized=1``. A request with that marker for a
+        derivative that was already stored came back: the public URL does not serve it (a cached miss, a wrong
+        ``PUBLIC_BASE_URL``), and another redirect would loop, so it is 404. A derivative made but not stored is
+        answered with its bytes.
+        """
+        path = raw_path(request.environ)
+        derivative = self.deriver.ensure(path)
+        if derivative.created:
+            self.count(derivative)
+            if not derivative.stored:
+                return self.image_response(derivative)
+        elif RETURNED in parse_qs(request.query_string, keep_blank_values=True):  # webob's GET fails on bad UTF-8
+            log.warning("%s is stored but %s did not serve it", derivative.storage_key, self.settings.public_base_url)
+            raise NotFoundError("the redirect target does not serve this derivative")
+        response = Response(status=302, location=f"{self.settings.public_base_url.rstrip('/')}{path}?{RETURNED}=1")
+        response.cache_control = NO_STORE
+        response.headers["X-Derivative"] = "created" if derivative.created else "existing"
+        return response
+
     @staticmethod
     def count(derivative: Derivative) -> None:
         if derivative.created:
@@ -140,9 +249,10 @@ class SidecarApp:
             TRANSFORM_SECONDS.observe(derivative.transform_seconds)
         else:
             EXISTING.inc()
-            log.warning(
-                "answered %s from storage: if this repeats, nginx cannot read derivatives", derivative.storage_key
-            )
+            if not derivative.concurrent:
+                log.warning(
+                    "answered %s from storage: if this repeats, nginx cannot read derivatives", derivative.storage_key
+                )
         if not derivative.stored:
             STORE_FAILED.inc()
 
@@ -162,7 +272,7 @@ class SidecarApp:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Under gunicorn each worker writes its own files; add them up for one answer.
             registry = prometheus_client.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         response = self.text_response(200, "")
         response.body = prometheus_client.generate_latest(registry)
         response.content_type = prometheus_client.CONTENT_TYPE_LATEST.split(";")[0]
@@ -183,6 +293,8 @@ class SidecarApp:
         response = self.text_response(error.status, message)
         if isinstance(error, MethodNotAllowedError):
             response.allow = ("GET", "HEAD")
+        if error.retry_after is not None:
+            response.retry_after = error.retry_after
         return response
 
     @staticmethod

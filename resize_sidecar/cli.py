@@ -1,19 +1,28 @@
-"""The ``resize-sidecar`` command: serve, sign a URL, print settings, render the nginx configuration.
+"""The ``resize-sidecar`` command: serve, sign URLs, print settings and nginx configuration, operate storage.
 
-Heavy modules (pyvips, boto3, gunicorn) are imported inside the subcommands that need them.
+Heavy modules (pyvips, boto3, gunicorn, tqdm) are imported inside the subcommands that need them. The operations
+(upload, regenerate, check, setup-bucket) live in ``operations.py``; here they are parsed and printed. Exit codes:
+0 done, 1 something failed (the output says what), 2 a usage or settings mistake, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from resize_sidecar import settings as settings_module
-from resize_sidecar.errors import MalformedPathError, SettingsError
+from resize_sidecar.errors import MalformedPathError, SettingsError, SidecarError
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import format_path
+
+if TYPE_CHECKING:
+    from resize_sidecar.operations import Outcome, Report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, MalformedPathError) as error:
         print(f"resize-sidecar: {error}", file=sys.stderr)
         return 2
+    except SidecarError as error:
+        # Storage unreachable, a missing bucket: the run could not start or had to stop.
+        print(f"resize-sidecar: {error.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("resize-sidecar: interrupted; run the same command again to finish", file=sys.stderr)
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +74,88 @@ def build_parser() -> argparse.ArgumentParser:
         "--s3-auth", choices=("none", "sigv4"), help="how nginx reads S3 (default: the nginx_s3_auth setting)"
     )
     nginx.set_defaults(run=nginx_command)
+    add_operations(commands)
     return parser
+
+
+def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
+
+    upload = command(
+        "upload",
+        "upload the images of a folder as originals, only those new or changed",
+        "Images are recognised by their content; each key is PREFIX + the path under DIR. Writes "
+        "PREFIX/manifest.json (key, size, md5, width, height, public URL, signed URLs of the presets) and prints each "
+        "public URL. A file is unchanged when the manifest has its MD5 and its object exists.",
+    )
+    upload.add_argument("directory", metavar="DIR", type=Path, help="the folder to upload")
+    upload.add_argument("--dest", metavar="PREFIX", default="", help="key prefix of the originals, e.g. photos/")
+    bulk_options(upload)
+    upload.set_defaults(run=upload_command)
+
+    setup = command(
+        "setup-bucket",
+        "create and configure an S3 bucket for the sidecar",
+        "Creates the bucket if needed, then sets only what is asked for, keeping what others configured; prints what "
+        "it changed. Running it again changes nothing.",
+    )
+    setup.add_argument("bucket", metavar="BUCKET")
+    setup.add_argument(
+        "--public-read",
+        action="store_true",
+        help="let anyone read derivatives (a bucket policy; originals stay private)",
+    )
+    setup.add_argument("--website", action="store_true", help="turn on static website hosting")
+    setup.add_argument(
+        "--redirect-host",
+        metavar="HOST",
+        help="with --website: send misses of derivatives to the sidecar at HOST (https://HOST, or a URL) with a 302",
+    )
+    setup.add_argument(
+        "--incoming-expiry", metavar="DAYS", type=positive, help="expire uploads never activated after DAYS days"
+    )
+    setup.add_argument("--cors", metavar="ORIGIN", action="append", default=[], help="allow GET from ORIGIN (repeat)")
+    setup.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    setup.add_argument("--json", action="store_true", help="print the changes as JSON")
+    setup.set_defaults(run=setup_bucket_command)
+
+    regenerate = command(
+        "regenerate",
+        "rebuild stored derivatives after a settings change",
+        "Renders the selected derivatives again and rewrites those whose bytes changed (each object is replaced "
+        "whole, so it is safe while the sidecar serves); a second run writes nothing. Derivatives of a removed "
+        "preset or of a deleted original are stale: reported, or deleted with --delete-stale.",
+    )
+    regenerate.add_argument("--prefix", metavar="P", default="", help="only derivatives of originals under P")
+    which = regenerate.add_mutually_exclusive_group()
+    which.add_argument("--spec", metavar="SPEC.FMT", help="only this spec (or preset) and format, e.g. 400x300.webp")
+    which.add_argument("--preset", metavar="NAME", help="only this preset, in every format")
+    which.add_argument("--existing", action="store_true", help="every existing derivative (the default)")
+    regenerate.add_argument("--delete-stale", action="store_true", help="delete derivatives that cannot be made now")
+    bulk_options(regenerate)
+    regenerate.set_defaults(run=regenerate_command)
+
+    check = command(
+        "check",
+        "check settings, secrets, storage, image formats and the nginx configuration",
+        "Exits 0 when healthy, 1 when any check fails (warnings do not fail it).",
+    )
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.set_defaults(run=check_command)
+
+
+def bulk_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", metavar="N", type=positive, default=4, help="parallel workers (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be written, write nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no line per item, only problems")
+    parser.add_argument("--json", action="store_true", help="print one JSON report instead of lines")
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def serve_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -105,6 +202,138 @@ def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(text, end="")
     return 0
+
+
+class BarProgress:
+    """The progress of a bulk run on stderr, when it is a terminal, with a line per item on stdout."""
+
+    def __init__(self, args: argparse.Namespace, unit: str) -> None:
+        self.args = args
+        self.unit = unit
+        self.bar: Any = None
+
+    def start(self, total: int | None) -> None:
+        from tqdm import tqdm
+
+        hidden = self.args.quiet or self.args.json or not sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, disable=hidden, leave=False, dynamic_ncols=True)
+
+    def done(self, outcome: Outcome) -> None:
+        self.bar.update(1)
+        failed = outcome.status == "failed"
+        if self.args.json or (self.args.quiet and not failed):
+            return
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        # tqdm.write keeps the bar below the lines.
+        self.bar.write(
+            f"{outcome.status:<13} {outcome.url or outcome.item}{detail}", file=sys.stderr if failed else sys.stdout
+        )
+
+    def __enter__(self) -> BarProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def finish(report: Report, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        for note in [] if args.quiet else report.notes:
+            print(note, file=sys.stderr)
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+def upload_command(settings: Settings, args: argparse.Namespace) -> int:
+    from resize_sidecar import operations
+    from resize_sidecar.storage import open_storage
+
+    with BarProgress(args, "file") as progress:
+        report = operations.upload(
+            settings,
+            open_storage(settings),
+            args.directory,
+            dest=args.dest,
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            progress=progress,
+        )
+    return finish(report, args)
+
+
+def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
+    from resize_sidecar import operations
+    from resize_sidecar.storage import open_storage
+
+    selection = operations.Selection.of(args.spec, args.preset)
+    with BarProgress(args, "derivative") as progress:
+        report = operations.regenerate(
+            settings,
+            open_storage(settings),
+            prefix=args.prefix,
+            selection=selection,
+            jobs=args.jobs,
+            delete_stale=args.delete_stale,
+            dry_run=args.dry_run,
+            progress=progress,
+        )
+    return finish(report, args)
+
+
+def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
+    from resize_sidecar import operations
+
+    if args.redirect_host and not args.website:
+        raise SettingsError("--redirect-host: the redirect is a rule of the website, add --website")
+    redirect = args.redirect_host or ""
+    if redirect and "://" not in redirect:
+        redirect = f"https://{redirect}"
+    target = urlsplit(redirect)
+    if redirect and (target.scheme not in ("http", "https") or not target.netloc or target.path.strip("/")):
+        raise SettingsError(f"--redirect-host: expected a host such as resize.example.com, got {args.redirect_host!r}")
+    for origin in args.cors:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise SettingsError(f"--cors: expected an origin such as https://app.example.com or *, got {origin!r}")
+    plan = operations.BucketPlan(
+        public_read=args.public_read,
+        website=args.website,
+        redirect_url=redirect,
+        incoming_expiry_days=args.incoming_expiry,
+        cors_origins=tuple(args.cors),
+    )
+    from resize_sidecar.s3 import BucketAdmin
+
+    changes = operations.setup_bucket(settings, BucketAdmin(settings, args.bucket), plan, dry_run=args.dry_run)
+    changed = sum(change.status not in ("unchanged", "unsupported") for change in changes)
+    if args.json:
+        print(json.dumps({"bucket": args.bucket, "changes": [vars(change) for change in changes]}, indent=2))
+        return 0
+    for change in changes:
+        print(f"{change.status:<13} {change.part}: {change.detail}")
+    if args.website and not args.public_read:
+        print("note: the website endpoint serves only objects anyone may read (--public-read)", file=sys.stderr)
+    print(f"setup-bucket: {changed} {'to change' if args.dry_run else 'changed'}, {len(changes) - changed} unchanged")
+    return 0
+
+
+def check_command(settings: Settings, args: argparse.Namespace) -> int:
+    from resize_sidecar import operations
+    from resize_sidecar.storage import open_storage
+
+    findings = operations.check(settings, open_storage(settings))
+    healthy = all(finding.status != "fail" for finding in findings)
+    if args.json:
+        print(json.dumps({"healthy": healthy, "findings": [vars(finding) for finding in findings]}, indent=2))
+    else:
+        for finding in findings:
+            print(f"{finding.status:<5} {finding.name:<12} {finding.detail}")
+        counts = {status: sum(f.status == status for f in findings) for status in ("ok", "warn", "fail")}
+        verdict = "healthy" if healthy else "NOT healthy"
+        print(f"check: {verdict} ({counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail)")
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":

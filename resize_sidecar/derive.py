@@ -1,18 +1,39 @@
-"""The miss path, free of HTTP: verify the path, read the original, render, store, return the derivative."""
+"""The miss path, free of HTTP: verify the path, read the original, render, store, return the derivative.
+
+Within one machine, concurrent misses for one derivative share one read of the original, one transform and one
+write, and at most a set number of transforms run at once: both with ``flock`` on files in ``LOCK_DIR``, which
+every worker process (and thread) of the machine sees; a ``flock`` dies with the process that holds it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import logging
+import os
+import stat
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import prometheus_client
+
 from resize_sidecar import imaging
-from resize_sidecar.errors import NotFoundError, PolicyError, StorageError
+from resize_sidecar.errors import NotFoundError, OverloadedError, PolicyError, SettingsError, StorageError
 from resize_sidecar.settings import Settings
-from resize_sidecar.signing import DerivativePath, DerivativeSpec, parse_path, resolve_spec, verify
+from resize_sidecar.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
 from resize_sidecar.storage import Storage
 
 log = logging.getLogger(__name__)
+
+ORIGINAL_READS = prometheus_client.Counter(
+    "resize_sidecar_original_reads", "Originals read from storage to make a derivative."
+)
+#: How often a request waiting for a lock tries it again. flock() cannot wait with a time limit; 4 workers polling
+#: 50 times a second cost nothing next to a transform.
+_POLL_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -20,7 +41,9 @@ class Derivative:
     """A derivative ready to be answered.
 
     ``created`` is False when it was already in storage (a concurrent miss won, or nginx could not read it);
-    ``stored`` is False when it was made but could not be written (it is answered all the same).
+    ``concurrent`` tells the first case: a request for the same derivative, here or on another machine, stored it
+    while this one waited or worked. ``stored`` is False when it was made but could not be written (it is answered
+    all the same).
     """
 
     body: bytes
@@ -29,14 +52,133 @@ class Derivative:
     created: bool
     stored: bool = True
     transform_seconds: float = 0.0
+    concurrent: bool = False
+
+
+class NodeLocks:
+    """This machine's locks: files in one folder, locked with ``flock``.
+
+    A ``flock`` belongs to an open file, so separately opened files exclude each other across processes and
+    threads alike, and the kernel releases it when its process dies: a worker killed mid-transform (SIGKILL,
+    gunicorn's timeout) leaves no stuck lock.
+
+    Raises:
+        SettingsError: ``folder`` cannot be made, or is not a folder of this user's that others cannot write to.
+    """
+
+    def __init__(self, folder: str, slots: int) -> None:
+        self.folder = folder
+        self.slots = slots
+        _private_folder(folder)
+
+    @contextlib.contextmanager
+    def flight(self, name: str, wait: float) -> Iterator[None]:
+        """Hold the lock called ``name``: one holder on this machine at a time, waiting at most ``wait`` seconds.
+
+        Each name has its own file, removed by its holder before it lets go, so files do not pile up.
+
+        Raises:
+            OverloadedError: another holder kept it for the whole wait.
+        """
+        path = os.path.join(self.folder, f"flight-{hashlib.sha256(name.encode()).hexdigest()}.lock")
+        end = time.monotonic() + wait
+        while True:
+            fd = _open_lock_file(path)
+            try:
+                if not _lock_before(fd, end):
+                    raise OverloadedError("a concurrent request for this derivative is still making it")
+                # The previous holder removed the file after its work: a lock on that file excludes nobody now.
+                if _names(path, fd):
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        try:
+            yield
+        finally:
+            # Removed while held: a waiter locked on this file then finds it gone and opens the path afresh.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def transform_slot(self, wait: float) -> Iterator[None]:
+        """Hold one of ``slots`` transform slots, waiting at most ``wait`` seconds for one to be free.
+
+        Raises:
+            OverloadedError: every slot stayed busy for the whole wait.
+        """
+        end = time.monotonic() + wait
+        while True:
+            for index in range(self.slots):
+                fd = _open_lock_file(os.path.join(self.folder, f"slot-{index}.lock"))
+                if _lock_before(fd, 0.0):
+                    try:
+                        yield
+                    finally:
+                        os.close(fd)
+                    return
+                os.close(fd)
+            if time.monotonic() >= end:
+                raise OverloadedError(f"all {self.slots} transform slots of this machine are busy")
+            time.sleep(_POLL_SECONDS)
+
+
+def _private_folder(folder: str) -> None:
+    # Anyone who can write to the folder can remove or replace lock files, and so break the exclusion.
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError as error:
+        raise SettingsError(f"RESIZE_SIDECAR_LOCK_DIR (lock_dir): cannot make {folder!r}: {error.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise SettingsError(
+            f"RESIZE_SIDECAR_LOCK_DIR (lock_dir): {folder!r} must be a folder owned by this user that only it can "
+            "write to (it is made with mode 0700)"
+        )
+
+
+def _open_lock_file(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def _lock_before(fd: int, end: float) -> bool:
+    """Lock ``fd`` exclusively, trying until ``end`` (a ``time.monotonic()``); whether it was locked."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        if time.monotonic() >= end:
+            return False
+        time.sleep(_POLL_SECONDS)
+
+
+def _names(path: str, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 class Deriver:
     """Turns a raw derivative request path into a :class:`Derivative`, making and storing it when missing."""
 
     def __init__(self, settings: Settings, storage: Storage) -> None:
+        """Use ``storage`` under ``settings``; the machine's lock folder is made here, once per process.
+
+        Raises:
+            SettingsError: the lock folder is unusable (see :class:`NodeLocks`).
+        """
         self.settings = settings
         self.storage = storage
+        self.locks = NodeLocks(settings.lock_path, settings.transform_slots)
 
     def authorize(self, raw_path: str) -> tuple[DerivativePath, DerivativeSpec]:
         """Parse, verify and check a path against the settings, touching no storage.
@@ -51,6 +193,11 @@ class Deriver:
         limit = settings.max_output_dimension
         if max(spec.width or 0, spec.height or 0) > limit:
             raise PolicyError(f"derivatives are at most {limit} pixels wide and high")
+        # Presets are the operator's own and few; a leaked secret could otherwise sign every width there is.
+        widths = settings.widths
+        if widths and spec.width is not None and spec.width not in widths and not is_preset_name(path.spec):
+            allowed = ", ".join(str(width) for width in sorted(widths))
+            raise PolicyError(f"width {spec.width} is not one of the allowed widths ({allowed})")
         return path, spec
 
     def derive(self, raw_path: str) -> Derivative:
@@ -60,22 +207,65 @@ class Deriver:
             SidecarError: a subclass naming why it cannot be answered (400, 403, 404, 422, 502, 504).
         """
         path, spec = self.authorize(raw_path)
-        storage_key = path.storage_key(self.settings.derived_prefix)
-        content_type = imaging.CONTENT_TYPES[path.fmt]
+        return self._stored_or_made(path, spec, self.storage.get)
 
-        existing = self.storage.get(storage_key)
-        if existing is not None:
-            return Derivative(existing, content_type, storage_key, created=False)
+    def ensure(self, raw_path: str) -> Derivative:
+        """Like :meth:`derive`, for answers that do not carry the image (redirects): an existing derivative is only
+        checked, not read, and its ``body`` is empty.
 
+        Raises:
+            SidecarError: as :meth:`derive`.
+        """
+        path, spec = self.authorize(raw_path)
+        return self._stored_or_made(path, spec, lambda key: b"" if self.storage.exists(key) else None)
+
+    def render(self, path: DerivativePath, spec: DerivativeSpec) -> tuple[imaging.Rendered, float]:
+        """Read the original of an authorized path and render ``spec`` of it; also the seconds the transform took.
+
+        Raises:
+            NotFoundError: no original at the path's key.
+            SourceTooLargeError, UnsupportedImageError, UndecodableImageError: the original cannot be rendered.
+            TransformTimeoutError: the transform ran out of time.
+            StorageError: the original could not be read.
+        """
+        ORIGINAL_READS.inc()
         original = self.storage.get(path.key, max_bytes=self.settings.max_source_bytes)
         if original is None:
             raise NotFoundError(f"no original at {path.key!r}")
         started = time.perf_counter()
         info = imaging.probe(original, self.settings)
         rendered = imaging.render(original, spec, path.fmt, self.settings, info)
-        seconds = time.perf_counter() - started
-        del original  # the source can be tens of megabytes; do not hold it during the upload
+        return rendered, time.perf_counter() - started
 
+    def _stored_or_made(
+        self, path: DerivativePath, spec: DerivativeSpec, find: Callable[[str], bytes | None]
+    ) -> Derivative:
+        """The derivative as ``find`` gets it from storage (``None``: not stored), else made, stored and answered.
+
+        Raises:
+            OverloadedError: a concurrent miss for it, or other transforms, kept this one waiting too long.
+            SidecarError: as :meth:`derive`.
+        """
+        storage_key = path.storage_key(self.settings.derived_prefix)
+        content_type = imaging.CONTENT_TYPES[path.fmt]
+        found = find(storage_key)
+        if found is not None:
+            return Derivative(found, content_type, storage_key, created=False)
+        # A concurrent holder may take a whole transform and a slot wait: waiting that long is still cheaper than
+        # making the derivative once more.
+        wait = self.settings.transform_timeout + self.settings.overload_wait
+        with self.locks.flight(storage_key, wait):
+            found = find(storage_key)  # the holder before us stored it, most likely
+            if found is not None:
+                return Derivative(found, content_type, storage_key, created=False, concurrent=True)
+            return self._make(path, spec, storage_key)
+
+    def _make(self, path: DerivativePath, spec: DerivativeSpec, storage_key: str) -> Derivative:
+        # The slot bounds the memory and CPU of originals held and decoded at once, so it covers the read too; the
+        # original (tens of megabytes, perhaps) is released when render() returns, before the upload.
+        with self.locks.transform_slot(self.settings.overload_wait):
+            rendered, seconds = self.render(path, spec)
+        content_type = rendered.content_type
         try:
             written = self.storage.put_if_absent(
                 storage_key, rendered.body, rendered.content_type, self.settings.cache_control
@@ -88,5 +278,5 @@ class Deriver:
             # Another node stored it first: answer its bytes, so every client sees the same object.
             winner = self.storage.get(storage_key)
             if winner is not None:
-                return Derivative(winner, content_type, storage_key, created=False, transform_seconds=seconds)
+                return Derivative(winner, content_type, storage_key, False, True, seconds, concurrent=True)
         return Derivative(rendered.body, content_type, storage_key, created=True, transform_seconds=seconds)

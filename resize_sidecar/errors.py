@@ -16,6 +16,8 @@ class SidecarError(Exception):
     report: bool = True
     #: Short machine-readable reason, used as a metrics label.
     reason: str = "internal"
+    #: Seconds after which a retry may succeed (a ``Retry-After`` header), for temporary refusals only.
+    retry_after: int | None = None
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.public_message)
@@ -80,6 +82,16 @@ class UndecodableImageError(SidecarError):
     status, public_message, report, reason = 422, "Unprocessable Entity", False, "undecodable"
 
 
+class InterlacedTooLargeError(SourceTooLargeError):
+    """A progressive JPEG or interlaced PNG over the interlaced pixel limit.
+
+    libvips cannot decode such an original strip by strip: it decodes the whole image into memory first, and no
+    shrink-on-load applies, so it is refused from its header at a lower limit than other originals.
+    """
+
+    reason = "interlaced_limit"
+
+
 class StorageError(SidecarError):
     """Storage answered with an error or could not be reached."""
 
@@ -88,3 +100,27 @@ class StorageError(SidecarError):
 
 class StorageTimeoutError(StorageError):
     status, public_message, report, reason = 504, "Gateway Timeout", True, "storage_timeout"
+
+
+class OverloadedError(SidecarError):
+    """This machine is too busy to make the derivative now; nothing was read or made.
+
+    Every transform slot stayed busy for the whole overload wait, or a concurrent miss for the same derivative
+    held its lock for longer than a transform may take. A temporary refusal: the client may retry after
+    ``Retry-After`` seconds, and no cache keeps the answer.
+    """
+
+    status, public_message, report, reason, retry_after = 503, "Service Unavailable", False, "overloaded", 2
+
+
+class TransformTimeoutError(SidecarError):
+    """A transform ran past the transform deadline and was stopped; nothing was stored.
+
+    503 with ``Retry-After`` rather than 422: the limits checked from the header (bytes, pixels, frames,
+    interlacing) are what bound the work an original can ask for, so an original within them that still runs out
+    of time most likely met a busy or slow machine, and a later try can succeed. A 422 would call the original
+    broken for what is a fault of ours; hence also ``report``: logged and counted as a server fault, so an original
+    that fails every try is looked at.
+    """
+
+    status, public_message, report, reason, retry_after = 503, "Service Unavailable", True, "transform_timeout", 10

@@ -55,6 +55,8 @@ def render_nginx(
         # The whole file names the upstream (with keepalive); a snippet cannot declare one inside a server.
         "sidecar_pass": f"{sidecar_url.scheme}://{sidecar_url.netloc}" if snippet else "http://resize_sidecar",
     }
+    values["proxy_headers"] = _render("proxy-headers.conf", {}).rstrip("\n")
+    values["max_body"] = str(settings.max_source_bytes + 65536)
     values["cache"] = _render("cache.conf", values) if cached else ""
     # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
     resize_extra = [] if snippet else [
@@ -69,9 +71,9 @@ def render_nginx(
         values["local_root"] = _escape(str(Path(settings.local_root).resolve()))
         values["originals"] = f'    alias "{values["local_root"]}/";' if settings.serve_originals else "    return 404;"
         media = _render("media-local.conf", values)
-    locations = [media, _render("resize.conf", values)]
+    locations = [media, _render("resize.conf", values), _render("api.conf", values)]
     if app:
-        locations.append(_render("app.conf", {"app_url": app}))
+        locations.append(_render("app.conf", {"app_url": app, "proxy_headers": values["proxy_headers"]}))
     text = "\n".join(locations)
 
     main = [f"load_module {JS_MODULE};", *(f"env {name};" for name in _AWS_ENV)] if signed else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
@@ -46,6 +47,9 @@ class Settings:
     secrets: tuple[str, ...] = setting((), "HMAC secrets, comma-separated; the first signs, all verify.", secret=True)
     media_url: str = setting("/media/", "Public URL path of media; starts and ends with '/'.")
     public_base_url: str = setting("", "Absolute base of public media URLs, e.g. a CDN 'https://cdn.example.com'.")
+    on_miss: str = setting(
+        "serve", "What the sidecar answers a miss with: 'serve' (200, the image) or 'redirect' (302 to its public URL)."
+    )
     derived_prefix: str = setting("_r/", "Key prefix of derivatives; one path segment ending with '/'.")
     serve_originals: bool = setting(False, "Let nginx (and development serving) expose originals at MEDIA_URL.")
     nginx_s3_auth: str = setting(
@@ -57,6 +61,9 @@ class Settings:
     nginx_cache_size: str = setting("", "Size of nginx's cache of S3 hits, e.g. '2g' (empty: no cache).")
     nginx_cache_inactive: str = setting("7d", "nginx evicts cached hits not requested for this long.")
     cache_control: str = setting("public, max-age=31536000, immutable", "Cache-Control of stored derivatives.")
+    originals_cache_control: str = setting(
+        "public, max-age=86400", "Cache-Control of originals written by 'resize-sidecar upload' (they can change)."
+    )
     quality_jpg: int = setting(80, "Default JPEG quality (1-100).")
     quality_webp: int = setting(80, "Default WebP quality (1-100).")
     quality_avif: int = setting(55, "Default AVIF quality (1-100).")
@@ -65,6 +72,25 @@ class Settings:
     max_source_pixels: int = setting(50_000_000, "Refuse originals with more pixels (width x height x frames).")
     max_frames: int = setting(100, "Animations with more frames are rendered from their first frame only.")
     max_output_dimension: int = setting(4096, "Refuse derivatives wider or taller than this many pixels.")
+    max_interlaced_pixels: int = setting(
+        10_000_000, "Refuse progressive JPEGs and interlaced PNGs with more pixels (libvips decodes them whole)."
+    )
+    allowed_widths: tuple[str, ...] = setting(
+        (),
+        "Widths an explicit spec may ask for (presets may use any), comma-separated, e.g. '320,640,1280'; empty: any.",
+    )
+    transform_timeout: float = setting(
+        10.0, "Seconds a transform (decode, steps, encode) may run before it is stopped and answered 503."
+    )
+    max_concurrent_transforms: int = setting(
+        0, "Most transforms at once on this machine, across workers sharing LOCK_DIR (0: one per CPU)."
+    )
+    overload_wait: float = setting(
+        2.0, "Seconds a miss waits for a free transform slot before it is answered 503 with Retry-After."
+    )
+    lock_dir: str = setting(
+        "", "Folder of this machine's lock files, made 0700 (empty: resize-sidecar-locks-UID in the temp folder)."
+    )
     allowed_loaders: tuple[str, ...] = setting(
         ("jpegload", "pngload", "webpload", "gifload", "heifload", "uhdrload"),
         "libvips loaders accepted for originals; others (SVG, PDF, TIFF, ImageMagick...) are refused.",
@@ -102,6 +128,23 @@ class Settings:
     @property
     def dir_mode(self) -> int:
         return int(self.local_dir_mode, 8)
+
+    @cached_property
+    def widths(self) -> frozenset[int]:
+        """``allowed_widths`` as numbers; empty when any width is allowed."""
+        return frozenset(int(width) for width in self.allowed_widths)
+
+    @property
+    def transform_slots(self) -> int:
+        """``max_concurrent_transforms``, with 0 resolved to the CPUs this process may run on."""
+        if self.max_concurrent_transforms:
+            return self.max_concurrent_transforms
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    @property
+    def lock_path(self) -> str:
+        """``lock_dir``, with empty resolved to a folder of this user's in the system's temporary folder."""
+        return self.lock_dir or os.path.join(tempfile.gettempdir(), f"resize-sidecar-locks-{os.getuid()}")
 
     def quality_for(self, fmt: str) -> int:
         return {"jpg": self.quality_jpg, "webp": self.quality_webp, "avif": self.quality_avif}.get(fmt, 80)
@@ -146,7 +189,11 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
           "must be empty or an nginx size such as 512m or 2g")
     check("nginx_cache_inactive", re.fullmatch(r"[0-9]+[smhdwMy]?", s.nginx_cache_inactive) is not None,
           "must be an nginx time such as 12h or 7d")
-    check("cache_control", "\n" not in s.cache_control and "\r" not in s.cache_control, "must be one line")
+    check("on_miss", s.on_miss in ("serve", "redirect"), f"must be 'serve' or 'redirect', got {s.on_miss!r}")
+    check("public_base_url", s.on_miss != "redirect" or bool(s.public_base_url),
+          "is required when ON_MISS is 'redirect' (the redirects point there)")
+    for name in ("cache_control", "originals_cache_control"):
+        check(name, "\n" not in getattr(s, name) and "\r" not in getattr(s, name), "must be one line")
     check("secrets", all(s.secrets), "must not contain an empty secret")
     for name in ("local_file_mode", "local_dir_mode"):
         check(name, re.fullmatch(r"0?[0-7]{3}", getattr(s, name)) is not None, "must be an octal mode such as 0644")
@@ -154,10 +201,19 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         check(name, 1 <= getattr(s, name) <= 100, "must be between 1 and 100")
     for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_dimension", "s3_max_attempts"):
         check(name, getattr(s, name) > 0, "must be positive")
+    check("max_interlaced_pixels", s.max_interlaced_pixels > 0, "must be positive")
+    check("allowed_widths", all(re.fullmatch(r"[1-9][0-9]{0,4}", str(width)) for width in s.allowed_widths),
+          "must be widths in pixels (1-99999), comma-separated")
+    # gunicorn kills a worker after 30 s (gunicorn_conf.timeout): the deadline must leave room for storage calls.
+    check("transform_timeout", 0 < s.transform_timeout <= 20, "must be more than 0 and at most 20 seconds")
+    check("max_concurrent_transforms", s.max_concurrent_transforms >= 0, "must be 0 (one per CPU) or positive")
+    check("overload_wait", 0 <= s.overload_wait <= 10, "must be between 0 and 10 seconds")
+    check("lock_dir", not s.lock_dir or os.path.isabs(s.lock_dir), "must be an absolute path when set")
     for name in ("s3_connect_timeout", "s3_read_timeout"):
         check(name, getattr(s, name) > 0, "must be positive")
     for preset, text in s.presets.items():
-        check("presets", is_preset_name(preset), f"preset name {preset!r} must match [a-z][a-z0-9_]* and not look like a size")
+        problem = f"preset name {preset!r} must match [a-z][a-z0-9_]* and not look like a size"
+        check("presets", is_preset_name(preset), problem)
         try:
             parse_spec(text)
         except MalformedPathError as error:

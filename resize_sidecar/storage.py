@@ -1,8 +1,8 @@
 """Where originals and derivatives live: an S3 bucket or a local folder, behind one small interface.
 
-:class:`Storage` is the contract; :class:`S3Storage` and :class:`LocalStorage` implement it and
-:func:`open_storage` picks one from the settings. This is the only module that imports boto3 or botocore: their
-exceptions are translated here into :class:`~resize_sidecar.errors.StorageError` (and its timeout subclass),
+:class:`Storage` is the contract; :class:`~resize_sidecar.s3.S3Storage` and :class:`LocalStorage` implement it
+and :func:`open_storage` picks one from the settings. Failures surface as
+:class:`~resize_sidecar.errors.StorageError` (and its timeout subclass),
 :class:`~resize_sidecar.errors.SourceTooLargeError` and :class:`~resize_sidecar.errors.MalformedPathError`, so no
 caller ever handles a library exception. Keys are the contract's storage keys (``photos/cat.jpg``,
 ``_r/photos/cat.jpg/200x200-{sig}.webp``); both backends refuse keys that could leave the storage.
@@ -10,27 +10,20 @@ caller ever handles a library exception. Keys are the contract's storage keys (`
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import hashlib
 import io
 import logging
 import os
 import stat
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
-
-from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
+from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError
 
 if TYPE_CHECKING:
     from resize_sidecar.settings import Settings
@@ -39,10 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Bytes asked for per read while a body is streamed into memory.
 _CHUNK = 1024 * 1024
-#: S3 lists and deletes at most this many keys per request.
-_S3_BATCH = 1000
-#: Enough for a threaded worker's concurrent requests; a sync worker uses one connection.
-_S3_POOL_CONNECTIONS = 32
 #: Name prefix of LocalStorage's temporary files: hidden from nginx listings and from list(); keys may not use it.
 _TEMP_PREFIX = ".resize-sidecar-tmp-"
 
@@ -137,6 +126,8 @@ class Storage(Protocol):
 def open_storage(settings: Settings) -> Storage:
     """The storage the settings describe."""
     if settings.storage == "s3":
+        from resize_sidecar.s3 import S3Storage  # boto3 takes a while to import; local storage never needs it
+
         return S3Storage(
             settings.s3_bucket,
             prefix=settings.s3_prefix,
@@ -149,7 +140,7 @@ def open_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.local_root, file_mode=settings.file_mode, dir_mode=settings.dir_mode)
 
 
-def _check_key(key: str) -> None:
+def check_key(key: str) -> None:
     """Refuse keys that could name something outside the storage (upstream validates keys too)."""
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise MalformedPathError("storage key is empty, absolute, or contains a backslash or NUL")
@@ -157,16 +148,16 @@ def _check_key(key: str) -> None:
         raise MalformedPathError("storage key has an empty, '.' or '..' segment")
 
 
-def _check_prefix(prefix: str) -> None:
+def check_prefix(prefix: str) -> None:
     """A prefix is a key's folders, then any start of a name: its last segment may be empty or partial."""
     if prefix.startswith("/") or "\\" in prefix or "\x00" in prefix:
         raise MalformedPathError("storage prefix is absolute, or contains a backslash or NUL")
     folders = prefix.rpartition("/")[0]
     if folders:
-        _check_key(folders)
+        check_key(folders)
 
 
-def _read_capped(read: Callable[[int], bytes], max_bytes: int | None, what: str) -> bytes:
+def read_capped(read: Callable[[int], bytes], max_bytes: int | None, what: str) -> bytes:
     """Everything ``read`` yields, refusing more than ``max_bytes`` after reading at most one byte beyond it."""
     # BytesIO.getvalue() hands over its buffer without copying it once more.
     buffer = io.BytesIO()
@@ -184,272 +175,6 @@ def _read_capped(read: Callable[[int], bytes], max_bytes: int | None, what: str)
     return buffer.getvalue()
 
 
-class S3Storage:
-    """Objects in an S3 bucket (or an S3-compatible store), keys under an optional prefix.
-
-    One boto3 client per storage and process, made on first use: clients are thread-safe, but connection pools must
-    not cross a fork, and gunicorn forks its workers after importing the app.
-    """
-
-    def __init__(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        endpoint_url: str = "",
-        region: str = "us-east-1",
-        connect_timeout: float = 2.0,
-        read_timeout: float = 5.0,
-        max_attempts: int = 2,
-    ) -> None:
-        self.bucket = bucket
-        self.prefix = prefix
-        self.endpoint_url = endpoint_url
-        self.region = region
-        self._config = Config(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            # total_max_attempts counts the first call; botocore's max_attempts would count retries only.
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
-            max_pool_connections=_S3_POOL_CONNECTIONS,
-            # Since botocore 1.36 every upload carries a CRC32 checksum by default, which MinIO, Ceph, R2 and other
-            # S3-compatible stores have refused or mishandled; ask for checksums only where S3 requires them.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            # Virtual-host addressing needs DNS for BUCKET.host; custom endpoints are addressed by path.
-            s3={"addressing_style": "path"} if endpoint_url else None,
-        )
-        self._pid_and_client: tuple[int, Any] | None = None
-
-    def __repr__(self) -> str:
-        return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
-
-    def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
-        """See :meth:`Storage.get`."""
-        _check_key(key)
-        try:
-            response = self._client().get_object(Bucket=self.bucket, Key=self.prefix + key)
-            body = response["Body"]
-            try:
-                announced = response.get("ContentLength")
-                if max_bytes is not None and announced is not None and announced > max_bytes:
-                    raise SourceTooLargeError(f"{self._where(key)} has {announced} bytes, more than {max_bytes}")
-                data = _read_capped(body.read, max_bytes, self._where(key))
-            finally:
-                # Unread bytes make the connection unusable; closing drops it instead of returning it to the pool.
-                body.close()
-        except (BotoCoreError, ClientError) as error:
-            if self._reads_as_absent(error, key):
-                return None
-            raise self._error("get", key, error) from error
-        if announced is not None and len(data) != announced:
-            raise StorageError(f"{self._where(key)}: got {len(data)} bytes of the {announced} announced")
-        return data
-
-    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
-        """See :meth:`Storage.put`. A single PUT is all or nothing on S3."""
-        _check_key(key)
-        try:
-            self._client().put_object(
-                Bucket=self.bucket,
-                Key=self.prefix + key,
-                Body=data,
-                ContentType=content_type,
-                CacheControl=cache_control,
-            )
-        except (BotoCoreError, ClientError) as error:
-            raise self._error("put", key, error) from error
-
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
-        """See :meth:`Storage.put_if_absent`: a conditional PUT (``If-None-Match: *``).
-
-        A store without conditional writes ignores the header and overwrites: harmless for a derivative (the same
-        URL makes the same bytes), not for anything else.
-        """
-        _check_key(key)
-        written = self._put_unless_exists(key, data, content_type, cache_control, last_try=False)
-        if written is None:
-            # S3 answers 409 ConditionalRequestConflict while a concurrent write to the key is in flight and asks
-            # the client to retry; once is enough to learn who won.
-            written = self._put_unless_exists(key, data, content_type, cache_control, last_try=True)
-        return bool(written)
-
-    def _put_unless_exists(
-        self, key: str, data: bytes, content_type: str, cache_control: str, *, last_try: bool
-    ) -> bool | None:
-        """``True`` if written, ``False`` if the key exists, ``None`` on a conflict worth one more try."""
-        try:
-            self._client().put_object(
-                Bucket=self.bucket,
-                Key=self.prefix + key,
-                Body=data,
-                ContentType=content_type,
-                CacheControl=cache_control,
-                IfNoneMatch="*",
-            )
-        except (BotoCoreError, ClientError) as error:
-            status, code = _status_and_code(error)
-            if status == 412 or code == "PreconditionFailed":
-                return False
-            if not last_try and (status == 409 or code == "ConditionalRequestConflict"):
-                return None
-            raise self._error("put_if_absent", key, error) from error
-        return True
-
-    def exists(self, key: str) -> bool:
-        """See :meth:`Storage.exists`."""
-        _check_key(key)
-        try:
-            self._client().head_object(Bucket=self.bucket, Key=self.prefix + key)
-        except (BotoCoreError, ClientError) as error:
-            if self._reads_as_absent(error, key):
-                return False
-            raise self._error("exists", key, error) from error
-        return True
-
-    def delete(self, key: str) -> None:
-        """See :meth:`Storage.delete`. S3 answers 204 for a missing key too."""
-        _check_key(key)
-        try:
-            self._client().delete_object(Bucket=self.bucket, Key=self.prefix + key)
-        except (BotoCoreError, ClientError) as error:
-            raise self._error("delete", key, error) from error
-
-    def delete_prefix(self, prefix: str) -> int:
-        """See :meth:`Storage.delete_prefix`: one listing and one DeleteObjects request per 1000 keys."""
-        _check_prefix(prefix)
-        if not prefix:
-            raise MalformedPathError("refusing to delete with an empty prefix (that is every object)")
-        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix, "MaxKeys": _S3_BATCH}
-        deleted = 0
-        try:
-            client = self._client()
-            while True:
-                page = client.list_objects_v2(**params)
-                objects = [{"Key": item["Key"]} for item in page.get("Contents", ())]
-                if objects:
-                    answer = client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
-                    failed = answer.get("Errors", [])
-                    if failed:
-                        first = failed[0]
-                        raise StorageError(
-                            f"S3 delete_prefix s3://{self.bucket}/{self.prefix}{prefix}: {len(failed)} of "
-                            f"{len(objects)} objects not deleted, e.g. {first.get('Key')!r}: {first.get('Code')}"
-                        )
-                    deleted += len(objects)
-                if not page.get("IsTruncated"):
-                    return deleted
-                params["ContinuationToken"] = page["NextContinuationToken"]
-        except (BotoCoreError, ClientError) as error:
-            raise self._error("delete_prefix", prefix, error) from error
-
-    def check(self) -> None:
-        """See :meth:`Storage.check`: HEAD on the bucket (needs ``s3:ListBucket``, as :meth:`list` does)."""
-        try:
-            self._client().head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as error:
-            if _status_and_code(error)[0] == 404:
-                raise StorageError(f"S3 bucket {self.bucket!r} does not exist") from error
-            raise self._error("check", "", error) from error
-
-    def list(self, prefix: str = "", *, start_after: str = "", limit: int = 1000) -> list[StoredObject]:
-        """See :meth:`Storage.list`."""
-        _check_prefix(prefix)
-        found: list[StoredObject] = []
-        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
-        if start_after:
-            params["StartAfter"] = self.prefix + start_after
-        try:
-            while len(found) < limit:
-                page = self._client().list_objects_v2(MaxKeys=min(_S3_BATCH, limit - len(found)), **params)
-                found.extend(
-                    StoredObject(item["Key"][len(self.prefix) :], item["Size"], item["LastModified"].astimezone(UTC))
-                    for item in page.get("Contents", ())
-                )
-                if not page.get("IsTruncated"):
-                    break
-                params["ContinuationToken"] = page["NextContinuationToken"]
-        except (BotoCoreError, ClientError) as error:
-            raise self._error("list", prefix, error) from error
-        return found
-
-    def _client(self) -> Any:
-        pid_and_client = self._pid_and_client
-        if pid_and_client is not None and pid_and_client[0] == os.getpid():
-            return pid_and_client[1]
-        with _session_lock:
-            pid_and_client = self._pid_and_client
-            if pid_and_client is None or pid_and_client[0] != os.getpid():
-                client = _session().client(
-                    "s3", region_name=self.region, endpoint_url=self.endpoint_url or None, config=self._config
-                )
-                client.meta.events.register("before-call.s3.DeleteObjects", _add_content_md5)
-                pid_and_client = self._pid_and_client = (os.getpid(), client)
-        return pid_and_client[1]
-
-    def _where(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.prefix}{key}"
-
-    def _reads_as_absent(self, error: Exception, key: str) -> bool:
-        status, code = _status_and_code(error)
-        if code == "NoSuchBucket":
-            return False
-        if status == 404 or code in ("NoSuchKey", "NotFound"):
-            return True
-        if status == 403 or code == "AccessDenied":
-            # S3 answers 403 instead of 404 for a missing key when the caller may not list the bucket.
-            logger.warning(
-                "S3 refused to read %s (403); treating it as absent. Grant s3:ListBucket to get 404s.", self._where(key)
-            )
-            return True
-        # Longer than S3's 1024-byte key limit once the prefix is added: it cannot exist.
-        return code == "KeyTooLongError"
-
-    def _error(self, operation: str, key: str, error: Exception) -> StorageError:
-        where = f"S3 {operation} {self._where(key)}"
-        if isinstance(error, ConnectTimeoutError | ReadTimeoutError):
-            return StorageTimeoutError(f"{where}: timed out ({error})")
-        if isinstance(error, ClientError):
-            status, code = _status_and_code(error)
-            message = error.response.get("Error", {}).get("Message", "")
-            return StorageError(f"{where}: HTTP {status} {code} {message}".rstrip())
-        return StorageError(f"{where}: {error}")
-
-
-# One boto3 session per process, shared by every S3Storage: a session loads botocore's service models (about 0.1 s)
-# and is not safe to make clients from in several threads at once, hence the lock.
-_session_lock = threading.Lock()
-_pid_and_session: tuple[int, boto3.session.Session] | None = None
-
-
-def _session() -> boto3.session.Session:
-    """The process's session; call with ``_session_lock`` held."""
-    global _pid_and_session
-    if _pid_and_session is None or _pid_and_session[0] != os.getpid():
-        _pid_and_session = (os.getpid(), boto3.session.Session())
-    return _pid_and_session[1]
-
-
-def _status_and_code(error: Exception) -> tuple[int | None, str]:
-    if not isinstance(error, ClientError):
-        return None, ""
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status, str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _add_content_md5(params: dict[str, Any], **_: Any) -> None:
-    """Give DeleteObjects the Content-MD5 header that S3's API reference marks required.
-
-    Since botocore 1.36 it sends a CRC32 checksum instead, and several S3-compatible stores answer
-    ``MissingContentMD5`` (see CERT-Polska/karton#269); AWS accepts both headers together.
-    """
-    body = params.get("body")
-    if isinstance(body, bytes) and "Content-MD5" not in params["headers"]:
-        digest = hashlib.md5(body, usedforsecurity=False).digest()
-        params["headers"]["Content-MD5"] = base64.b64encode(digest).decode("ascii")
-
-
-#: OS errors meaning "there is no object at this key" rather than "storage is broken".
 _ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EISDIR})
 
 
@@ -478,7 +203,7 @@ class LocalStorage:
                 size = os.fstat(file.fileno()).st_size
                 if max_bytes is not None and size > max_bytes:
                     raise SourceTooLargeError(f"{key!r} has {size} bytes, more than {max_bytes}")
-                return _read_capped(file.read, max_bytes, repr(key))
+                return read_capped(file.read, max_bytes, repr(key))
         except OSError as error:
             if error.errno in _ABSENT_ERRNOS:
                 return None
@@ -517,7 +242,7 @@ class LocalStorage:
 
     def delete_prefix(self, prefix: str) -> int:
         """See :meth:`Storage.delete_prefix`; folders left empty under the prefix are removed as well."""
-        _check_prefix(prefix)
+        check_prefix(prefix)
         if not prefix:
             raise MalformedPathError("refusing to delete with an empty prefix (that is every object)")
         folders, _, _ = prefix.rpartition("/")
@@ -552,7 +277,7 @@ class LocalStorage:
 
     def list(self, prefix: str = "", *, start_after: str = "", limit: int = 1000) -> list[StoredObject]:
         """See :meth:`Storage.list`. Walks only the folders that can hold keys of the page, in key order."""
-        _check_prefix(prefix)
+        check_prefix(prefix)
         folders, _, _ = prefix.rpartition("/")
         start = os.path.join(self.root, folders) if folders else self.root
         found: list[StoredObject] = []
@@ -600,7 +325,7 @@ class LocalStorage:
                 yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
 
     def _path(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         if any(segment.startswith(_TEMP_PREFIX) for segment in key.split("/")):
             raise MalformedPathError(f"storage key segments may not start with {_TEMP_PREFIX!r}")
         return os.path.join(self.root, key)

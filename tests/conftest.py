@@ -77,7 +77,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Build validated settings for local storage under tmp_path; keyword arguments override."""
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"local_root": str(tmp_path / "media"), "secrets": (SECRET,)}
+        values: dict[str, Any] = {
+            "local_root": str(tmp_path / "media"),
+            "secrets": (SECRET,),
+            "lock_dir": str(tmp_path / "locks"),
+        }
         values.update(overrides)
         return Settings(**values).validate()
 

@@ -120,6 +120,8 @@ class SidecarServer(Server):
     def __init__(self, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> None:
         port = free_port()
         command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
+        # Locks and transform slots are per node: servers of other tests (or test runs) must not share them.
+        env = {"RESIZE_SIDECAR_LOCK_DIR": str(log_dir / f"locks-{port}"), **env}
         super().__init__(
             [*command, "--workers", str(workers)], port=port, log=log_dir / f"sidecar-{port}.log", env=env
         )
@@ -161,13 +163,24 @@ class NginxServer(Server):
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def raw_get(base_url: str, raw_path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def raw_get(
+    base_url: str,
+    raw_path: str,
+    method: str = "GET",
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     """One request with the path sent byte for byte (HTTP clients would normalise dot segments or encodings)."""
     host, port = base_url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         connection.putrequest(method, raw_path, skip_accept_encoding=True)
-        connection.endheaders()
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:

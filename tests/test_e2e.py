@@ -23,6 +23,8 @@ from tests.servers import NginxServer, SidecarServer, raw_get, world_readable_di
 
 pytestmark = pytest.mark.e2e
 
+API_SECRET = "e2e-api-secret-0123456789"
+
 
 @dataclass
 class Stack:
@@ -37,6 +39,11 @@ class Stack:
 
     def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
         return raw_get(self.nginx.url, path, method)
+
+    def get_with(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        return raw_get(self.nginx.url, path, method, body=body, headers=headers)
 
     def sidecar_requests(self) -> float:
         """Derivative requests that reached the sidecar, all workers added up."""
@@ -65,7 +72,13 @@ def stack(
     request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     mode = request.param
-    env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": mode}
+    env = {
+        "RESIZE_SIDECAR_SECRETS": SECRET,
+        "RESIZE_SIDECAR_STORAGE": mode,
+        "RESIZE_SIDECAR_API_SECRET": API_SECRET,
+        "RESIZE_SIDECAR_PRESETS": "thumb=160x160-fill",
+        "RESIZE_SIDECAR_MAX_SOURCE_BYTES": "2000000",
+    }
     if mode == "local":
         env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-media-"))
     else:
@@ -215,3 +228,22 @@ def test_the_sidecar_answers_health_readiness_and_metrics(stack: Stack) -> None:
     status, _, body = raw_get(stack.sidecar.url, "/metrics")
     assert status == 200
     assert b"resize_sidecar_transform_seconds_count" in body
+
+
+def test_an_upload_through_nginx_is_stored_with_its_presets_which_nginx_then_serves(stack: Stack) -> None:
+    status, _, answer = stack.get_with(
+        "POST", "/api/images", photo(1200, 900), {"Authorization": f"Bearer {API_SECRET}", "Content-Type": "image/jpeg"}
+    )
+    assert status == 201, answer
+    thumb = json.loads(answer)["urls"]["thumb"]
+    reached = stack.sidecar_requests()
+    status, headers, body = stack.get(thumb)
+    assert (status, headers["content-type"]) == (200, "image/jpeg")
+    assert image_size(body)[:2] == (160, 160)
+    assert stack.sidecar_requests() == reached, "the preset made at upload should be a plain nginx hit"
+
+
+def test_nginx_refuses_an_upload_over_the_size_cap_before_the_sidecar_sees_it(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {API_SECRET}", "Content-Type": "image/jpeg"}
+    status, _, _ = stack.get_with("POST", "/api/images", b"\0" * 2_100_000, headers)
+    assert status == 413

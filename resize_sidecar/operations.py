@@ -1,0 +1,796 @@
+"""What the operator's subcommands do: upload a folder, regenerate derivatives, check a setup, set up a bucket.
+
+Functions take settings and a storage and return plain results (:class:`Report`, :class:`Finding`,
+:class:`Change`); ``cli.py`` prints them. Bulk work runs on a bounded pool of threads and stops taking new work at
+the first storage failure: storage that failed once fails the rest too, each after its timeout. Every write
+replaces one whole object, so an interrupted run leaves no partial object, and running it again finishes it.
+
+Bucket configuration (public access, policy, website, lifecycle, CORS) is not part of the storage contract:
+:class:`~resize_sidecar.s3.BucketAdmin` makes those calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from middleware.urls import MediaURLs
+from resize_sidecar.derive import Deriver
+from resize_sidecar.errors import (
+    BadSignatureError,
+    MalformedPathError,
+    NotFoundError,
+    PolicyError,
+    SettingsError,
+    SidecarError,
+    SourceTooLargeError,
+    StorageError,
+)
+from resize_sidecar.s3 import BucketAdmin, UnsupportedByStoreError
+from resize_sidecar.settings import Settings
+from resize_sidecar.signing import (
+    DerivativePath,
+    DerivativeSpec,
+    encode_key,
+    is_preset_name,
+    parse_path,
+    parse_spec,
+    validate_key,
+)
+from resize_sidecar.storage import Storage, StoredObject
+
+# The sidecar's workers render with one libvips thread (gunicorn_conf.py), and AVIF output differs with the thread
+# count: regenerate compares fresh renders with stored ones byte for byte. libvips reads this when it starts.
+os.environ.setdefault("VIPS_CONCURRENCY", "1")
+
+from resize_sidecar import imaging  # noqa: E402
+
+T = TypeVar("T")
+
+FAILED = "failed"
+MANIFEST = "manifest.json"
+#: Objects asked for per storage listing while regenerating.
+_PAGE = 1000
+#: An upload saves its manifest this often, so an interrupted run resumes where it was.
+_CHECKPOINT_SECONDS = 30.0
+_HEIF_AVIF_BRANDS = (b"avif", b"avis")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file or object. ``status`` is a past-tense verb (``would …`` in a dry run)."""
+
+    item: str  #: the file, relative to the uploaded folder, or the storage key
+    status: str
+    detail: str = ""
+    url: str = ""
+
+
+@dataclass
+class Report:
+    """The outcomes of one bulk run; ``stopped`` is the storage failure that ended it early, if any."""
+
+    command: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.stopped and all(outcome.status != FAILED for outcome in self.outcomes)
+
+    def counts(self) -> dict[str, int]:
+        """How many items ended in each status, failures last."""
+        counts = Counter(outcome.status for outcome in self.outcomes)
+        return dict(sorted(counts.items(), key=lambda pair: (pair[0] == FAILED, pair[0])))
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{number} {status}" for status, number in self.counts().items()) or "nothing to do"
+        stopped = f"; stopped: {self.stopped}; run it again to finish" if self.stopped else ""
+        return f"{self.command}: {counts}{stopped}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "ok": self.ok,
+            "counts": self.counts(),
+            "stopped": self.stopped or None,
+            "notes": self.notes,
+            "items": [asdict(outcome) for outcome in self.outcomes],
+        }
+
+
+class Progress(Protocol):
+    """Told how much work there is (``None``: unknown) and of each outcome, in the calling thread."""
+
+    def start(self, total: int | None) -> None: ...
+
+    def done(self, outcome: Outcome) -> None: ...
+
+
+class Silent:
+    """A :class:`Progress` that shows nothing."""
+
+    def start(self, total: int | None) -> None:
+        pass
+
+    def done(self, outcome: Outcome) -> None:
+        pass
+
+
+def _run(
+    report: Report,
+    items: Iterable[T],
+    work: Callable[[T], Outcome | None],
+    jobs: int,
+    progress: Progress,
+    on_done: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``work`` over ``items`` on ``jobs`` threads, adding its outcomes (``None``: nothing to report) to ``report``.
+
+    At most ``2 * jobs`` items are taken ahead of the work, so a listing is read as the work goes and only that
+    many files are read into memory at once. The first :class:`StorageError`, from the work or from ``items``, stops the
+    run: items already started finish, those not started are dropped, and ``report.stopped`` says why. On an
+    interrupt, running items finish too (each write is whole).
+    """
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="resize-sidecar")
+
+    def collect(futures: Iterable[Future[Outcome | None]]) -> None:
+        for future in futures:
+            if future.cancelled():
+                continue
+            try:
+                outcome = future.result()
+            except StorageError as error:
+                report.stopped = report.stopped or error.detail
+                for waiting in pending:
+                    waiting.cancel()  # only those not started: each would wait for its own timeout
+                continue
+            if outcome is not None:
+                report.outcomes.append(outcome)
+                progress.done(outcome)
+        on_done()
+
+    pending: set[Future[Outcome | None]] = set()
+    try:
+        iterator = iter(items)
+        while not report.stopped:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            except StorageError as error:
+                report.stopped = error.detail
+                break
+            pending.add(pool.submit(work, item))
+            if len(pending) >= 2 * jobs:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(finished)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            collect(finished)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Upload
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A manifest row as stored; its URLs are made from the settings whenever the manifest is written."""
+
+    key: str
+    size: int
+    md5: str
+    width: int
+    height: int
+    content_type: str
+
+
+class _Uploader:
+    """One upload run: the manifest read at the start, the entries of this run, and the manifest's last bytes."""
+
+    def __init__(self, settings: Settings, storage: Storage, directory: Path, dest: str, *, dry_run: bool) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.directory = directory
+        self.dest = dest
+        self.dry_run = dry_run
+        self.urls = MediaURLs(settings)
+        self.manifest_key = dest + MANIFEST
+        self.lock = threading.Lock()
+        self.entries: dict[str, _Entry] = {}
+        self.saved: bytes | None = None
+        self.saved_at = time.monotonic()
+
+    def read_manifest(self, notes: list[str]) -> None:
+        self.saved = self.storage.get(self.manifest_key)
+        if self.saved is None:
+            return
+        try:
+            rows = json.loads(self.saved)["files"]
+            self.entries = {row["key"]: _Entry(**{name: row[name] for name in _Entry.__annotations__}) for row in rows}
+        except (ValueError, KeyError, TypeError):
+            notes.append(f"{self.manifest_key} is not a manifest this program wrote: every file is uploaded again")
+
+    def upload(self, path: Path) -> Outcome:
+        relative = path.relative_to(self.directory).as_posix()
+        key = self.dest + relative
+        try:
+            _validate_upload_key(key, self.settings)
+            data = _read_file(path, self.settings.max_source_bytes)
+            info = imaging.probe(data, self.settings)
+        except OSError as error:
+            return Outcome(relative, FAILED, f"cannot read it: {error.strerror or error}")
+        except StorageError:
+            raise
+        except SidecarError as error:
+            return Outcome(relative, FAILED, error.detail)
+        width, height = (info.height, info.width) if info.orientation >= 5 else (info.width, info.height)
+        entry = _Entry(
+            key,
+            len(data),
+            hashlib.md5(data, usedforsecurity=False).hexdigest(),
+            width,
+            height,
+            _content_type(info.loader, data),
+        )
+        with self.lock:
+            known = self.entries.get(key)
+        url = self.urls.url(key)
+        if known is not None and (known.md5, known.size) == (entry.md5, entry.size) and self.storage.exists(key):
+            status = "unchanged"
+        elif self.dry_run:
+            status = "would upload"
+        else:
+            self.storage.put(key, data, entry.content_type, self.settings.originals_cache_control)
+            status = "uploaded"
+        with self.lock:
+            self.entries[key] = entry
+        return Outcome(relative, status, url=url)
+
+    def manifest(self) -> bytes:
+        presets = sorted(self.settings.presets)
+        rows = [
+            {
+                **asdict(entry),
+                "url": self.urls.url(entry.key),
+                "derivatives": {name: self.urls.derivative(entry.key, preset=name) for name in presets},
+            }
+            for entry in sorted(self.entries.values(), key=lambda entry: entry.key)
+        ]
+        return (json.dumps({"prefix": self.dest, "files": rows}, ensure_ascii=False, indent=2) + "\n").encode()
+
+    def save(self) -> bool:
+        """Write the manifest if it changed (one whole object); whether it was written."""
+        data = self.manifest()
+        if self.dry_run or data == self.saved:
+            return False
+        # Apps and scripts read the manifest to find what was uploaded: it must never be served stale.
+        self.storage.put(self.manifest_key, data, "application/json", "no-cache")
+        self.saved, self.saved_at = data, time.monotonic()
+        return True
+
+    def checkpoint(self) -> None:
+        if time.monotonic() - self.saved_at >= _CHECKPOINT_SECONDS:
+            self.save()
+
+
+def _validate_upload_key(key: str, settings: Settings) -> None:
+    """An uploaded file's key is an original's key, and not the manifest's name."""
+    validate_key(key, settings.derived_prefix)
+    if key.rpartition("/")[2] == MANIFEST:
+        raise MalformedPathError(f"{MANIFEST} is the name of the upload manifest")
+
+
+def upload(
+    settings: Settings,
+    storage: Storage,
+    directory: Path,
+    *,
+    dest: str = "",
+    jobs: int = 4,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """Upload the images under ``directory`` to keys ``{dest}{path under directory}`` and write ``{dest}manifest.json``.
+
+    Images are recognised by their content (:func:`imaging.probe`), and only formats the sidecar accepts as
+    originals (``ALLOWED_LOADERS``) are uploaded. A file whose MD5 and size the manifest already has, and whose object
+    exists, is unchanged and not uploaded again. Files that cannot be read, are not such images, or whose path is not
+    a valid key are reported as failed; the others are uploaded all the same. Hidden files and folders (names
+    starting with ``.``) are left out. The manifest lists every uploaded file with its size, MD5, upright width and
+    height, public URL and the signed URLs of the presets; it is saved at the end, every 30 seconds, and when
+    interrupted.
+
+    Raises:
+        SettingsError: ``directory`` is not a folder, or ``dest`` is not a key prefix.
+        MalformedPathError: no secret to sign the manifest's URLs with.
+        StorageError: storage fails at the start, or when the manifest is read or written.
+    """
+    progress = progress or Silent()
+    if not directory.is_dir():
+        raise SettingsError(f"DIR: {str(directory)!r} is not a folder")
+    if dest and not dest.endswith("/"):
+        dest += "/"
+    try:
+        _validate_upload_key(dest + "x", settings)  # a prefix is valid when the keys under it are
+    except MalformedPathError as error:
+        raise SettingsError(f"--dest: {dest!r} is not a key prefix: {error.detail}") from None
+    report = Report("upload")
+    storage.check()
+    uploader = _Uploader(settings, storage, directory, dest, dry_run=dry_run)
+    uploader.read_manifest(report.notes)
+    files, unlisted = _files(directory)
+    report.outcomes.extend(unlisted)
+    progress.start(len(files))
+    try:
+        _run(report, files, uploader.upload, jobs, progress, on_done=uploader.checkpoint)
+    except KeyboardInterrupt:
+        uploader.save()
+        raise
+    if not report.stopped and uploader.save():
+        report.notes.append(f"wrote {uploader.manifest_key}")
+    return report
+
+
+def _files(directory: Path) -> tuple[list[Path], list[Outcome]]:
+    """The files under ``directory`` in path order, and an outcome for each folder that could not be listed."""
+    found: list[Path] = []
+    unlisted: list[Outcome] = []
+
+    def unreadable(error: OSError) -> None:
+        folder = Path(error.filename or directory).relative_to(directory).as_posix()
+        unlisted.append(Outcome(folder, FAILED, f"cannot list it: {error.strerror}"))
+
+    for folder, folders, names in os.walk(directory, onerror=unreadable):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        found.extend(Path(folder, name) for name in sorted(names) if not name.startswith("."))
+    return found, unlisted
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    # stat first: opening a named pipe would wait for a writer.
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{path.name} is not a regular file")
+    if info.st_size > max_bytes:
+        raise SourceTooLargeError(f"{info.st_size} bytes is over MAX_SOURCE_BYTES ({max_bytes})")
+    return path.read_bytes()
+
+
+def _content_type(loader: str, data: bytes) -> str:
+    if loader == "heifload":
+        # One loader reads both HEIF kinds; the ISO-BMFF ftyp box names which (offset 8, the major brand).
+        return "image/avif" if data[8:12] in _HEIF_AVIF_BRANDS else "image/heic"
+    return {"pngload": "image/png", "webpload": "image/webp", "gifload": "image/gif"}.get(loader, "image/jpeg")
+
+
+# Regenerate
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which derivatives to regenerate: of one spec text (a preset name or a spec), of one format, or all."""
+
+    spec: str | None = None
+    fmt: str | None = None
+
+    @classmethod
+    def of(cls, spec_and_format: str | None = None, preset: str | None = None) -> Selection:
+        """From ``--spec SPEC.FMT`` or ``--preset NAME``; neither selects every derivative.
+
+        Raises:
+            MalformedPathError: a spec that is not canonical, an unknown format, a name that cannot be a preset.
+        """
+        if preset is not None:
+            if not is_preset_name(preset):
+                raise MalformedPathError(f"{preset!r} cannot be a preset name")
+            return cls(spec=preset)
+        if spec_and_format is None:
+            return cls()
+        spec, dot, fmt = spec_and_format.rpartition(".")
+        if not dot or fmt not in imaging.CONTENT_TYPES:
+            raise MalformedPathError(f"expected SPEC.FMT such as 400x300.webp, got {spec_and_format!r}")
+        if not is_preset_name(spec):
+            parse_spec(spec)  # only the canonical spelling names stored derivatives
+        return cls(spec=spec, fmt=fmt)
+
+    def picks(self, path: DerivativePath) -> bool:
+        return self.spec in (None, path.spec) and self.fmt in (None, path.fmt)
+
+
+class _Regenerator:
+    def __init__(
+        self, settings: Settings, storage: Storage, selection: Selection, *, delete: bool, dry_run: bool
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.deriver = Deriver(settings, storage)
+        self.selection = selection
+        self.delete = delete
+        self.dry_run = dry_run
+
+    def regenerate(self, stored: StoredObject) -> Outcome | None:
+        settings = self.settings
+        raw_path = settings.media_url + encode_key(stored.key)
+        try:
+            path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix)
+        except (MalformedPathError, BadSignatureError):
+            return Outcome(stored.key, "skipped", "not a derivative's key")
+        if not self.selection.picks(path):
+            return None
+        if is_preset_name(path.spec) and path.spec not in settings.preset_specs:
+            return self.stale(stored.key, f"preset {path.spec!r} no longer exists")
+        try:
+            _, spec = self.deriver.authorize(raw_path)
+            rendered, _ = self.deriver.render(path, spec)
+        except BadSignatureError:
+            return Outcome(stored.key, "skipped", "signed with none of the current secrets")
+        except PolicyError as error:
+            return self.stale(stored.key, error.detail)
+        except NotFoundError:
+            return self.stale(stored.key, "its original is gone")
+        except StorageError:
+            raise
+        except SidecarError as error:
+            return Outcome(stored.key, FAILED, error.detail)
+        if self.storage.get(stored.key) == rendered.body:
+            return Outcome(stored.key, "current")
+        if self.dry_run:
+            return Outcome(stored.key, "would rebuild")
+        # put, not delete and put: clients get the old bytes until the new ones are whole.
+        self.storage.put(stored.key, rendered.body, rendered.content_type, settings.cache_control)
+        return Outcome(stored.key, "rebuilt")
+
+    def stale(self, key: str, why: str) -> Outcome:
+        if not self.delete:
+            return Outcome(key, "stale", why)
+        if self.dry_run:
+            return Outcome(key, "would delete", why)
+        self.storage.delete(key)
+        return Outcome(key, "deleted", why)
+
+
+def regenerate(
+    settings: Settings,
+    storage: Storage,
+    *,
+    prefix: str = "",
+    selection: Selection | None = None,
+    jobs: int = 4,
+    delete_stale: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """Re-render the stored derivatives of originals whose keys start with ``prefix`` and rewrite those that changed.
+
+    A derivative is *current* when its bytes equal a fresh render with the current settings (presets, qualities,
+    libvips): every selected derivative is rendered again, but only those that differ are written, so a second run,
+    or a run after an interruption, writes nothing that is already current. Each rewrite replaces one object whole,
+    and until then the old one is served: it is safe while the sidecar serves traffic. A derivative that can no
+    longer be made (its preset was removed, its original is gone, its size is now over the limit) is *stale*:
+    reported, and deleted with ``delete_stale``. One signed with none of the current secrets is skipped.
+
+    Raises:
+        StorageError: storage fails at the start.
+        MalformedPathError: an unsafe prefix.
+    """
+    progress = progress or Silent()
+    report = Report("regenerate")
+    storage.check()
+    worker = _Regenerator(settings, storage, selection or Selection(), delete=delete_stale, dry_run=dry_run)
+    progress.start(None)
+    _run(report, _listing(storage, settings.derived_prefix + prefix), worker.regenerate, jobs, progress)
+    return report
+
+
+def _listing(storage: Storage, prefix: str) -> Iterator[StoredObject]:
+    after = ""
+    while page := storage.list(prefix, start_after=after, limit=_PAGE):
+        yield from page
+        after = page[-1].key
+
+
+# Check
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the doctor's report; ``status`` is ``ok``, ``warn`` or ``fail``."""
+
+    name: str
+    status: str
+    detail: str
+
+
+def check(settings: Settings, storage: Storage) -> list[Finding]:
+    """A doctor for a setup: secrets, storage (reached, written, read back), image formats, the nginx config.
+
+    The settings are valid when this is called (loading them validates them). Image formats are checked by
+    rendering a small image to every output format and reading each result back through the sidecar's own code.
+    """
+    findings = [Finding("settings", "ok", f"valid: storage {settings.storage}, on miss {settings.on_miss}")]
+    findings.append(_check_secrets(settings.secrets))
+    findings.append(_check_storage(settings, storage))
+    findings.append(Finding("libvips", "ok", _libvips_version()))
+    findings.extend(_check_formats(settings))
+    if "heifload" in settings.allowed_loaders:
+        # libvips writes HEIC only with an HEVC encoder, which builds such as pyvips-binary lack: no sample to try.
+        why = "HEIC originals decode only where libheif has an HEVC decoder (libde265)"
+        findings.append(Finding("heic", "warn", f"not checked: {why}, and no HEIC image can be made here to try"))
+    findings.append(_check_nginx(settings))
+    return findings
+
+
+def _check_secrets(secrets: tuple[str, ...]) -> Finding:
+    if not secrets:
+        return Finding("secrets", "fail", "none: the sidecar cannot verify URLs (set RESIZE_SIDECAR_SECRETS)")
+    weak = [number for number, secret in enumerate(secrets, 1) if len(secret) < 16 or len(set(secret)) < 6]
+    short = [number for number, secret in enumerate(secrets, 1) if len(secret) < 32]
+    advice = "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+    if weak:
+        return Finding(
+            "secrets",
+            "fail",
+            f"secret number {weak[0]} is guessable (under 16 characters or 6 different ones); {advice}",
+        )
+    if short:
+        return Finding("secrets", "warn", f"secret number {short[0]} is under 32 characters; {advice}")
+    return Finding("secrets", "ok", f"{len(secrets)} configured, the shortest of {min(map(len, secrets))} characters")
+
+
+def _check_storage(settings: Settings, storage: Storage) -> Finding:
+    key = f"{settings.derived_prefix}resize-sidecar-check-{uuid.uuid4().hex}"
+    data = uuid.uuid4().bytes
+    try:
+        storage.check()
+        storage.put(key, data, "application/octet-stream", "no-store")
+        try:
+            read = storage.get(key)
+        finally:
+            storage.delete(key)
+    except SidecarError as error:
+        return Finding("storage", "fail", error.detail)
+    if read != data:
+        return Finding("storage", "fail", f"{storage!r}: a test object read back different bytes")
+    return Finding("storage", "ok", f"{storage!r}: reached; a test object was written, read back and deleted")
+
+
+def _libvips_version() -> str:
+    import pyvips  # already started by imaging, with untrusted loaders blocked
+
+    return ".".join(str(pyvips.version(part)) for part in range(3))
+
+
+def _check_formats(settings: Settings) -> list[Finding]:
+    original = _tiny_png()
+    findings = []
+    for fmt in imaging.CONTENT_TYPES:
+        try:
+            made = imaging.render(original, DerivativeSpec(), fmt, settings)
+        except SidecarError as error:
+            findings.append(Finding(f"format {fmt}", "fail", f"cannot write it: {error.detail}"))
+            continue
+        try:
+            loader = imaging.probe(made.body, settings).loader
+            imaging.render(made.body, DerivativeSpec(8, 8), "png", settings)
+        except SidecarError as error:
+            findings.append(Finding(f"format {fmt}", "warn", f"written, but not read as an original: {error.detail}"))
+            continue
+        findings.append(Finding(f"format {fmt}", "ok", f"written and read back ({loader})"))
+    return findings
+
+
+def _tiny_png(width: int = 16, height: int = 16) -> bytes:
+    """A small RGB gradient as PNG, made with the standard library (the check must not depend on a file)."""
+    rows = b"".join(
+        b"\x00" + bytes(value for x in range(width) for value in (x * 15, y * 15, 128)) for y in range(height)
+    )
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _check_nginx(settings: Settings) -> Finding:
+    from resize_sidecar.nginx import render_nginx
+
+    try:
+        text = render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000")
+    except SettingsError as error:
+        return Finding("nginx", "fail", str(error))
+    return Finding("nginx", "ok", f"the configuration renders ({len(text.splitlines())} lines)")
+
+
+# Bucket setup
+
+
+@dataclass(frozen=True)
+class Change:
+    """One part of a bucket's configuration: ``created``, ``set``, ``unchanged`` (or ``would …``), and what it is."""
+
+    part: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """What ``setup-bucket`` is asked to configure; nothing that is not asked for is touched."""
+
+    public_read: bool = False
+    website: bool = False
+    redirect_url: str = ""  #: scheme and host of the sidecar, where the website sends misses
+    incoming_expiry_days: int | None = None
+    cors_origins: tuple[str, ...] = ()
+
+
+_POLICY_SID = "ResizeSidecarReadDerivatives"
+_LIFECYCLE_ID = "resize-sidecar-incoming"
+_CORS_ID = "resize-sidecar"
+#: Public access block for --public-read: public ACLs stay blocked, a public bucket policy is allowed.
+_PUBLIC_ACCESS = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": False,
+    "RestrictPublicBuckets": False,
+}
+#: Error codes S3 answers for a missing configuration of each kind.
+def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dry_run: bool = False) -> list[Change]:
+    """Create the bucket if needed and configure what ``plan`` asks for; a second run changes nothing.
+
+    Each configuration keeps what others wrote into it (policy statements, routing, lifecycle and CORS rules) and
+    replaces only its own part, found by its id (or, for routing rules, by the derivatives' key prefix).
+
+    Raises:
+        StorageError: S3 refused a call or could not be reached.
+    """
+    changes: list[Change] = []
+
+    def record(part: str, changed: bool, detail: str, apply: Callable[[], object], verb: str = "set") -> None:
+        if not changed:
+            changes.append(Change(part, "unchanged", detail))
+        elif dry_run:
+            changes.append(Change(part, f"would {verb}", detail))
+        else:
+            apply()
+            changes.append(Change(part, "created" if verb == "create" else verb, detail))
+
+    exists = admin.exists()
+    record("bucket", not exists, f"{admin.bucket} ({admin.region})", admin.create, verb="create")
+
+    def read(operation: str) -> dict[str, Any] | None:
+        # A bucket about to be created has no configuration to read.
+        return admin.read(operation) if exists else None
+
+    derived = settings.s3_prefix + settings.derived_prefix
+    if plan.public_read:
+        try:
+            current = (read("get_public_access_block") or {}).get("PublicAccessBlockConfiguration")
+        except UnsupportedByStoreError:
+            changes.append(Change("public access block", "unsupported", "this store has none; the policy decides"))
+        else:
+            record(
+                "public access block",
+                current != _PUBLIC_ACCESS,
+                "public ACLs blocked, public bucket policies allowed",
+                lambda: admin.call("put_public_access_block", PublicAccessBlockConfiguration=_PUBLIC_ACCESS),
+            )
+        resource = f"arn:aws:s3:::{admin.bucket}/{derived}*"
+        statement = {
+            "Sid": _POLICY_SID,
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": resource,
+        }
+        answer = read("get_bucket_policy")
+        policy: dict[str, Any] = json.loads(answer["Policy"]) if answer else {"Version": "2012-10-17", "Statement": []}
+        statements = policy.get("Statement", [])
+        policy["Statement"] = [item for item in statements if item.get("Sid") != _POLICY_SID] + [statement]
+        record(
+            "bucket policy",
+            statement not in statements,
+            f"anyone may read {resource} (originals stay private)",
+            lambda: admin.call("put_bucket_policy", Policy=json.dumps(policy)),
+        )
+    if plan.website:
+        current = read("get_bucket_website") or {}
+        website = {"IndexDocument": current.get("IndexDocument", {"Suffix": "index.html"})}
+        website.update({name: current[name] for name in ("ErrorDocument", "RoutingRules") if name in current})
+        detail = "hosting on"
+        if plan.redirect_url:
+            ours = _routing_rules(settings, plan.redirect_url)
+            others = [rule for rule in current.get("RoutingRules", []) if not _is_ours(rule, derived)]
+            website["RoutingRules"] = others + ours
+            target = ours[0]["Redirect"]
+            detail += (
+                f"; 404 and 403 under {derived} redirect (302) to {target['Protocol']}://{target['HostName']}/"
+                f"{target['ReplaceKeyPrefixWith']}…"
+            )
+        record(
+            "website",
+            website != current,
+            detail,
+            lambda: admin.call("put_bucket_website", WebsiteConfiguration=website),
+        )
+    if plan.incoming_expiry_days is not None:
+        incoming = settings.s3_prefix + settings.incoming_prefix
+        rule: dict[str, Any] = {
+            "ID": _LIFECYCLE_ID,
+            "Filter": {"Prefix": incoming},
+            "Status": "Enabled",
+            "Expiration": {"Days": plan.incoming_expiry_days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+        rules = (read("get_bucket_lifecycle_configuration") or {}).get("Rules", [])
+        lifecycle = {"Rules": [item for item in rules if item.get("ID") != _LIFECYCLE_ID] + [rule]}
+        record(
+            "lifecycle",
+            not _has_rule(rules, rule),
+            f"uploads under {incoming} never activated expire after {plan.incoming_expiry_days} days",
+            lambda: admin.call("put_bucket_lifecycle_configuration", LifecycleConfiguration=lifecycle),
+        )
+    if plan.cors_origins:
+        rule = {
+            "ID": _CORS_ID,
+            "AllowedMethods": ["GET", "HEAD"],
+            "AllowedOrigins": list(plan.cors_origins),
+            "MaxAgeSeconds": 86400,
+        }
+        rules = (read("get_bucket_cors") or {}).get("CORSRules", [])
+        cors = {"CORSRules": [item for item in rules if item.get("ID") != _CORS_ID] + [rule]}
+        record(
+            "CORS",
+            not _has_rule(rules, rule),
+            f"GET and HEAD from {', '.join(plan.cors_origins)}",
+            lambda: admin.call("put_bucket_cors", CORSConfiguration=cors),
+        )
+    return changes
+
+
+def _routing_rules(settings: Settings, redirect_url: str) -> list[dict[str, Any]]:
+    """Misses under the derivatives' prefix go to the sidecar at ``{MEDIA_URL}{DERIVED_PREFIX}…``, the path it verifies.
+
+    302, never 301: browsers and CDNs keep a 301, and would loop back to the sidecar once the derivative exists. S3
+    answers 403 instead of 404 for a missing key to clients that may not list the bucket, hence a rule for each.
+    """
+    target = urlsplit(redirect_url)
+    redirect = {
+        "HostName": target.netloc,
+        "Protocol": target.scheme,
+        "HttpRedirectCode": "302",
+        "ReplaceKeyPrefixWith": settings.media_url.lstrip("/") + settings.derived_prefix,
+    }
+    prefix = settings.s3_prefix + settings.derived_prefix
+    return [
+        {"Condition": {"KeyPrefixEquals": prefix, "HttpErrorCodeReturnedEquals": code}, "Redirect": dict(redirect)}
+        for code in ("404", "403")
+    ]
+
+
+def _is_ours(rule: dict[str, Any], derived: str) -> bool:
+    return bool(rule.get("Condition", {}).get("KeyPrefixEquals") == derived)
+
+
+def _has_rule(rules: list[dict[str, Any]], rule: dict[str, Any]) -> bool:
+    """Whether ``rules`` hold ``rule`` as written (S3 may add fields of its own to what it reads back)."""
+    return any(all(item.get(name) == value for name, value in rule.items()) for item in rules)

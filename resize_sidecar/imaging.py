@@ -166,6 +166,11 @@ class _Deadline:
             image.set_kill(True)
 
 
+def libvips_version() -> str:
+    """The version of the libvips this process renders with, e.g. ``8.18.7``."""
+    return ".".join(str(pyvips.version(part)) for part in range(3))
+
+
 def probe(data: bytes, settings: Settings) -> SourceInfo:
     """Read an original's header, decoding no pixel, and check it against the allowed loaders and the pixel limit.
 

@@ -528,7 +528,7 @@ def check(settings: Settings, storage: Storage) -> list[Finding]:
     findings = [Finding("settings", "ok", f"valid: storage {settings.storage}, on miss {settings.on_miss}")]
     findings.append(_check_secrets(settings.secrets))
     findings.append(_check_storage(settings, storage))
-    findings.append(Finding("libvips", "ok", _libvips_version()))
+    findings.append(Finding("libvips", "ok", imaging.libvips_version()))
     findings.extend(_check_formats(settings))
     if "heifload" in settings.allowed_loaders:
         # libvips writes HEIC only with an HEVC encoder, which builds such as pyvips-binary lack: no sample to try.
@@ -570,12 +570,6 @@ def _check_storage(settings: Settings, storage: Storage) -> Finding:
     if read != data:
         return Finding("storage", "fail", f"{storage!r}: a test object read back different bytes")
     return Finding("storage", "ok", f"{storage!r}: reached; a test object was written, read back and deleted")
-
-
-def _libvips_version() -> str:
-    import pyvips  # already started by imaging, with untrusted loaders blocked
-
-    return ".".join(str(pyvips.version(part)) for part in range(3))
 
 
 def _check_formats(settings: Settings) -> list[Finding]:

@@ -215,9 +215,13 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         problem = f"preset name {preset!r} must match [a-z][a-z0-9_]* and not look like a size"
         check("presets", is_preset_name(preset), problem)
         try:
-            parse_spec(text)
+            spec = parse_spec(text)
         except MalformedPathError as error:
             problems.append(("presets", f"preset {preset!r}: {error.detail}"))
+            continue
+        largest = max(spec.width or 0, spec.height or 0)
+        check("presets", largest <= s.max_output_dimension,
+              f"preset {preset!r} is {largest} pixels, over max_output_dimension ({s.max_output_dimension})")
     check(
         "api_secret",
         all(re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,}", token) for token in s.api_secret),

@@ -276,6 +276,7 @@ BAD_ENVIRONMENTS = [
     pytest.param(env(s3_connect_timeout="nan"), "S3_CONNECT_TIMEOUT", id="timeout nan"),
     pytest.param(env(presets="Thumb=200x200"), "PRESETS", id="preset name in capitals"),
     pytest.param(env(presets="1thumb=200x"), "PRESETS", id="preset name starting with a digit"),
+    pytest.param(env(presets="hero=5000x"), "PRESETS", id="preset over the output cap"),
     pytest.param(env(presets="x200=200x200"), "PRESETS", id="preset name that looks like a size"),
     pytest.param(env(presets="thumb-2=200x"), "PRESETS", id="preset name with a dash"),
     pytest.param(env(presets="=200x"), "PRESETS", id="empty preset name"),

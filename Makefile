@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := nginx libnginx-mod-http-js chromium chromium-driver
 
-.PHONY: setup system-packages test demo clean
+.PHONY: setup system-packages test demo bench clean
 
 setup: $(VENV)/.installed system-packages
 
@@ -30,6 +30,11 @@ test: setup
 
 demo: setup
 	$(PY) deploy/demo.py
+
+# About 10 minutes on 2 cores: writes bench/results/latest.{md,png,json}; see bench/README.md.
+bench: setup
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .hypothesis

@@ -1,0 +1,75 @@
+"""What a run needs besides the main virtualenv: wrk, and thumbor in a virtualenv of its own.
+
+thumbor pins ``Pillow<13`` and an old tornado, so it never shares the sidecar's environment. Both are installed once
+and reused (``bench/work/`` is not committed); what cannot be installed is reported, and the run goes on without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+#: The thumbor measured against; bump deliberately (its numbers are only comparable at one version).
+THUMBOR_REQUIREMENT = "thumbor==7.8.0"
+
+
+def ensure_wrk() -> str | None:
+    """``None`` when wrk is there (installed now if missing and we are root), else why not."""
+    if shutil.which("wrk"):
+        return None
+    if os.geteuid() != 0:
+        return "wrk is not installed and this is not root (apt-get install wrk)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        finished = subprocess.run(command, env=env, capture_output=True, text=True)
+        if finished.returncode != 0:
+            return f"{' '.join(command)} failed: {finished.stderr.strip()[-300:]}"
+    return None if shutil.which("wrk") else "apt-get installed wrk but it is not on PATH"
+
+
+def ensure_thumbor(venv: Path) -> tuple[Path | None, str]:
+    """thumbor's virtualenv and its version, or ``None`` and why it could not be installed."""
+    marker = venv / ".bench-installed"
+    if not (marker.exists() and marker.read_text() == THUMBOR_REQUIREMENT):
+        shutil.rmtree(venv, ignore_errors=True)
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", THUMBOR_REQUIREMENT],
+        ]
+        for command in steps:
+            finished = subprocess.run(command, capture_output=True, text=True)
+            if finished.returncode != 0:
+                return None, f"`{' '.join(command[-2:])}` failed: {finished.stderr.strip()[-400:]}"
+        marker.write_text(THUMBOR_REQUIREMENT)
+    check = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import thumbor, PIL, PIL.features as f; print(thumbor.__version__, PIL.__version__, f.check('avif'))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if check.returncode != 0:
+        return None, f"thumbor does not import: {check.stderr.strip()[-400:]}"
+    thumbor_version, pillow_version, avif = check.stdout.split()
+    return venv, f"thumbor {thumbor_version} (Pillow {pillow_version}, AVIF {'yes' if avif == 'True' else 'no'})"
+
+
+def thumbor_config(media_root: Path) -> str:
+    """thumbor at its best for this comparison: file loader, nothing stored or cached, unsafe URLs."""
+    return f"""# thumbor's configuration in the benchmark (written by bench/prepare.py).
+LOADER = "thumbor.loaders.file_loader"
+FILE_LOADER_ROOT_PATH = {str(media_root)!r}
+# Nothing kept between requests: every request loads and transforms, as a sidecar miss does.
+STORAGE = "thumbor.storages.no_storage"
+RESULT_STORAGE = None
+ALLOW_UNSAFE_URL = True
+ENGINE = "thumbor.engines.pil"
+QUALITY = 80
+# libvips' AVIF effort 2 (the sidecar's) is aom speed 7; Pillow's default would be speed 6, slower.
+AVIF_SPEED = 7
+"""

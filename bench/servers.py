@@ -1,0 +1,329 @@
+"""The servers a benchmark run starts, each on a free loopback port, each stopped with its whole process group.
+
+Every server is a context manager; :func:`bench.run.main` enters them all in one ``ExitStack``, so they stop on
+success, on an error and on Ctrl-C (or SIGTERM, which the entry point turns into an exception).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+#: The product's own nginx templates: the static and thumbor configurations reuse its http-level settings.
+TEMPLATES = REPO / "resize_sidecar" / "nginx_templates"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if found is None:
+        raise RuntimeError("nginx is not installed (apt-get install nginx)")
+    return found
+
+
+def world_readable_dir(parent: Path | None, prefix: str) -> Path:
+    """A new folder nginx's workers (user ``nobody`` when root starts nginx) can enter."""
+    base = parent or Path(os.environ.get("TMPDIR", "/tmp"))
+    path = base / f"{prefix}{os.urandom(4).hex()}"
+    path.mkdir(mode=0o755, parents=True)
+    path.chmod(0o755)
+    return path
+
+
+class Server:
+    """A subprocess that serves HTTP on 127.0.0.1:port, in its own process group."""
+
+    ready_path = "/"
+
+    def __init__(self, name: str, command: list[str], *, port: int, log: Path, env: dict[str, str] | None = None):
+        self.name = name
+        self.command = command
+        self.port = port
+        self.log = log
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process, without waiting (several servers then start at once)."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the server answers HTTP; stop it and raise if it exits or stays silent."""
+        assert self.process is not None, "launch() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.answers():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def answers(self) -> bool:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", self.ready_path)
+            return connection.getresponse().status < 500
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def workers(self) -> list[int]:
+        """The server's child processes (gunicorn's workers), from /proc."""
+        if self.process is None:
+            return []
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                # The parent pid is the second field after the parenthesised command name.
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                    found.append(int(entry))
+        return found
+
+    def cpu_ticks(self) -> int:
+        """CPU time (clock ticks) used so far by the server's process and its children."""
+        if self.process is None:
+            return 0
+        total = 0
+        for pid in [self.process.pid, *self.workers()]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def wait_idle(running: list[Server], *, quiet: float = 0.2, limit: float = 5.0) -> float:
+    """Wait until none of ``running`` uses CPU for ``quiet`` seconds (at most ``limit``); the seconds waited.
+
+    A load run ends with requests still queued in nginx and gunicorn; they must not run into the next measurement.
+    """
+    started = time.monotonic()
+    before = sum(server.cpu_ticks() for server in running)
+    while time.monotonic() - started < limit:
+        time.sleep(quiet)
+        after = sum(server.cpu_ticks() for server in running)
+        if after == before:
+            break
+        before = after
+    return time.monotonic() - started
+
+
+def sidecar(env: dict[str, str], logs: Path, *, workers: int, name: str = "sidecar") -> Server:
+    """The sidecar as users run it: ``resize-sidecar serve`` (gunicorn with the package's configuration)."""
+    port = free_port()
+    command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
+    server = Server(name, [*command, "--workers", str(workers)], port=port, log=logs / f"{name}.log", env=env)
+    server.ready_path = "/healthz"
+    return server
+
+
+def patched_sidecar(app: str, env: dict[str, str], logs: Path, *, workers: int, name: str) -> Server:
+    """The sidecar's app with benchmark patches (``app`` in bench/), under the package's gunicorn configuration."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:resize_sidecar.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--pythonpath",
+        str(BENCH),
+        app,
+    ]
+    server = Server(name, command, port=port, log=logs / f"{name}.log", env=env)
+    server.ready_path = "/healthz"
+    return server
+
+
+def floor(root: Path, logs: Path, *, workers: int) -> Server:
+    """The floor app (``floor_app.py``) under gunicorn with the sidecar's worker model and libvips settings."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--pythonpath",
+        str(BENCH),
+        "floor_app:app",
+    ]
+    env = {"BENCH_FLOOR_ROOT": str(root), "VIPS_CONCURRENCY": "1", "MALLOC_ARENA_MAX": "2"}
+    server = Server("floor", command, port=port, log=logs / "floor.log", env=env)
+    server.ready_path = "/healthz"
+    return server
+
+
+def moto(logs: Path) -> Server:
+    """moto's S3 server (threaded werkzeug) as its own process, so it does not share the harness's GIL."""
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return Server("moto", command, port=port, log=logs / "moto.log")
+
+
+def delay_proxy(target_port: int, delay_ms: float, logs: Path) -> Server:
+    """A TCP proxy in front of ``target_port`` that adds ``delay_ms`` to every request (``delay_proxy.py``)."""
+    port = free_port()
+    command = [sys.executable, str(BENCH / "delay_proxy.py"), str(port), str(target_port), str(delay_ms)]
+    return Server(f"delay-{delay_ms:g}ms", command, port=port, log=logs / f"delay-{delay_ms:g}ms.log")
+
+
+def thumbor(venv: Path, config: Path, logs: Path, index: int) -> Server:
+    """One single-process thumbor instance."""
+    port = free_port()
+    command = [str(venv / "bin" / "thumbor"), "-p", str(port), "-i", "127.0.0.1", "-c", str(config), "-l", "warning"]
+    server = Server(f"thumbor-{index}", command, port=port, log=logs / f"thumbor-{index}.log")
+    server.ready_path = "/healthcheck"
+    return server
+
+
+class Nginx(Server):
+    """Debian's nginx with a given configuration, in its own prefix folder (pid file, logs, temp files)."""
+
+    ready_path = "/bench-not-a-route"
+
+    def __init__(self, name: str, config: str, port: int, logs: Path) -> None:
+        self.config_text = config
+        self.prefix = world_readable_dir(None, f"bench-nginx-{name}-")
+        (self.prefix / "nginx.conf").write_text(config)
+        command = [nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", "stderr"]
+        super().__init__(name, [*command, "-g", "daemon off;"], port=port, log=logs / f"nginx-{name}.log")
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    @classmethod
+    def for_sidecar(cls, name: str, env: dict[str, str], sidecar_url: str, logs: Path) -> Nginx:
+        """The product's configuration, rendered by ``resize-sidecar nginx`` from the sidecar's settings."""
+        port = free_port()
+        render = [sys.executable, "-m", "resize_sidecar.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
+        config = subprocess.run(
+            [*render, "--sidecar", sidecar_url],
+            env={**os.environ, **env},
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return cls(name, config, port, logs)
+
+    @classmethod
+    def static(cls, name: str, root: Path, logs: Path) -> Nginx:
+        """Plain static files from ``root``, with the product configuration's http-level settings."""
+        port = free_port()
+        location = f'location / {{\n    root "{root}";\n}}'
+        config = _render_template(
+            "nginx.conf", {"listen": f"127.0.0.1:{port}", "sidecar_address": "127.0.0.1:9", "locations": location}
+        )
+        return cls(name, config, port, logs)
+
+    @classmethod
+    def balancer(cls, name: str, backends: list[int], logs: Path) -> Nginx:
+        """A least-connections upstream over single-process backends, so no backend idles while another queues."""
+        port = free_port()
+        servers = "\n".join(f"        server 127.0.0.1:{backend};" for backend in backends)
+        config = f"""worker_processes auto;
+pid nginx.pid;
+error_log error.log warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log access.log;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+    upstream backends {{
+        least_conn;
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"""
+        return cls(name, config, port, logs)
+
+
+def _render_template(name: str, values: dict[str, str]) -> str:
+    """The product's template with ``values``; its other placeholders (S3 signing, caches) are left out."""
+    text = (TEMPLATES / f"{name}.template").read_text(encoding="utf-8")
+    return re.sub(r"\{\{(\w+)\}\}", lambda match: values.get(match[1], ""), text)

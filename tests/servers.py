@@ -7,17 +7,28 @@ output goes to a log file whose tail is shown when start-up fails.
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import pytest
+
+from resize_sidecar.settings import Settings
+from resize_sidecar.signing import format_path
+from resize_sidecar.storage import Storage, open_storage
+from tests.conftest import SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -225,3 +236,86 @@ class Blackhole:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.socket.close()
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """A metric from the sidecar's /metrics, added up over its workers and over the label values not named."""
+    status, _, body = raw_get(server.url, "/metrics")
+    assert status == 200
+    total = 0.0
+    for match in re.finditer(rf"^{name}(?:\{{(.*?)\}})? (\S+)$", body.decode(), re.MULTILINE):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match[1] or ""))
+        if all(found.get(label) == value for label, value in labels.items()):
+            total += float(match[2])
+    return total
+
+
+def sidecar_requests(sidecar: SidecarServer) -> float:
+    """Derivative requests that reached the sidecar."""
+    return metric(sidecar, "resize_sidecar_requests_total", route="derivative")
+
+
+@dataclass
+class Stack:
+    mode: str
+    settings: Settings
+    storage: Storage
+    sidecar: SidecarServer
+    nginx: NginxServer
+
+    def url(self, key: str, spec: str, fmt: str) -> str:
+        return format_path(key, spec, fmt, SECRET)
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        return raw_get(self.nginx.url, path, method)
+
+    def get_with(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        return raw_get(self.nginx.url, path, method, body=body, headers=headers)
+
+    def sidecar_requests(self) -> float:
+        return sidecar_requests(self.sidecar)
+
+    def derivatives_of(self, key: str) -> list[str]:
+        return [item.key for item in self.storage.list(f"_r/{key}/")]
+
+
+def public_derivatives_policy(bucket: str) -> str:
+    """Anonymous reads of derivatives only; originals stay private."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/_r/*",
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+
+
+@contextmanager
+def media_stack(mode: str, moto_endpoint: str, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """nginx in front of a sidecar, over a fresh local folder or a fresh moto bucket whose derivatives are public."""
+    env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": mode, **(env or {})}
+    if mode == "local":
+        env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-media-"))
+    else:
+        import boto3
+
+        bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+        client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=bucket)
+        client.put_bucket_policy(Bucket=bucket, Policy=public_derivatives_policy(bucket))
+        env.update(RESIZE_SIDECAR_S3_BUCKET=bucket, RESIZE_SIDECAR_S3_ENDPOINT_URL=moto_endpoint)
+    settings = Settings(
+        storage=mode,
+        local_root=env.get("RESIZE_SIDECAR_LOCAL_ROOT", "media"),
+        s3_bucket=env.get("RESIZE_SIDECAR_S3_BUCKET", ""),
+        s3_endpoint_url=env.get("RESIZE_SIDECAR_S3_ENDPOINT_URL", ""),
+        secrets=(SECRET,),
+    ).validate()
+    with ExitStack() as servers:
+        sidecar = servers.enter_context(SidecarServer(env, log_dir))
+        nginx = servers.enter_context(NginxServer(env, sidecar_url=sidecar.url))
+        yield Stack(mode, settings, open_storage(settings), sidecar, nginx)

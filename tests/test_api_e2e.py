@@ -14,7 +14,6 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,12 +21,10 @@ from typing import Any
 import pytest
 import requests
 
-from resize_sidecar.settings import Settings
 from resize_sidecar.signing import encode_key, format_path
-from resize_sidecar.storage import open_storage
 from tests.conftest import SECRET, photo
-from tests.servers import NginxServer, SidecarServer, raw_get, world_readable_dir
-from tests.test_e2e import Stack, image_size, public_derivatives_policy
+from tests.servers import Stack, media_stack, raw_get
+from tests.test_e2e import image_size
 
 pytestmark = pytest.mark.e2e
 
@@ -41,38 +38,13 @@ MAX_SOURCE_BYTES = 3_000_000
 def stack(
     request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    mode = request.param
     env = {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
         "RESIZE_SIDECAR_API_SECRET": API_SECRET,
         "RESIZE_SIDECAR_PRESETS": "thumb=120x120-fill",
         "RESIZE_SIDECAR_MAX_SOURCE_BYTES": str(MAX_SOURCE_BYTES),
-        "RESIZE_SIDECAR_STORAGE": mode,
     }
-    if mode == "local":
-        env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-api-"))
-    else:
-        import boto3
-
-        bucket = f"api-{uuid.uuid4().hex[:12]}"
-        client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=bucket)
-        client.put_bucket_policy(Bucket=bucket, Policy=public_derivatives_policy(bucket))
-        env.update(RESIZE_SIDECAR_S3_BUCKET=bucket, RESIZE_SIDECAR_S3_ENDPOINT_URL=moto_endpoint)
-    settings = Settings(
-        storage=mode,
-        local_root=env.get("RESIZE_SIDECAR_LOCAL_ROOT", "media"),
-        s3_bucket=env.get("RESIZE_SIDECAR_S3_BUCKET", ""),
-        s3_endpoint_url=env.get("RESIZE_SIDECAR_S3_ENDPOINT_URL", ""),
-        secrets=(SECRET,),
-    ).validate()
-    logs = tmp_path_factory.mktemp(f"api-logs-{mode}")
-    with ExitStack() as servers:
-        sidecar = SidecarServer(env, logs)
-        servers.enter_context(sidecar)
-        nginx = NginxServer(env, sidecar_url=sidecar.url)
-        servers.enter_context(nginx)
-        yield Stack(mode, settings, open_storage(settings), sidecar, nginx)
+    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"api-logs-{request.param}"), env) as s:
+        yield s
 
 
 def api(stack: Stack, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -7,100 +7,31 @@ later request for that URL is served by nginx from storage without reaching Pyth
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 
 import pytest
 
-from resize_sidecar.settings import Settings
 from resize_sidecar.signing import encode_key, format_path, sign
-from resize_sidecar.storage import Storage, open_storage
 from tests.conftest import SECRET, photo
-from tests.servers import NginxServer, SidecarServer, raw_get, world_readable_dir
+from tests.servers import Stack, media_stack, raw_get
 
 pytestmark = pytest.mark.e2e
 
 API_SECRET = "e2e-api-secret-0123456789"
 
 
-@dataclass
-class Stack:
-    mode: str
-    settings: Settings
-    storage: Storage
-    sidecar: SidecarServer
-    nginx: NginxServer
-
-    def url(self, key: str, spec: str, fmt: str) -> str:
-        return format_path(key, spec, fmt, SECRET)
-
-    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-        return raw_get(self.nginx.url, path, method)
-
-    def get_with(
-        self, method: str, path: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str], bytes]:
-        return raw_get(self.nginx.url, path, method, body=body, headers=headers)
-
-    def sidecar_requests(self) -> float:
-        """Derivative requests that reached the sidecar, all workers added up."""
-        status, _, body = raw_get(self.sidecar.url, "/metrics")
-        assert status == 200
-        pattern = r'^resize_sidecar_requests_total\{route="derivative",status="\d+"\} (\S+)$'
-        return sum(float(value) for value in re.findall(pattern, body.decode(), re.MULTILINE))
-
-    def derivatives_of(self, key: str) -> list[str]:
-        return [item.key for item in self.storage.list(f"_r/{key}/")]
-
-
-def public_derivatives_policy(bucket: str) -> str:
-    """Anonymous reads of derivatives only; originals stay private."""
-    statement = {
-        "Effect": "Allow",
-        "Principal": "*",
-        "Action": "s3:GetObject",
-        "Resource": f"arn:aws:s3:::{bucket}/_r/*",
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
 @pytest.fixture(scope="module", params=["local", "s3"])
 def stack(
     request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    mode = request.param
     env = {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_STORAGE": mode,
         "RESIZE_SIDECAR_API_SECRET": API_SECRET,
         "RESIZE_SIDECAR_PRESETS": "thumb=160x160-fill",
         "RESIZE_SIDECAR_MAX_SOURCE_BYTES": "2000000",
     }
-    if mode == "local":
-        env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-media-"))
-    else:
-        import boto3
-
-        bucket = f"e2e-{uuid.uuid4().hex[:12]}"
-        client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=bucket)
-        client.put_bucket_policy(Bucket=bucket, Policy=public_derivatives_policy(bucket))
-        env.update(RESIZE_SIDECAR_S3_BUCKET=bucket, RESIZE_SIDECAR_S3_ENDPOINT_URL=moto_endpoint)
-    settings = Settings(
-        storage=mode,
-        local_root=env.get("RESIZE_SIDECAR_LOCAL_ROOT", "media"),
-        s3_bucket=env.get("RESIZE_SIDECAR_S3_BUCKET", ""),
-        s3_endpoint_url=env.get("RESIZE_SIDECAR_S3_ENDPOINT_URL", ""),
-        secrets=(SECRET,),
-    ).validate()
-    logs = tmp_path_factory.mktemp(f"logs-{mode}")
-    with ExitStack() as servers:
-        sidecar = servers.enter_context(SidecarServer(env, logs))
-        nginx = servers.enter_context(NginxServer(env, sidecar_url=sidecar.url))
-        yield Stack(mode, settings, open_storage(settings), sidecar, nginx)
+    logs = tmp_path_factory.mktemp(f"logs-{request.param}")
+    with media_stack(request.param, moto_endpoint, logs, env) as started:
+        yield started
 
 
 def image_size(body: bytes) -> tuple[int, int, str]:

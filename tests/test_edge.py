@@ -7,7 +7,6 @@ exactly as S3 would refuse it.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ import pytest
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import format_path
 from tests.conftest import SECRET, photo
-from tests.servers import Blackhole, MotoServer, NginxServer, SidecarServer, raw_get
+from tests.servers import Blackhole, MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -67,12 +66,6 @@ def put_original(bucket: PrivateBucket, key: str, body: bytes) -> None:
         aws_secret_access_key=bucket.env["AWS_SECRET_ACCESS_KEY"],
     )
     client.put_object(Bucket=bucket.bucket, Key=key, Body=body, ContentType="image/jpeg")
-
-
-def sidecar_requests(sidecar: SidecarServer) -> float:
-    body = raw_get(sidecar.url, "/metrics")[2].decode()
-    pattern = r'^resize_sidecar_requests_total\{route="derivative",status="\d+"\} (\S+)$'
-    return sum(float(value) for value in re.findall(pattern, body, re.MULTILINE))
 
 
 @pytest.fixture(scope="module")

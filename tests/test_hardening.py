@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -22,7 +21,7 @@ from resize_sidecar.settings import Settings
 from resize_sidecar.signing import format_path
 from resize_sidecar.storage import Storage, open_storage
 from tests.conftest import SECRET, photo
-from tests.servers import NginxServer, Server, SidecarServer, world_readable_dir
+from tests.servers import NginxServer, SidecarServer, metric, world_readable_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -52,12 +51,6 @@ def fetch_together(urls: list[str]) -> list[Answer]:
 
     with ThreadPoolExecutor(len(urls)) as pool:
         return list(pool.map(fetch, urls))
-
-
-def metric(server: Server, name: str) -> float:
-    """A counter added up over its labels and the server's workers."""
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
-    return sum(float(value) for value in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE))
 
 
 def private_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> str:

@@ -317,8 +317,10 @@ class ApiApp:
         if not self.storage.exists(key):
             raise NotFoundError(f"no original at {key!r}")
         expires = int(time.time()) + seconds
-        signature = _file_signature(key, expires, self.settings.secrets[0])
-        url = f"/api/files/{encode_key(key)}?expires={expires}&sig={signature}"
+        url = self.storage.presigned_url(key, seconds)
+        if url is None:
+            signature = _file_signature(key, expires, self.settings.secrets[0])
+            url = f"/api/files/{encode_key(key)}?expires={expires}&sig={signature}"
         return self.json_response(200, {"key": key, "url": url, "expires": expires})
 
     def temporary_file(self, request: Request, key: str) -> Response:

@@ -101,6 +101,13 @@ class Storage(Protocol):
         """
         ...
 
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        """A URL that reads the object without credentials for ``seconds``, or ``None`` if the store has none.
+
+        Nothing is checked or fetched: the URL of a missing key answers 404 (or 403) when used.
+        """
+        ...
+
     def check(self) -> None:
         """Readiness: return if storage is reachable and usable.
 
@@ -267,6 +274,10 @@ class LocalStorage:
         except OSError as error:
             raise self._error("delete_prefix", prefix, error) from error
         return deleted
+
+    def presigned_url(self, key: str, seconds: int) -> str | None:
+        """See :meth:`Storage.presigned_url`: a folder has none (the media API signs its own URLs instead)."""
+        return None
 
     def check(self) -> None:
         """See :meth:`Storage.check`: the root is a folder this process can read and write."""

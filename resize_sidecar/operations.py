@@ -728,19 +728,26 @@ def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dr
         )
     if plan.incoming_expiry_days is not None:
         incoming = settings.s3_prefix + settings.incoming_prefix
-        rule: dict[str, Any] = {
-            "ID": _LIFECYCLE_ID,
-            "Filter": {"Prefix": incoming},
-            "Status": "Enabled",
-            "Expiration": {"Days": plan.incoming_expiry_days},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-        }
+        # Uploads and the presets made of them at upload time: both stay behind if never activated.
+        incoming_derivatives = settings.s3_prefix + settings.derived_prefix + settings.incoming_prefix
+        prefixes = {_LIFECYCLE_ID: incoming, f"{_LIFECYCLE_ID}-derivatives": incoming_derivatives}
+        ours: list[dict[str, Any]] = [
+            {
+                "ID": rule_id,
+                "Filter": {"Prefix": prefix},
+                "Status": "Enabled",
+                "Expiration": {"Days": plan.incoming_expiry_days},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }
+            for rule_id, prefix in prefixes.items()
+        ]
         rules = (read("get_bucket_lifecycle_configuration") or {}).get("Rules", [])
-        lifecycle = {"Rules": [item for item in rules if item.get("ID") != _LIFECYCLE_ID] + [rule]}
+        lifecycle = {"Rules": [item for item in rules if item.get("ID") not in prefixes] + ours}
         record(
             "lifecycle",
-            not _has_rule(rules, rule),
-            f"uploads under {incoming} never activated expire after {plan.incoming_expiry_days} days",
+            not all(_has_rule(rules, rule) for rule in ours),
+            f"uploads under {incoming} and {incoming_derivatives} never activated expire after "
+            f"{plan.incoming_expiry_days} days",
             lambda: admin.call("put_bucket_lifecycle_configuration", LifecycleConfiguration=lifecycle),
         )
     if plan.cors_origins:

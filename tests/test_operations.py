@@ -511,8 +511,11 @@ def test_setup_bucket_creates_and_configures_a_bucket_and_a_second_run_changes_n
         "HttpRedirectCode": "302",
         "ReplaceKeyPrefixWith": "media/_r/",
     }
-    (lifecycle,) = s3_client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    assert (lifecycle["Filter"], lifecycle["Expiration"]) == ({"Prefix": "site/incoming/"}, {"Days": 3})
+    lifecycle = s3_client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert [(rule["Filter"], rule["Expiration"]) for rule in lifecycle] == [
+        ({"Prefix": "site/incoming/"}, {"Days": 3}),
+        ({"Prefix": "site/_r/incoming/"}, {"Days": 3}),
+    ]
     (cors,) = s3_client.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert (cors["AllowedOrigins"], cors["AllowedMethods"]) == (["https://app.example.com"], ["GET", "HEAD"])
 
@@ -543,7 +546,11 @@ def test_setup_bucket_keeps_what_others_configured_and_replaces_only_its_own_rul
     statements = json.loads(s3_client.get_bucket_policy(Bucket=s3_bucket)["Policy"])["Statement"]
     assert [statement["Sid"] for statement in statements] == ["Theirs", "ResizeSidecarReadDerivatives"]
     rules = s3_client.get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"]
-    assert {rule["ID"]: rule["Expiration"]["Days"] for rule in rules} == {"logs": 30, "resize-sidecar-incoming": 5}
+    assert {rule["ID"]: rule["Expiration"]["Days"] for rule in rules} == {
+        "logs": 30,
+        "resize-sidecar-incoming": 5,
+        "resize-sidecar-incoming-derivatives": 5,
+    }
     assert [(change["part"], change["status"]) for change in changed["changes"]] == [
         ("bucket", "unchanged"),
         ("lifecycle", "set"),

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Measure the reliability figures of FAULTS.md and write ``bench/results/reliability.{md,json}``.
+
+    python bench/reliability.py                    # everything, about 5 to 10 minutes on 2 cores
+    python bench/reliability.py --soak-requests 2000 --skip-hardening
+
+- F3, F4 (bombs, crash corpus): ``tests/test_corpus.py``, which writes ``corpus.{json,md}``.
+- F5 (invalid signatures): the 10,000-example test of ``tests/test_signatures.py`` (``-m slow``), which writes
+  ``signatures.json``.
+- F6 (S3 outage): measured here, with the default S3 timeouts (connect 2 s, read 5 s, 2 attempts), through a real
+  sidecar and :class:`tests.faults.FaultProxy` in front of moto.
+- F7 (memory plateau): ``bench/soak.py`` with 10,000 requests, which writes ``soak.{json,md}``.
+- F1, F2 and overload: ``tests/test_hardening.py``, whose tests assert the figures; their outcome is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench/results"
+for folder in (REPO, REPO / "bench"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+import soak  # noqa: E402
+
+from resize_sidecar.settings import Settings  # noqa: E402
+from resize_sidecar.signing import format_path  # noqa: E402
+from tests.conftest import SECRET, photo  # noqa: E402
+from tests.faults import Fault, FaultProxy, Workers  # noqa: E402
+from tests.servers import SidecarServer, raw_get  # noqa: E402
+
+
+def run_pytest(*args: str, results: Path) -> dict[str, Any]:
+    """Run pytest on ``args`` with the results folder set; its summary line and per-test durations."""
+    env = {**os.environ, "RELIABILITY_RESULTS_DIR": str(results)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "-rA", *args],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    lines = done.stdout.strip().splitlines()
+    durations = {
+        name: float(seconds)
+        for seconds, phase, name in re.findall(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)$", done.stdout, re.M)
+        if phase == "call"
+    }
+    outcomes = re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)", done.stdout, re.MULTILINE)
+    return {
+        "command": "pytest " + " ".join(args),
+        "exit_status": done.returncode,
+        "summary": lines[-1] if lines else "",
+        "seconds": round(time.monotonic() - started, 1),
+        "outcomes": {name: outcome for outcome, name in outcomes},
+        "durations": durations,
+    }
+
+
+def s3_outage(workers: int = 2) -> dict[str, Any]:
+    """F6: with S3 hanging, how long each of ``workers`` concurrent misses takes to end, and with what; then the
+    first request once S3 answers again."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "reliability")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "reliability")
+    import boto3
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        bucket = f"outage-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        keys = [f"outage/{n}.jpg" for n in range(workers)]
+        for key in keys:
+            s3.put_object(Bucket=bucket, Key=key, Body=photo(800, 600))
+        defaults = Settings()
+        with FaultProxy(endpoint) as proxy, tempfile.TemporaryDirectory() as scratch:
+            env = {
+                "RESIZE_SIDECAR_SECRETS": SECRET,
+                "RESIZE_SIDECAR_STORAGE": "s3",
+                "RESIZE_SIDECAR_S3_BUCKET": bucket,
+                "RESIZE_SIDECAR_S3_ENDPOINT_URL": proxy.url,
+                "RESIZE_SIDECAR_LOCK_DIR": os.path.join(scratch, "locks"),
+            }
+            with SidecarServer(env, Path(scratch), workers=workers) as sidecar:
+                assert sidecar.process is not None
+                watched = Workers.of(sidecar.process.pid, workers)
+                urls = [format_path(key, "300x", "jpg", SECRET) for key in keys]
+                proxy.fault = Fault.blackhole()
+
+                def timed(url: str) -> tuple[int, float]:
+                    started = time.perf_counter()
+                    status = raw_get(sidecar.url, url)[0]
+                    return status, round(time.perf_counter() - started, 2)
+
+                with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+                    during = list(pool.map(timed, urls))
+                attempts = proxy.count()
+                proxy.clear()
+                after = timed(urls[0])
+                unchanged = watched.unchanged()
+    finally:
+        moto.stop()
+    return {
+        "s3_settings": {
+            "connect_timeout": defaults.s3_connect_timeout,
+            "read_timeout": defaults.s3_read_timeout,
+            "max_attempts": defaults.s3_max_attempts,
+        },
+        "budget_seconds": defaults.s3_connect_timeout + defaults.s3_read_timeout * defaults.s3_max_attempts,
+        "concurrent_misses": len(urls),
+        "statuses_during": [status for status, _ in during],
+        "seconds_during": [seconds for _, seconds in during],
+        "s3_requests_during": attempts,
+        "first_after": {"status": after[0], "seconds": after[1]},
+        "workers_unchanged": unchanged,
+    }
+
+
+def write_summary(figures: dict[str, Any], out: Path) -> None:
+    (out / "reliability.json").write_text(json.dumps(figures, indent=1) + "\n")
+    lines = [
+        "# Reliability figures",
+        "",
+        f"Written by `python bench/reliability.py` on {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load "
+        f"average {os.getloadavg()[0]:.1f} at the end (other work shares the machine: wall-time percentiles are "
+        "upper bounds).",
+        "",
+    ]
+    corpus = figures.get("corpus")
+    if corpus:
+        summary = json.loads((out / "corpus.json").read_text())["summary"] if (out / "corpus.json").exists() else {}
+        lines += [
+            "## F3, F4: bombs and the crash corpus (`tests/test_corpus.py`, details in `corpus.md`)",
+            "",
+            f"- run: {corpus['summary']} in {corpus['seconds']} s",
+            *(f"- {name}: {value}" for name, value in summary.items()),
+            "",
+        ]
+    signatures = figures.get("signatures")
+    if signatures:
+        numbers = json.loads((out / "signatures.json").read_text()) if (out / "signatures.json").exists() else {}
+        lines += [
+            "## F5: invalid signatures (`pytest -m slow tests/test_signatures.py`)",
+            "",
+            f"- run: {signatures['summary']} in {signatures['seconds']} s",
+            *(f"- {name}: {value}" for name, value in numbers.items()),
+            "",
+        ]
+    outage = figures.get("s3_outage")
+    if outage:
+        lines += [
+            "## F6: S3 hanging (measured by this script, default S3 timeouts)",
+            "",
+            *(f"- {name}: {value}" for name, value in outage.items()),
+            "",
+        ]
+    result = figures.get("soak")
+    if result:
+        lines += [
+            "## F7: soak (`bench/soak.py`, details in `soak.md`)",
+            "",
+            f"- {result['requests']} requests, {result['workers']} workers, {result['seconds']} s",
+            f"- RSS ratio (end / after {result['samples'][0]['requests']}): {result['rss_ratio']}; over the second "
+            f"half: {result['rss_ratio_second_half']}",
+            f"- open descriptors grew by {result['fd_growth']}; temporary files left: "
+            f"{result['samples'][-1]['temp_files']}; 5xx other than shedding: {result['server_errors']}; shed (503 "
+            f"with Retry-After): {result['shed']}; same workers: {result['workers_unchanged']}",
+            "",
+        ]
+    hardening = figures.get("hardening")
+    if hardening:
+        lines += [
+            "## F1, F2, overload (`tests/test_hardening.py`)",
+            "",
+            f"- run: {hardening['summary']} (exit status {hardening['exit_status']})",
+            *(f"- `{name}`: {outcome}" for name, outcome in hardening["outcomes"].items()),
+            "",
+        ]
+    (out / "reliability.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--soak-requests", type=int, default=10_000)
+    parser.add_argument("--skip-hardening", action="store_true", help="do not run tests/test_hardening.py")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {}
+
+    print("F3, F4: corpus replay...", file=sys.stderr)
+    figures["corpus"] = run_pytest("tests/test_corpus.py", results=out)
+    print("F5: 10,000 mutated URLs...", file=sys.stderr)
+    figures["signatures"] = run_pytest("-m", "slow", "tests/test_signatures.py", results=out)
+    print("F6: S3 outage...", file=sys.stderr)
+    figures["s3_outage"] = s3_outage()
+    print(f"F7: soak of {args.soak_requests} requests...", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as logs:
+        result = soak.run_soak(args.soak_requests, workers=4, clients=8, sample_every=1000, log_dir=Path(logs))
+    soak.write_report(result, out, f"python bench/soak.py --requests {args.soak_requests}")
+    figures["soak"] = json.loads((out / "soak.json").read_text())
+    hardening = REPO / "tests/test_hardening.py"
+    if hardening.exists() and not args.skip_hardening:
+        print("F1, F2, overload: tests/test_hardening.py...", file=sys.stderr)
+        figures["hardening"] = run_pytest("tests/test_hardening.py", results=out)
+
+    write_summary(figures, out)
+    print((out / "reliability.md").read_text())
+    failed = [name for name, run in figures.items() if isinstance(run, dict) and run.get("exit_status")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,9 +2,11 @@
 
 The only module that imports pyvips. Untrusted libvips loaders (SVG, PDF, ImageMagick and the like) are blocked
 before any image is read, and only the loaders named in the settings ever parse a header. A derivative is made by one
-shrink-on-load decode (``thumbnail_buffer``) followed by the ordered :data:`STEPS`, then one encode with every
-piece of metadata dropped. Uploaded originals are decoded in full and encoded again before they are stored
-(:func:`prepare_original`); :func:`describe` reads an original's metadata and its BlurHash.
+shrink-on-load decode (a JPEG at a reduced DCT scale, then ``thumbnail_image``; other formats ``thumbnail_source``)
+followed by the ordered :data:`STEPS`, then one encode with every piece of metadata dropped. :func:`probe` and
+:func:`render` read the original in place (a memory ``Source``) rather than copy it into libvips. Uploaded
+originals are decoded in full and encoded again before they are stored (:func:`prepare_original`); :func:`describe`
+reads an original's metadata and its BlurHash.
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ _GRAVITY = {
     "sw": (0.0, 1.0),
     "sm": (0.5, 0.5),
 }
+# JPEG shrink-on-load (libjpeg's DCT scaling to 1/2, 1/4 or 1/8): decoded size ÷ result size left for the resize.
+# libvips' thumbnail leaves 2. SSIM of renders against a full decode resized with Lanczos-3 (bench/experiments.py
+# shrink), libvips 8.18.7: a margin of 1.875 kept ≥ 0.9939 for results of 200 px and more on the benchmark's
+# originals and the shared photos; under 200 px, photos that are small and sharp already fell to 0.982 at 1.875
+# (480 px wide to 128) and to 0.986 at libvips' 2, and kept ≥ 0.9966 (100 to 200 px) at 3. Smaller margins, fine
+# on the benchmark's smooth originals, were not on photos: 0.960 at 1.2 (480 px wide to 200).
+_JPEG_MARGIN = 1.875
+_JPEG_SMALL_MARGIN = 3.0
+#: Results (longer side) under this many pixels keep the small-result margin.
+_JPEG_SMALL_RESULT = 200
 # AVIF (aom) encode time at quality 55, one thread, measured on libvips 8.18.7: a 400x267 derivative took 21, 50,
 # 107 and 887 ms at efforts 0, 1, 2 and 4 (4 is libvips' default), for a PSNR within 0.2 dB of effort 4 at effort 2
 # and 0.6 dB at effort 0; an 8.3 MP one took 0.7 s at effort 0 and 3.3 s at effort 2. Effort 2 up to 2 MP and
@@ -189,7 +201,8 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
     if name not in settings.allowed_loaders:
         raise UnsupportedImageError(f"{name} originals are not allowed")
     try:
-        header = pyvips.Operation.call(loader, data, access="sequential")
+        # A source reads the bytes in place, where the buffer loader would copy the whole original first.
+        header = pyvips.Operation.call(f"{name}_source", pyvips.Source.new_from_memory(data), access="sequential")
         orientation = header.get("orientation") if header.get_typeof("orientation") else 1
         info = SourceInfo(
             loader=name,
@@ -349,13 +362,52 @@ def _load(data: bytes, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
             height = _UNBOUNDED
         else:
             width = _UNBOUNDED
-    # fail_on goes in the loader's option string: thumbnail_buffer accepts its own fail_on argument and ignores it
-    # (libvips issue 5195), which would turn truncated originals into half-grey derivatives.
+    size = "both" if _enlarges(spec) else "down"
+    options: dict[str, object] = {"output_profile": "srgb"} if job.info.has_icc else {}
+    # Read in place: a buffer loader would copy the whole original into libvips first.
+    source = pyvips.Source.new_from_memory(data)
+    if job.info.loader == "jpegload":
+        return _load_jpeg(source, width, height, size, options, job.info)
+    # fail_on goes in the loader's option string: thumbnail accepts its own fail_on argument and ignores it (libvips
+    # issue 5195), which would turn truncated originals into half-grey derivatives.
     loader_options = "fail_on=error,n=-1" if job.animated else "fail_on=error"
-    options: dict[str, object] = {"height": height, "size": "both" if _enlarges(spec) else "down"}
-    if job.info.has_icc:
-        options["output_profile"] = "srgb"
-    return pyvips.Image.thumbnail_buffer(data, width, option_string=loader_options, **options)
+    return pyvips.Image.thumbnail_source(
+        source, width, option_string=loader_options, height=height, size=size, **options
+    )
+
+
+def _load_jpeg(
+    source: pyvips.Source, width: int, height: int, size: str, options: dict[str, object], info: SourceInfo
+) -> pyvips.Image:
+    """A JPEG decoded at the smallest DCT scale that keeps the margin (:func:`_jpeg_shrink`), resized to its size.
+
+    libvips' own thumbnail sizes its result from the decoded dimensions, which libjpeg rounds up: a pixel off the
+    size the whole original gives, at times. Here the size comes from the original's, and the resize is forced to it.
+    """
+    result_width, result_height = _thumbnail_size(_upright_size(info), (width, height), size)
+    shrink = _jpeg_shrink(max(info.width, info.height), max(result_width, result_height))
+    # The scale applies to the stored pixels; thumbnail then turns them upright, swapping the target's sides for
+    # orientations 5 to 8 itself.
+    image = pyvips.Image.jpegload_source(source, shrink=shrink, fail_on="error", access="sequential")
+    return image.thumbnail_image(result_width, height=result_height, size="force", **options)
+
+
+def _jpeg_shrink(source_side: int, result_side: int) -> int:
+    """The smallest DCT scale, 1/8 to 1/1, that decodes a JPEG's longer side to its margin over the result's."""
+    margin = _JPEG_SMALL_MARGIN if result_side < _JPEG_SMALL_RESULT else _JPEG_MARGIN
+    return next((shrink for shrink in (8, 4, 2) if source_side / shrink >= margin * result_side), 1)
+
+
+def _thumbnail_size(source: tuple[int, int], box: tuple[int, int], size: str) -> tuple[int, int]:
+    """The size libvips' thumbnail gives a fully decoded ``source`` in ``box``: the binding side exactly, the other
+    rounded half up, at least one pixel; never enlarged unless ``size`` is "both"."""
+    (source_width, source_height), (box_width, box_height) = source, box
+    scale = min(box_width / source_width, box_height / source_height)
+    if size == "down" and scale >= 1:
+        return source_width, source_height
+    if box_width / source_width <= box_height / source_height:
+        return box_width, max(1, math.floor(source_height * scale + 0.5))
+    return max(1, math.floor(source_width * scale + 0.5)), box_height
 
 
 # Steps: each takes the image so far and returns the next one. Animations are one tall strip of frames

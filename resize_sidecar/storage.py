@@ -210,6 +210,13 @@ class LocalStorage:
                 size = os.fstat(file.fileno()).st_size
                 if max_bytes is not None and size > max_bytes:
                     raise SourceTooLargeError(f"{key!r} has {size} bytes, more than {max_bytes}")
+                # One read into one buffer of the known size, where chunks into a BytesIO would copy every byte
+                # once more; the byte asked for beyond it tells a file that grew since fstat().
+                data = file.read(size + 1)
+                if len(data) <= size:
+                    return data
+                # Growing while read: from the start again, in capped chunks, as a stream of unknown length.
+                file.seek(0)
                 return read_capped(file.read, max_bytes, repr(key))
         except OSError as error:
             if error.errno in _ABSENT_ERRNOS:

@@ -18,6 +18,7 @@ from resize_sidecar.errors import (
     MalformedPathError,
     SidecarError,
     SourceTooLargeError,
+    TransformTimeoutError,
     UndecodableImageError,
     UnsupportedImageError,
 )
@@ -392,6 +393,113 @@ def test_full_size_and_one_sided_specs_are_clamped_to_the_output_cap(
 ) -> None:
     rendered = render(request.getfixturevalue(fixture), spec, "png", make_settings(max_output_dimension=cap))
     assert (rendered.width, rendered.height) == size
+
+
+# JPEG shrink-on-load -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "result", "shrink"),
+    [
+        pytest.param(6000, 400, 8, id="24 MP into 400 px at 1/8: 750 px, a margin of 1.875"),
+        pytest.param(4000, 400, 4, id="12 MP into 400 px at 1/4"),
+        pytest.param(1920, 400, 2, id="1080p into 400 px at 1/2"),
+        pytest.param(1920, 1100, 1, id="under the margin at any scale: a full decode"),
+        pytest.param(6000, 150, 8, id="a small result of a large original"),
+        pytest.param(640, 100, 2, id="a small result keeps a margin of 3"),
+        pytest.param(480, 128, 1, id="a small result under a margin of 3 at 1/2"),
+        pytest.param(600, 800, 1, id="enlarged"),
+    ],
+)
+def test_a_jpeg_is_decoded_at_the_smallest_scale_that_keeps_the_margin(source: int, result: int, shrink: int) -> None:
+    assert imaging._jpeg_shrink(source, result) == shrink
+
+
+@pytest.mark.parametrize(
+    ("size", "spec"),
+    [
+        pytest.param((6000, 4000), "400x300", id="24 MP into a box"),
+        pytest.param((2133, 2040), "132x", id="odd sides"),
+        pytest.param((500, 333), "64x", id="small"),
+        pytest.param((2512, 241), "507x", id="panorama"),
+        pytest.param((1023, 1537), "x150", id="height binds"),
+    ],
+)
+def test_a_jpeg_decoded_at_a_reduced_scale_has_the_size_a_full_decode_gives(
+    make_settings: MakeSettings, size: tuple[int, int], spec: str
+) -> None:
+    # libjpeg rounds a scaled side up, and libvips' thumbnail sized its result from that: 64x42 here, not 64x43.
+    source = pyvips.Image.black(*size, bands=3).copy(interpretation="srgb")
+    parsed = parse_spec(spec)
+    full = source.thumbnail_image(parsed.width or 10_000_000, height=parsed.height or 10_000_000)
+    rendered = render(jpeg(source), spec, "jpg", make_settings())
+    assert (rendered.width, rendered.height) == (full.width, full.height)
+
+
+@pytest.mark.parametrize(
+    ("size", "spec"),
+    [
+        pytest.param((2133, 2041), "131x97-fill", id="fill"),
+        pytest.param((3001, 1999), "97x131-fill-sw", id="fill across"),
+        pytest.param((1999, 3001), "250x250-pad", id="pad"),
+    ],
+)
+def test_fill_and_pad_of_a_jpeg_decoded_at_a_reduced_scale_are_exactly_the_box(
+    make_settings: MakeSettings, size: tuple[int, int], spec: str
+) -> None:
+    parsed = parse_spec(spec)
+    rendered = render(jpeg(noise(*size)), spec, "jpg", make_settings())
+    assert (rendered.width, rendered.height) == (parsed.width, parsed.height)
+
+
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [
+        pytest.param("orientation/Landscape_1.jpg", "480x", id="1800 px to 480 at 1/2"),
+        pytest.param("orientation/Landscape_1.jpg", "240x", id="1800 px to 240 at 1/4"),
+        pytest.param("orientation/Landscape_1.jpg", "96x", id="1800 px to 96 at 1/4"),
+        pytest.param("formats/fox.progressive.jpg", "160x", id="progressive 1204 px to 160 at 1/2"),
+        pytest.param("exif/DSCN0010.jpg", "100x", id="640 px to 100 at 1/2"),
+        pytest.param("exif/Landscape_9.jpg", "128x", id="480 px to 128 in full"),
+        pytest.param("exif/POC_phpinfo-metadata.jpg", "200x", id="640 px to 200 in full"),
+    ],
+)
+def test_a_jpeg_at_a_reduced_scale_keeps_an_ssim_of_099_against_a_full_decode(
+    testdata: Path, make_settings: MakeSettings, name: str, spec: str
+) -> None:
+    from bench.quality import References
+
+    data = read(testdata, name)
+    assert References(data).score(render(data, spec, "png", make_settings()).body) >= 0.99
+
+
+@pytest.mark.parametrize("orientation", [1, 5, 6, 7, 8])
+def test_a_turned_jpeg_at_a_reduced_scale_comes_out_upright(
+    testdata: Path, make_settings: MakeSettings, orientation: int
+) -> None:
+    # The scale applies to the stored pixels: 1200x1800 for orientations 5 to 8, and x320 binds their width.
+    spec = "x320"
+    reference = decode(render(read(testdata, "orientation/Landscape_1.jpg"), spec, "png", make_settings()).body)
+    rendered = render(read(testdata, f"orientation/Landscape_{orientation}.jpg"), spec, "png", make_settings())
+    output = decode(rendered.body)
+    assert (rendered.width, rendered.height) == (output.width, output.height) == (480, 320)
+    assert difference(output, reference) < 5
+
+
+def test_a_truncated_jpeg_decoded_at_a_reduced_scale_is_undecodable(
+    testdata: Path, make_settings: MakeSettings
+) -> None:
+    # 2725x2225 into 300 px is decoded at 1/4: libjpeg still finds the end missing, and fail_on=error stops there.
+    with pytest.raises(UndecodableImageError):
+        render(read(testdata, "malformed/truncated.jpg"), "300x", "png", make_settings())
+
+
+def test_a_jpeg_decoded_at_a_reduced_scale_is_stopped_at_the_deadline(make_settings: MakeSettings) -> None:
+    tile = noise(600, 400)
+    data = bytes(tile.replicate(10, 10).jpegsave_buffer(Q=85))  # 6000x4000, decoded at 1/2 for 1500 px
+    with pytest.raises(TransformTimeoutError) as raised:
+        render(data, "1500x-sharp", "png", make_settings(transform_timeout=0.05))
+    assert isinstance(raised.value.__context__, pyvips.Error)
 
 
 # Fill gravity, pad, background ---------------------------------------------------------------------------------------

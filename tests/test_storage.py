@@ -267,6 +267,26 @@ def test_local_files_and_folders_get_their_modes_even_under_a_strict_umask(
     }
 
 
+@pytest.mark.parametrize(("max_bytes", "capped"), [(1500, True), (5000, False), (None, False)])
+def test_a_local_file_that_grows_while_it_is_read_is_still_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_bytes: int | None, capped: bool
+) -> None:
+    # The file is read in one go at the size fstat() gave; here it has grown from 1000 to 2000 bytes since.
+    (tmp_path / "growing.jpg").write_bytes(b"x" * 2000)
+    real_fstat = os.fstat
+
+    def fstat_before_it_grew(fd: int) -> Any:
+        return type("Stat", (), {"st_size": real_fstat(fd).st_size // 2})()
+
+    monkeypatch.setattr(os, "fstat", fstat_before_it_grew)
+    storage = LocalStorage(tmp_path)
+    if capped:
+        with pytest.raises(SourceTooLargeError):
+            storage.get("growing.jpg", max_bytes=max_bytes)
+    else:
+        assert storage.get("growing.jpg", max_bytes=max_bytes) == b"x" * 2000
+
+
 def test_local_writes_leave_no_temporary_file(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     storage.put("a/b.jpg", b"1", JPEG, CACHE)

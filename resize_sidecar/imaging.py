@@ -55,6 +55,10 @@ _ALPHA_FORMATS = ("png", "webp", "avif", "gif")
 # A box side that never binds (libvips' largest coordinate), for a thumbnail whose other side decides the scale.
 _UNBOUNDED = 10_000_000
 _WHITE = (255, 255, 255)
+# pyvips reads libvips' error buffer into its Error and clears it, but when that text is not UTF-8 (a corrupt ICC
+# profile can put raw bytes in it) it raises UnicodeDecodeError instead and leaves the buffer full, which would
+# turn every later libvips error in this worker into the same failure.
+_LIBVIPS_ERRORS = (pyvips.Error, UnicodeDecodeError)
 # Fractions of the spare width and height left of and above a fill crop, per gravity.
 _GRAVITY = {
     "c": (0.5, 0.5),
@@ -214,7 +218,7 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
             has_icc=header.get_typeof("icc-profile-data") != 0,
             interlaced=bool(header.get_typeof("interlaced") and header.get("interlaced")),
         )
-    except pyvips.Error as error:
+    except _LIBVIPS_ERRORS as error:
         raise UndecodableImageError(f"{name}: {_reason(error)}") from None
     _check_limits(info, settings)
     return info
@@ -258,7 +262,7 @@ def render(data: bytes, spec: DerivativeSpec, fmt: str, settings: Settings, info
         job.deadline.check()
         body = _SAVERS[fmt](job.deadline.watch(image), spec, job)
         width, height = image.width, image.get_page_height()
-    except pyvips.Error as error:
+    except _LIBVIPS_ERRORS as error:
         if job.deadline.expired:
             raise job.deadline.error() from None
         raise UndecodableImageError(f"{info.loader}: {_reason(error)}") from None
@@ -564,7 +568,10 @@ _SAVERS: dict[str, Callable[[pyvips.Image, DerivativeSpec, _Job], bytes]] = {
 }
 
 
-def _reason(error: pyvips.Error) -> str:
+def _reason(error: pyvips.Error | UnicodeDecodeError) -> str:
+    pyvips.vips_lib.vips_error_clear()
+    if isinstance(error, UnicodeDecodeError):
+        return "libvips reported an error that is not text"
     # The message is "unable to call <operation>"; the detail starts with the loader's own words.
     lines = [line.strip() for line in f"{error.detail or ''}\n{error.message}".splitlines() if line.strip()]
     return lines[0] if lines else "libvips error"
@@ -616,7 +623,15 @@ _ORIGINAL_QUALITY = 90
 _KEEP_ORIGINAL = pyvips.ForeignKeep.EXIF | pyvips.ForeignKeep.ICC
 # EXIF fields never stored: maker notes are opaque vendor blobs (some hold a location or a serial number), and the
 # embedded thumbnail can show the picture as it was before it was cropped or edited.
-_ALWAYS_REMOVED = ("exif-ifd2-MakerNote", "jpeg-thumbnail-data")
+# Maker notes and thumbnails, and the EXIF tags that carry whole other metadata blocks (IPTC, an ICC profile, XMP):
+# blocks nobody reads back from an original, and where anything may hide.
+_ALWAYS_REMOVED = (
+    "exif-ifd2-MakerNote",
+    "jpeg-thumbnail-data",
+    "exif-ifd0-IPTC/NAA",
+    "exif-ifd0-InterColorProfile",
+    "exif-ifd0-XMLPacket",
+)
 _GPS_FIELDS = "exif-ifd3-"
 # BlurHash components across and down a landscape picture (swapped for a portrait one), and the size it is computed
 # at: 32 pixels hold all the detail 4x3 cosines can show.
@@ -669,7 +684,7 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
         if turn:
             image = image.autorot()
         body = _ORIGINAL_SAVERS[fmt](deadline.watch(image), data)
-    except pyvips.Error as error:
+    except _LIBVIPS_ERRORS as error:
         if deadline.expired:
             raise deadline.error() from None
         if info.loader == "heifload" and _heif_compression(data) == "hevc":
@@ -696,7 +711,7 @@ def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Descripti
         )
         components = _BLURHASH_COMPONENTS if thumbnail.width >= thumbnail.height else _BLURHASH_COMPONENTS[::-1]
         placeholder = _blurhash(_srgb_pixels(thumbnail), thumbnail.width, thumbnail.height, *components)
-    except pyvips.Error as error:
+    except _LIBVIPS_ERRORS as error:
         raise UndecodableImageError(f"{info.loader}: {_reason(error)}") from None
     make, model = _exif_text(header, "exif-ifd0-Make"), _exif_text(header, "exif-ifd0-Model")
     return Description(

@@ -364,12 +364,6 @@ def test_an_invalid_exif_orientation_is_ignored(corpus: CorpusRun, value: int) -
     assert {(r.spec, r.fmt): r.body for r in replies} == reference
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lcms reports an ICC tag type it does not know with the tag's raw bytes; libvips keeps that text in its "
-    "error buffer, pyvips cannot decode it as UTF-8 (UnicodeDecodeError, a 500) and so never clears it: every later "
-    "libvips error in that worker fails the same way",
-)
 def test_an_icc_profile_that_makes_libvips_report_bytes_that_are_not_utf8_leaves_the_worker_healthy(
     testdata: Path, corpus: CorpusRun
 ) -> None:
@@ -531,11 +525,6 @@ def test_stored_uploads_are_answered_with_the_type_sniffed_from_their_bytes(uplo
     assert mismatched == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uploaded originals keep the EXIF IFD0 tags they came with, and IFD0 can hold an IPTC block (tag 0x83BB,"
-    " 'IPTC/NAA'): exif/POC_phpinfo-metadata.jpg keeps one, full of PHP",
-)
 def test_stored_uploads_keep_no_iptc_block_inside_their_exif_either(uploads: Uploads) -> None:
     kept = {
         path: "exif-ifd0-IPTC/NAA"

@@ -28,4 +28,4 @@ USER sidecar
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["resize-sidecar", "serve", "--bind", "0.0.0.0:8000", "--workers", "2"]
+CMD ["resize-sidecar", "serve", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4"]

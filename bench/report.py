@@ -210,7 +210,8 @@ def _latency_why(results: Results, source: str) -> str:
         return ""
     slow_ms = statistics.median(run.p50_ms for run in slow)
     fast_ms = statistics.median(run.p50_ms for run in fast)
-    return f"p50 latency {fast_ms:.0f} → {slow_ms:.0f} ms with {results.plan.workers} sync workers"
+    workers = results.plan.workers
+    return f"p50 latency {fast_ms:.0f} → {slow_ms:.0f} ms, {workers} workers as `resize-sidecar serve` runs them"
 
 
 def write(results: Results, out: Path, stem: str) -> list[Path]:

@@ -168,11 +168,18 @@ def wait_idle(running: list[Server], *, quiet: float = 0.2, limit: float = 5.0) 
     return time.monotonic() - started
 
 
-def sidecar(env: dict[str, str], logs: Path, *, workers: int, name: str = "sidecar") -> Server:
-    """The sidecar as users run it: ``resize-sidecar serve`` (gunicorn with the package's configuration)."""
+def sidecar(
+    env: dict[str, str], logs: Path, *, workers: int, threads: int | None = None, name: str = "sidecar"
+) -> Server:
+    """The sidecar as users run it: ``resize-sidecar serve`` (gunicorn with the package's configuration).
+
+    ``threads`` overrides serve's default; 1 with ``GUNICORN_CMD_ARGS=--worker-class sync`` in ``env`` makes sync
+    workers (gunicorn turns a sync worker with more threads into a threaded one).
+    """
     port = free_port()
     command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
-    server = Server(name, [*command, "--workers", str(workers)], port=port, log=logs / f"{name}.log", env=env)
+    command += ["--workers", str(workers)] + ([] if threads is None else ["--threads", str(threads)])
+    server = Server(name, command, port=port, log=logs / f"{name}.log", env=env)
     server.ready_path = "/healthz"
     return server
 
@@ -200,7 +207,8 @@ def patched_sidecar(app: str, env: dict[str, str], logs: Path, *, workers: int, 
 
 
 def floor(root: Path, logs: Path, *, workers: int) -> Server:
-    """The floor app (``floor_app.py``) under gunicorn with the sidecar's worker model and libvips settings."""
+    """The floor app (``floor_app.py``) under gunicorn: sync workers (as fast as any model for local, CPU-bound
+    renders, and the simplest), the sidecar's libvips settings."""
     port = free_port()
     command = [
         sys.executable,

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the sidecar with gunicorn")
     serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT to listen on (default: %(default)s)")
-    serve.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes, one per CPU (default: %(default)s)")
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: %(default)s)")
     serve.set_defaults(run=serve_command)
 
     url = commands.add_parser("url", help="print the signed path of a derivative")
@@ -166,6 +167,7 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         "--config", "python:resize_sidecar.gunicorn_conf",
         "--bind", args.bind,
         "--workers", str(args.workers),
+        "--threads", str(args.threads),
         "resize_sidecar.app:make_app()",
     ]  # fmt: skip
     sys.stdout.flush()

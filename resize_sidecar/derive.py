@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ class NodeLocks:
     def __init__(self, folder: str, slots: int) -> None:
         self.folder = folder
         self.slots = slots
+        # One thread of this process at a time looks for a free slot, the others queue behind it in about their
+        # order of arrival. With every waiting thread polling the slot files, whoever polled first after a release
+        # won, and an unlucky miss waited through many transforms (gthread workers; bench/results/experiments.md).
+        self._seeking = threading.Lock()
+        # Set when a thread of this process lets go of a slot, so that the thread seeking one tries at once.
+        self._released = threading.Event()
         _private_folder(folder)
 
     @contextlib.contextmanager
@@ -110,19 +117,34 @@ class NodeLocks:
             OverloadedError: every slot stayed busy for the whole wait.
         """
         end = time.monotonic() + wait
+        if not self._seeking.acquire(timeout=wait):
+            raise self._overloaded()
+        try:
+            fd = self._free_slot(end)
+        finally:
+            self._seeking.release()
+        try:
+            yield
+        finally:
+            os.close(fd)
+            self._released.set()
+
+    def _free_slot(self, end: float) -> int:
+        """A slot file, open and locked, found before ``end`` (a ``time.monotonic()``)."""
         while True:
+            self._released.clear()
             for index in range(self.slots):
                 fd = _open_lock_file(os.path.join(self.folder, f"slot-{index}.lock"))
                 if _lock_before(fd, 0.0):
-                    try:
-                        yield
-                    finally:
-                        os.close(fd)
-                    return
+                    return fd
                 os.close(fd)
             if time.monotonic() >= end:
-                raise OverloadedError(f"all {self.slots} transform slots of this machine are busy")
-            time.sleep(_POLL_SECONDS)
+                raise self._overloaded()
+            # Slots other processes let go of are seen at the next poll.
+            self._released.wait(_POLL_SECONDS)
+
+    def _overloaded(self) -> OverloadedError:
+        return OverloadedError(f"all {self.slots} transform slots of this machine are busy")
 
 
 def _private_folder(folder: str) -> None:

@@ -1,6 +1,12 @@
 """gunicorn settings for the sidecar (``resize-sidecar serve`` passes this module as ``--config``).
 
-Command-line options given by ``serve`` (bind, workers) override these.
+Command-line options given by ``serve`` (bind, workers, threads) override these.
+
+Worker model, measured on 2 cores (bench/results/experiments.md): threaded workers (``gthread``), one process per
+CPU with 4 threads each. A miss waits on storage four times (nginx's look, the sidecar's look, the original, the
+write); with 30 ms to S3, 2 sync workers made 0.39 to 0.51 of their 0 ms throughput, 4 sync workers 0.70, and 2
+workers of 4 threads 0.97 to 1.00, with local storage as fast as sync workers. The transform slots (two per CPU)
+keep the CPU work of those threads to what the machine can do.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def _limit_malloc_arenas(count: int) -> None:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, count)
 
 
-# One libvips thread per sync worker: the workers already use every core, and more threads only add contention.
+# One libvips thread per transform: the transform slots already use every core, and more threads only add contention.
 os.environ.setdefault("VIPS_CONCURRENCY", "1")
 _limit_malloc_arenas(2)
 # Metrics from every worker are added up from files in this folder (prometheus-client's multiprocess mode).
@@ -42,9 +48,11 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="resiz
 
 bind = "127.0.0.1:8000"
 workers = 2
-worker_class = "sync"
-# Longer than any transform (TRANSFORM_TIMEOUT, at most 20 s) or storage call should take, so a worker is only killed
-# when truly stuck, e.g. in an encoder pass libvips cannot stop: SIGABRT, then SIGKILL, and its locks are released.
+worker_class = "gthread"
+threads = 4
+# A threaded worker's main loop reports to the arbiter while its threads work, so this kills a worker whose process is
+# stuck (its locks are then released), not a slow request: an encoder pass libvips cannot stop at the transform
+# deadline runs to its end in its thread (bounded by the source limits and encoder efforts; see imaging).
 timeout = 30
 graceful_timeout = 10
 # A backstop against slow growth of native memory in long-lived workers.

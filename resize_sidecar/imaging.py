@@ -147,7 +147,7 @@ class _Deadline:
     8.18.7 (7000x5000 noise JPEG to ``3000x-sharp``, 2 busy cores): stopped 110 to 170 ms after the deadline into
     jpg, png, webp and avif. Work inside one libvips call that reports no progress (a header, the AVIF and WebP
     encoders' final passes, a GIF frame's quantisation) runs to its end: the source limits and encoder efforts bound
-    it, and gunicorn's worker timeout is the backstop.
+    it. (gunicorn's timeout does not: a threaded worker keeps reporting to the arbiter while one thread is busy.)
     """
 
     def __init__(self, seconds: float) -> None:

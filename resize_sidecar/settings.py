@@ -83,7 +83,7 @@ class Settings:
         10.0, "Seconds a transform (decode, steps, encode) may run before it is stopped and answered 503."
     )
     max_concurrent_transforms: int = setting(
-        0, "Most transforms at once on this machine, across workers sharing LOCK_DIR (0: one per CPU)."
+        0, "Most transforms at once on this machine, across workers sharing LOCK_DIR (0: two per CPU)."
     )
     overload_wait: float = setting(
         2.0, "Seconds a miss waits for a free transform slot before it is answered 503 with Retry-After."
@@ -136,10 +136,15 @@ class Settings:
 
     @property
     def transform_slots(self) -> int:
-        """``max_concurrent_transforms``, with 0 resolved to the CPUs this process may run on."""
+        """``max_concurrent_transforms``, with 0 resolved to two per CPU this process may run on.
+
+        A slot also covers reading the original (a wait on S3) and the Python around libvips: with one per CPU,
+        threaded workers left CPUs idle between transforms (bench/results/experiments.md, worker model).
+        """
         if self.max_concurrent_transforms:
             return self.max_concurrent_transforms
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return 2 * cpus
 
     @property
     def lock_path(self) -> str:
@@ -204,9 +209,9 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     check("max_interlaced_pixels", s.max_interlaced_pixels > 0, "must be positive")
     check("allowed_widths", all(re.fullmatch(r"[1-9][0-9]{0,4}", str(width)) for width in s.allowed_widths),
           "must be widths in pixels (1-99999), comma-separated")
-    # gunicorn kills a worker after 30 s (gunicorn_conf.timeout): the deadline must leave room for storage calls.
+    # nginx gives up on the sidecar after 35 s (resize.conf): the deadline must leave room for the waits and storage.
     check("transform_timeout", 0 < s.transform_timeout <= 20, "must be more than 0 and at most 20 seconds")
-    check("max_concurrent_transforms", s.max_concurrent_transforms >= 0, "must be 0 (one per CPU) or positive")
+    check("max_concurrent_transforms", s.max_concurrent_transforms >= 0, "must be 0 (two per CPU) or positive")
     check("overload_wait", 0 <= s.overload_wait <= 10, "must be between 0 and 10 seconds")
     check("lock_dir", not s.lock_dir or os.path.isabs(s.lock_dir), "must be an absolute path when set")
     for name in ("s3_connect_timeout", "s3_read_timeout"):

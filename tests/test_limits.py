@@ -329,8 +329,8 @@ def test_invalid_hardening_settings_stop_start_up_naming_the_setting(variable: s
         load(environ={f"RESIZE_SIDECAR_{variable}": value})
 
 
-def test_zero_transform_slots_means_one_per_cpu() -> None:
-    assert Settings(max_concurrent_transforms=0).transform_slots == len(os.sched_getaffinity(0))
+def test_zero_transform_slots_means_two_per_cpu() -> None:
+    assert Settings(max_concurrent_transforms=0).transform_slots == 2 * len(os.sched_getaffinity(0))
     assert Settings(max_concurrent_transforms=3).transform_slots == 3
 
 

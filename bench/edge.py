@@ -57,13 +57,9 @@ def main() -> int:
         bucket = f"edge-{uuid.uuid4().hex[:12]}"
         s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
         s3.create_bucket(Bucket=bucket)
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/_r/*"}
-            ],
-        }
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        public_derivatives = f"arn:aws:s3:::{bucket}/_r/*"
+        statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": public_derivatives}
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
         s3.put_object(Bucket=bucket, Key="edge/photo.jpg", Body=photo(1600, 1200), ContentType="image/jpeg")
         env = {
             "RESIZE_SIDECAR_SECRETS": SECRET,

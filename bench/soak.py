@@ -202,7 +202,7 @@ def run_soak(
 ) -> SoakResult:
     """Drive the mix, sampling the workers every ``sample_every`` requests (and at the end).
 
-    ``slots``: transforms at once on the machine (``MAX_CONCURRENT_TRANSFORMS``; 0, the default, is one per CPU).
+    ``slots``: transforms at once on the machine (``MAX_CONCURRENT_TRANSFORMS``; 0, the default, is two per CPU).
     """
     steps = plan(requests)
     with stack(workers, log_dir, slots) as (nginx, sidecar, root):
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8, help="requests in flight at once")
     parser.add_argument("--sample-every", type=int, default=1000, help="sample the workers every N requests")
-    parser.add_argument("--slots", type=int, default=0, help="MAX_CONCURRENT_TRANSFORMS (0: one per CPU)")
+    parser.add_argument("--slots", type=int, default=0, help="MAX_CONCURRENT_TRANSFORMS (0: two per CPU)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results")
     args = parser.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="resize-sidecar-soak-logs-"))

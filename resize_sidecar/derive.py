@@ -79,8 +79,9 @@ class NodeLocks:
         _private_folder(folder)
 
     @contextlib.contextmanager
-    def flight(self, name: str, wait: float) -> Iterator[None]:
+    def flight(self, name: str, wait: float) -> Iterator[bool]:
         """Hold the lock called ``name``: one holder on this machine at a time, waiting at most ``wait`` seconds.
+        Yields whether another holder had it first (this one waited, or raced one that was letting go).
 
         Each name has its own file, removed by its holder before it lets go, so files do not pile up.
 
@@ -89,11 +90,14 @@ class NodeLocks:
         """
         path = os.path.join(self.folder, f"flight-{hashlib.sha256(name.encode()).hexdigest()}.lock")
         end = time.monotonic() + wait
+        contended = False
         while True:
             fd = _open_lock_file(path)
             try:
-                if not _lock_before(fd, end):
-                    raise OverloadedError("a concurrent request for this derivative is still making it")
+                if not _lock_before(fd, 0.0):
+                    contended = True
+                    if not _lock_before(fd, end):
+                        raise OverloadedError("a concurrent request for this derivative is still making it")
                 # The previous holder removed the file after its work: a lock on that file excludes nobody now.
                 if _names(path, fd):
                     break
@@ -101,8 +105,9 @@ class NodeLocks:
                 os.close(fd)
                 raise
             os.close(fd)
+            contended = True
         try:
-            yield
+            yield contended
         finally:
             # Removed while held: a waiter locked on this file then finds it gone and opens the path afresh.
             with contextlib.suppress(FileNotFoundError):
@@ -270,16 +275,16 @@ class Deriver:
         """
         storage_key = path.storage_key(self.settings.derived_prefix)
         content_type = imaging.CONTENT_TYPES[path.fmt]
-        found = find(storage_key)
-        if found is not None:
-            return Derivative(found, content_type, storage_key, created=False)
         # A concurrent holder may take a whole transform and a slot wait: waiting that long is still cheaper than
         # making the derivative once more.
         wait = self.settings.transform_timeout + self.settings.overload_wait
-        with self.locks.flight(storage_key, wait):
-            found = find(storage_key)  # the holder before us stored it, most likely
+        with self.locks.flight(storage_key, wait) as contended:
+            # nginx (or S3's website redirect) looked a moment before sending the request here, so storage is
+            # looked at only once, under the lock: that one look also finds what a concurrent holder stored. Each
+            # look is a round trip on S3 (bench/results/experiments.md, S3 latency).
+            found = find(storage_key)
             if found is not None:
-                return Derivative(found, content_type, storage_key, created=False, concurrent=True)
+                return Derivative(found, content_type, storage_key, created=False, concurrent=contended)
             return self._make(path, spec, storage_key)
 
     def _make(self, path: DerivativePath, spec: DerivativeSpec, storage_key: str) -> Derivative:

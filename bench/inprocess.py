@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import floor_app
+import pyvips
 from quality import References
 
 from resize_sidecar import derive, imaging
@@ -54,8 +55,7 @@ def pillow_draft(data: bytes, fmt: str, quality: int | None = None) -> bytes:
     """thumbor's PIL engine, in short: ``draft()`` (JPEG DCT scaling to at least the box), LANCZOS, save."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(data))
-    image.draft("RGB", BOX)
+    image = _pillow_drafted(data)
     image.thumbnail(BOX, Image.Resampling.LANCZOS)
     flat: Image.Image = image
     if image.mode not in ("RGB", "L"):
@@ -100,6 +100,63 @@ def render_times(sources: dict[str, bytes], repeats: int, fmt: str = "jpg") -> d
                 renderer(data, fmt)
                 results[source, name].seconds.append(time.perf_counter() - started)
     return results
+
+
+@dataclass
+class CostSplit:
+    """One render taken apart, ms per call (median of interleaved calls, one core): the whole render, the
+    original's decode alone at the DCT scale the sidecar picks, and the result's encode alone from pixels in memory.
+    Pillow's draft decode alone (thumbor's engine) is 0 without Pillow."""
+
+    shrink: int
+    render_ms: float
+    decode_ms: float
+    encode_ms: float
+    pillow_decode_ms: float
+
+
+#: Operations of the miss table as (format, mode), for :func:`cost_split`.
+SPLIT_OPERATIONS = {"fit-jpg": ("jpg", "fit"), "fill-webp": ("webp", "fill")}
+
+
+def cost_split(data: bytes, operation: str, repeats: int) -> CostSplit:
+    """What bounds a JPEG original's miss: its decode (which no resize or encoder setting shortens) and the encode."""
+    fmt, mode = SPLIT_OPERATIONS[operation]
+    header = pyvips.Image.new_from_buffer(data, "")
+    long_side = max(header.width, header.height)
+    scale = (min if mode == "fit" else max)(BOX[0] / header.width, BOX[1] / header.height)
+    shrink = imaging._jpeg_shrink(long_side, round(long_side * scale))
+    pixels = pyvips.Image.new_from_buffer(sidecar_render(data, "png", mode=mode), "").copy_memory()
+    # The sidecar's encoders' settings (resize_sidecar.imaging): libvips at the default quality, no metadata.
+    keep = pyvips.ForeignKeep.NONE
+    encoders = {
+        "jpg": lambda: pixels.jpegsave_buffer(Q=80, optimize_coding=True, keep=keep),
+        "webp": lambda: pixels.webpsave_buffer(Q=80, keep=keep),
+    }
+    calls: dict[str, Callable[[], object]] = {
+        "render": lambda: sidecar_render(data, fmt, mode=mode),
+        "decode": lambda: pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential").write_to_memory(),
+        "encode": encoders[fmt],
+    }
+    if HAVE_PILLOW:
+        calls["pillow"] = lambda: _pillow_drafted(data).load()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - started)
+    ms = {name: statistics.median(values) * 1000 for name, values in seconds.items()}
+    return CostSplit(shrink, ms["render"], ms["decode"], ms["encode"], ms.get("pillow", 0.0))
+
+
+def _pillow_drafted(data: bytes) -> Any:
+    """A Pillow image of ``data`` set to decode at the DCT scale ``draft()`` picks for the box (not decoded yet)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", BOX)
+    return image
 
 
 @dataclass

@@ -29,6 +29,7 @@ import signal  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import urllib.parse  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
@@ -45,6 +46,7 @@ from load import OPERATIONS, LoadResult, Operation, UrlPool  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 SECRET = "bench-secret-0123456789abcdef"
+MEDIA_URL = "/media/"  # the sidecar's default, which the benchmark's sidecars keep
 #: Formats each kind of source is rendered to in the in-process table.
 RENDER_FORMATS = {"24mp": "jpg", "12mp": "jpg", "1080p": "jpg", "alpha": "webp", "webp": "jpg", "anim": "gif"}
 
@@ -171,6 +173,7 @@ class Results:
     render: dict[tuple[str, str], inprocess.RenderResult] = field(default_factory=dict)
     render_formats: dict[str, str] = field(default_factory=dict)
     profiles: dict[str, inprocess.MissProfile] = field(default_factory=dict)
+    splits: dict[tuple[str, str], inprocess.CostSplit] = field(default_factory=dict)  # (source, op)
     memory: dict[tuple[str, str], float] = field(default_factory=dict)  # (server, source) -> peak MB of a worker
     memory_idle: dict[str, float] = field(default_factory=dict)
     byte_sizes: dict[tuple[str, str], inprocess.BytesResult] = field(default_factory=dict)
@@ -247,8 +250,8 @@ def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:
     for target in [*targets, *latency_targets.values()]:
         loader.warm(target)
     sidecar = targets[0]
-    hit_path, static_url = prepare_hits(loader, sidecar, logs, stack)
-    hit_urls = {"sidecar nginx": (sidecar.url, hit_path), "static nginx": (static_url, "/hit.jpg")}
+    hit_path, static_url, static_path = prepare_hits(loader, sidecar, media, logs, stack)
+    hit_urls = {"sidecar nginx": (sidecar.url, hit_path), "static nginx": (static_url, static_path)}
 
     for round_index in range(plan.repeats):
         log(f"round {round_index + 1}/{plan.repeats}: miss path")
@@ -316,6 +319,9 @@ def measure_in_process(plan: Plan, data: dict[str, bytes], results: Results) -> 
     log("in-process: where a miss spends its time")
     for name in plan.profile_sources:
         results.profiles[name] = inprocess.miss_profile(f"{name}/original.jpg", data[name], plan.render_repeats)
+    for name, op_name in plan.miss_cells:
+        if op_name in inprocess.SPLIT_OPERATIONS and images.SOURCES[name].fmt == "jpg":
+            results.splits[name, op_name] = inprocess.cost_split(data[name], op_name, plan.render_repeats)
 
 
 def measure_bytes(plan: Plan, data: dict[str, bytes], thumbor: Target | None, results: Results) -> None:
@@ -523,17 +529,20 @@ def time_gets(endpoint: str, bucket: str, keys: dict[str, list[str]]) -> dict[st
     return found
 
 
-def prepare_hits(loader: Loader, sidecar: Target, logs: Path, stack: ExitStack) -> tuple[str, str]:
-    """A derivative stored by one miss, and a static nginx serving a copy of the same file (its URL)."""
+def prepare_hits(loader: Loader, sidecar: Target, media: Path, logs: Path, stack: ExitStack) -> tuple[str, str, str]:
+    """A derivative stored by one miss, and a static nginx serving the same file, at the same place on disk.
+
+    Returns the sidecar's path for it, the static nginx's URL and its path there.
+    """
     path = loader.paths(sidecar, "1080p", OPERATIONS["fit-jpg"], 1)[0]
-    status, body = get(sidecar.url, path)
+    status, _ = get(sidecar.url, path)
     if status != 200:
         raise RuntimeError(f"the sidecar answered {status} for {path}")
-    static_root = servers.world_readable_dir(None, "bench-static-")
-    stack.callback(shutil.rmtree, static_root, ignore_errors=True)
-    (static_root / "hit.jpg").write_bytes(body)
-    (static_root / "hit.jpg").chmod(0o644)
-    return path, stack.enter_context(servers.Nginx.static("static", static_root, logs)).url
+    # The media URL maps onto the local storage folder: the static server's root is that folder.
+    static_path = "/" + path.removeprefix(MEDIA_URL)
+    if not (media / urllib.parse.unquote(static_path[1:])).is_file():
+        raise RuntimeError(f"the miss for {path} stored no file at {static_path} in {media}")
+    return path, stack.enter_context(servers.Nginx.static("static", media, logs)).url, static_path
 
 
 def sidecar_stored_answers(sidecar: Target) -> float:

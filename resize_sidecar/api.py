@@ -34,6 +34,7 @@ from resize_sidecar import imaging, openapi
 from resize_sidecar.derive import Deriver
 from resize_sidecar.errors import (
     BadSignatureError,
+    ConflictError,
     MalformedPathError,
     MethodNotAllowedError,
     NotFoundError,
@@ -41,8 +42,10 @@ from resize_sidecar.errors import (
     PolicyError,
     SidecarError,
     SourceTooLargeError,
+    UnauthorizedError,
     UnsupportedImageError,
     UnsupportedMediaTypeError,
+    WrongSecretError,
 )
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import MAX_KEY_BYTES, DerivativePath, encode_key, format_path, sign, validate_key
@@ -74,24 +77,6 @@ _OPEN_ROUTES = ("openapi", "files")
 _ACTIONS = ("activate", "meta", "url")
 #: The extensions a key may end with, and the format each stands for (uploads are stored in their own format).
 _FORMAT_OF_EXTENSION = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
-
-
-class UnauthorizedError(SidecarError):
-    """No ``Authorization: Bearer …`` header on an API request."""
-
-    status, public_message, report, reason = 401, "Unauthorized", False, "api_unauthenticated"
-
-
-class WrongSecretError(SidecarError):
-    """A bearer token that is not one of the API secrets."""
-
-    status, public_message, report, reason = 403, "Forbidden", False, "api_secret"
-
-
-class ConflictError(SidecarError):
-    """The key is taken by another image."""
-
-    status, public_message, report, reason = 409, "Conflict", False, "conflict"
 
 
 class RouteMethodError(MethodNotAllowedError):

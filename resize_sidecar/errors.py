@@ -40,8 +40,20 @@ class PolicyError(SidecarError):
     status, public_message, report, reason = 400, "Bad Request", False, "policy"
 
 
+class UnauthorizedError(SidecarError):
+    """No ``Authorization: Bearer …`` header on an API request."""
+
+    status, public_message, report, reason = 401, "Unauthorized", False, "api_unauthenticated"
+
+
 class BadSignatureError(SidecarError):
     status, public_message, report, reason = 403, "Forbidden", False, "signature"
+
+
+class WrongSecretError(SidecarError):
+    """A bearer token that is not one of the API secrets."""
+
+    status, public_message, report, reason = 403, "Forbidden", False, "api_secret"
 
 
 class NotFoundError(SidecarError):
@@ -50,6 +62,12 @@ class NotFoundError(SidecarError):
 
 class MethodNotAllowedError(SidecarError):
     status, public_message, report, reason = 405, "Method Not Allowed", False, "method"
+
+
+class ConflictError(SidecarError):
+    """The key is taken by another image."""
+
+    status, public_message, report, reason = 409, "Conflict", False, "conflict"
 
 
 class PayloadTooLargeError(SidecarError):

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     with ExitStack() as stack:
         logs = work / "logs" / f"experiments-{time.strftime('%Y%m%d-%H%M%S')}"
-        media = servers.world_readable_dir(None, "bench-media-")
+        media = servers.world_readable_dir("bench-media-")
         stack.callback(shutil.rmtree, media, ignore_errors=True)
         keys = {name: images.link_keys(files[name], media, sources[name], 400) for name in sources}
         context = Context(
@@ -321,7 +321,7 @@ def hits(context: Context) -> Section:
         if load.python_load(product.url, [path], connections=1).non2xx:
             raise RuntimeError(f"the sidecar did not make {path}")
         stored = context.media / path.removeprefix("/media/")
-        static_root = servers.world_readable_dir(None, "bench-hits-")
+        static_root = servers.world_readable_dir("bench-hits-")
         stack.callback(shutil.rmtree, static_root, ignore_errors=True)
         shutil.copyfile(stored, static_root / "hit.jpg")
         (static_root / "hit.jpg").chmod(0o644)

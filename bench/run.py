@@ -240,7 +240,7 @@ def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:
     data = {name: path.read_bytes() for name, path in files.items()}
     measure_in_process(plan, data, results)
 
-    media = servers.world_readable_dir(None, "bench-media-")
+    media = servers.world_readable_dir("bench-media-")
     stack.callback(shutil.rmtree, media, ignore_errors=True)
     keys = {name: images.link_keys(files[name], media, sources[name], plan.keys_per_source) for name in sources}
     running: list[servers.Server] = []

@@ -1,113 +1,40 @@
 """The servers a benchmark run starts, each on a free loopback port, each stopped with its whole process group.
 
 Every server is a context manager; :func:`bench.run.main` enters them all in one ``ExitStack``, so they stop on
-success, on an error and on Ctrl-C (or SIGTERM, which the entry point turns into an exception).
+success, on an error and on Ctrl-C (or SIGTERM, which the entry point turns into an exception). Starting, waiting
+for and stopping a process is ``tests/servers.py``'s; this module adds the CPU accounting and the benchmark's
+servers.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 #: The product's own nginx templates: the static and thumbor configurations reuse its http-level settings.
 TEMPLATES = REPO / "resize_sidecar" / "nginx_templates"
 
+# ``python bench/run.py`` puts only bench/ on the path; the shared helpers live in the repository's tests package.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if found is None:
-        raise RuntimeError("nginx is not installed (apt-get install nginx)")
-    return found
+from tests import servers as test_servers  # noqa: E402
+from tests.servers import free_port as free_port  # noqa: E402  (the harness's, too)
+from tests.servers import nginx_binary  # noqa: E402
+from tests.servers import world_readable_dir as world_readable_dir  # noqa: E402  (the harness's, too)
 
 
-def world_readable_dir(parent: Path | None, prefix: str) -> Path:
-    """A new folder nginx's workers (user ``nobody`` when root starts nginx) can enter."""
-    base = parent or Path(os.environ.get("TMPDIR", "/tmp"))
-    path = base / f"{prefix}{os.urandom(4).hex()}"
-    path.mkdir(mode=0o755, parents=True)
-    path.chmod(0o755)
-    return path
+class Server(test_servers.Server):
+    """A benchmark server: a minute to answer (a run starts all its servers at once, on 2 cores), and its CPU use."""
 
-
-class Server:
-    """A subprocess that serves HTTP on 127.0.0.1:port, in its own process group."""
-
-    ready_path = "/"
-
-    def __init__(self, name: str, command: list[str], *, port: int, log: Path, env: dict[str, str] | None = None):
-        self.name = name
-        self.command = command
-        self.port = port
-        self.log = log
-        self.env = {**os.environ, **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.launch()
-        self.wait_ready(timeout)
-
-    def launch(self) -> None:
-        """Start the process, without waiting (several servers then start at once)."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
-            )
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until the server answers HTTP; stop it and raise if it exits or stays silent."""
-        assert self.process is not None, "launch() first"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self.answers():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log_tail()}")
-
-    def answers(self) -> bool:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            connection.request("GET", self.ready_path)
-            return connection.getresponse().status < 500
-        except OSError:
-            return False
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    ready_timeout = 60.0
 
     def workers(self) -> list[int]:
         """The server's child processes (gunicorn's workers), from /proc."""
@@ -138,19 +65,6 @@ class Server:
             total += int(fields[11]) + int(fields[12])  # utime, stime
         return total
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
 
 def wait_idle(running: list[Server], *, quiet: float = 0.2, limit: float = 5.0) -> float:
     """Wait until none of ``running`` uses CPU for ``quiet`` seconds (at most ``limit``); the seconds waited.
@@ -179,7 +93,7 @@ def sidecar(
     port = free_port()
     command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
     command += ["--workers", str(workers)] + ([] if threads is None else ["--threads", str(threads)])
-    server = Server(name, command, port=port, log=logs / f"{name}.log", env=env)
+    server = Server(command, port=port, log=logs / f"{name}.log", env=env, name=name)
     server.ready_path = "/healthz"
     return server
 
@@ -201,7 +115,7 @@ def patched_sidecar(app: str, env: dict[str, str], logs: Path, *, workers: int, 
         str(BENCH),
         app,
     ]
-    server = Server(name, command, port=port, log=logs / f"{name}.log", env=env)
+    server = Server(command, port=port, log=logs / f"{name}.log", env=env, name=name)
     server.ready_path = "/healthz"
     return server
 
@@ -225,7 +139,7 @@ def floor(root: Path, logs: Path, *, workers: int) -> Server:
         "floor_app:app",
     ]
     env = {"BENCH_FLOOR_ROOT": str(root), "VIPS_CONCURRENCY": "1", "MALLOC_ARENA_MAX": "2"}
-    server = Server("floor", command, port=port, log=logs / "floor.log", env=env)
+    server = Server(command, port=port, log=logs / "floor.log", env=env, name="floor")
     server.ready_path = "/healthz"
     return server
 
@@ -234,21 +148,21 @@ def moto(logs: Path) -> Server:
     """moto's S3 server (threaded werkzeug) as its own process, so it does not share the harness's GIL."""
     port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    return Server("moto", command, port=port, log=logs / "moto.log")
+    return Server(command, port=port, log=logs / "moto.log", name="moto")
 
 
 def delay_proxy(target_port: int, delay_ms: float, logs: Path) -> Server:
     """A TCP proxy in front of ``target_port`` that adds ``delay_ms`` to every request (``delay_proxy.py``)."""
     port = free_port()
     command = [sys.executable, str(BENCH / "delay_proxy.py"), str(port), str(target_port), str(delay_ms)]
-    return Server(f"delay-{delay_ms:g}ms", command, port=port, log=logs / f"delay-{delay_ms:g}ms.log")
+    return Server(command, port=port, log=logs / f"delay-{delay_ms:g}ms.log", name=f"delay-{delay_ms:g}ms")
 
 
 def thumbor(venv: Path, config: Path, logs: Path, index: int) -> Server:
     """One single-process thumbor instance."""
     port = free_port()
     command = [str(venv / "bin" / "thumbor"), "-p", str(port), "-i", "127.0.0.1", "-c", str(config), "-l", "warning"]
-    server = Server(f"thumbor-{index}", command, port=port, log=logs / f"thumbor-{index}.log")
+    server = Server(command, port=port, log=logs / f"thumbor-{index}.log", name=f"thumbor-{index}")
     server.ready_path = "/healthcheck"
     return server
 
@@ -260,10 +174,11 @@ class Nginx(Server):
 
     def __init__(self, name: str, config: str, port: int, logs: Path) -> None:
         self.config_text = config
-        self.prefix = world_readable_dir(None, f"bench-nginx-{name}-")
+        self.prefix = world_readable_dir(f"bench-nginx-{name}-")
         (self.prefix / "nginx.conf").write_text(config)
-        command = [nginx_binary(), "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", "stderr"]
-        super().__init__(name, [*command, "-g", "daemon off;"], port=port, log=logs / f"nginx-{name}.log")
+        binary = nginx_binary(in_test=False)
+        command = [binary, "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", "stderr"]
+        super().__init__([*command, "-g", "daemon off;"], port=port, log=logs / f"nginx-{name}.log", name=name)
 
     def stop(self) -> None:
         super().stop()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from resize_sidecar.settings import Settings
+from tests.servers import SECRET as SECRET  # the tests import it from here too
 
 # boto3 reads credentials from the environment; moto accepts any. Set before any client is made.
 os.environ.update(
@@ -22,7 +23,6 @@ for _variable in [name for name in os.environ if name.startswith("RESIZE_SIDECAR
     del os.environ[_variable]
 
 TESTDATA = Path(os.environ.get("TESTDATA_IMAGES", Path(__file__).resolve().parents[2] / "shared/testdata/images"))
-SECRET = "test-secret-0123456789abcdef"
 
 
 def photo(width: int, height: int, fmt: str = "jpg") -> bytes:

@@ -1,7 +1,8 @@
 """Real servers for end-to-end tests: gunicorn and nginx as subprocesses on free loopback ports.
 
 Each is a context manager that starts the process, waits until it answers, and stops it (and its children);
-output goes to a log file whose tail is shown when start-up fails.
+output goes to a log file whose tail is shown when start-up fails. The benchmarks (``bench/servers.py``) build
+on the same helpers.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import pytest
 
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import format_path
 from resize_sidecar.storage import Storage, open_storage
-from tests.conftest import SECRET
+
+#: The signing secret of the servers and URLs of the test suite (here, not in conftest, so that the benchmark can
+#: import these helpers without conftest's changes to the environment).
+SECRET = "test-secret-0123456789abcdef"
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,10 +44,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def nginx_binary() -> str:
-    """The Debian nginx; skips the test where it is missing (and fails it on CI, which must install it)."""
+def nginx_binary(*, in_test: bool = True) -> str:
+    """The Debian nginx; skips the test where it is missing (and fails it on CI, which must install it).
+
+    Outside a test (``in_test=False``: the benchmarks) a missing nginx is a RuntimeError instead.
+    """
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if found is None:
+        if not in_test:
+            raise RuntimeError("nginx is not installed (apt-get install nginx)")
         message = "nginx is not installed (apt-get install nginx); `make test` installs it when run as root"
         if os.environ.get("CI"):
             pytest.fail(message)
@@ -50,20 +60,32 @@ def nginx_binary() -> str:
     return found
 
 
-def world_readable_dir(prefix: str) -> Path:
-    """A new folder that nginx's workers (user nobody) can enter; pytest's tmp_path is 0700."""
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{prefix}{os.urandom(6).hex()}"
-    path.mkdir(mode=0o755)
+def world_readable_dir(prefix: str, parent: Path | None = None) -> Path:
+    """A new folder in ``parent`` (default: TMPDIR) that nginx's workers (user nobody) can enter; pytest's
+    tmp_path is 0700."""
+    path = (parent or Path(os.environ.get("TMPDIR", "/tmp"))) / f"{prefix}{os.urandom(6).hex()}"
+    path.mkdir(mode=0o755, parents=True)
     path.chmod(0o755)
     return path
 
 
 class Server:
-    """A subprocess that serves HTTP on 127.0.0.1:port."""
+    """A subprocess that serves HTTP on 127.0.0.1:port, in its own process group; ``name`` is for messages."""
 
     ready_path = "/"
+    #: Seconds a new server has to answer.
+    ready_timeout = 20.0
 
-    def __init__(self, command: list[str], *, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or command[0]
         self.command = command
         self.port = port
         self.log = log
@@ -74,20 +96,31 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process, without waiting (several servers can then start at once)."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True
             )
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the server answers HTTP; stop it and raise if it exits or stays silent."""
+        assert self.process is not None, "launch() first"
+        timeout = self.ready_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.command[0]} exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             if self.answers():
                 return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"{self.command[0]} did not answer within {timeout} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log_tail()}")
 
     def answers(self) -> bool:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
@@ -115,7 +148,7 @@ class Server:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -133,9 +166,7 @@ class SidecarServer(Server):
         command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
         # Locks and transform slots are per node: servers of other tests (or test runs) must not share them.
         env = {"RESIZE_SIDECAR_LOCK_DIR": str(log_dir / f"locks-{port}"), **env}
-        super().__init__(
-            [*command, "--workers", str(workers)], port=port, log=log_dir / f"sidecar-{port}.log", env=env
-        )
+        super().__init__([*command, "--workers", str(workers)], port=port, log=log_dir / f"sidecar-{port}.log", env=env)
 
 
 class GunicornServer(Server):
@@ -290,8 +321,6 @@ def public_derivatives_policy(bucket: str) -> str:
         "Resource": f"arn:aws:s3:::{bucket}/_r/*",
     }
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
 
 
 @contextmanager

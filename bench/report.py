@@ -382,7 +382,7 @@ def miss_section(results: Results) -> list[str]:
         lines += [
             "",
             f"One GET of the original from moto's S3 server (boto3, median of 5): {gets}. A miss through S3 also "
-            "makes nginx's GET, the sidecar's two derivative checks and the PUT.",
+            "makes nginx's GET, the sidecar's look for the derivative (under its lock) and the PUT.",
         ]
     return [*lines, ""]
 
@@ -423,8 +423,8 @@ def latency_section(results: Results) -> list[str]:
         "## S3 latency tolerance, req/s (fit JPEG)",
         "",
         "The sidecar on moto's S3 behind a TCP proxy that adds "
-        "the delay once per request turn, for both nginx's and the sidecar's S3 calls; a miss makes five "
-        "(nginx's GET, the sidecar's two derivative checks, the original, the PUT). "
+        "the delay once per request turn, for both nginx's and the sidecar's S3 calls; a miss makes four "
+        "(nginx's GET, the sidecar's look for the derivative, the original, the PUT). "
         f"{results.plan.latency_connections} connections, {results.plan.workers} workers as `resize-sidecar serve` "
         "runs them.",
         "",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 BENCH = Path(__file__).resolve().parent
 TARGET_LABELS = {
     "sidecar": "sidecar (nginx, local)",
+    "sidecar-direct": "sidecar (gunicorn direct, local)",
     "sidecar-s3": "sidecar (nginx, S3 on moto)",
     "floor": "floor (gunicorn + pyvips)",
     "thumbor": "thumbor (nginx, least_conn)",
@@ -219,15 +220,27 @@ def _render_why(results: Results, source: str) -> str:
 
 
 def _overhead_why(results: Results, source: str) -> str:
-    profile = results.profiles.get(source)
-    if profile is None:
-        return ""
-    phases = profile.phases_ms
-    render = phases.get("render (decode, resize, encode)", 0.0)
-    return (
-        f"in-process miss {phases['total']:.0f} ms (render {render:.0f} ms) vs floor {profile.floor_ms:.0f} ms; "
-        "see the profile"
+    """Where the gap to the floor lies: nginx's hop (the sidecar direct), and the sidecar's own work (in-process)."""
+    found = []
+    direct, floor = (
+        results.miss.get((source, "fit-jpg", "sidecar-direct")),
+        results.miss.get((source, "fit-jpg", "floor")),
     )
+    if direct and floor:
+        ours = results.miss[source, "fit-jpg", "sidecar"]
+        found.append(
+            f"the same sidecar without nginx makes {statistics.median(ratios(direct, floor)):.2f}× the floor "
+            f"(through nginx, {statistics.median(ratios(ours, direct)):.2f}× of direct)"
+        )
+    profile = results.profiles.get(source)
+    if profile is not None:
+        phases = profile.phases_ms
+        render = phases.get("render (decode, resize, encode)", 0.0)
+        found.append(
+            f"in-process miss {phases['total']:.0f} ms (render {render:.0f} ms, storage put with its fsync "
+            f"{phases.get('storage put', 0.0):.1f} ms) vs floor {profile.floor_ms:.0f} ms; see the profile"
+        )
+    return "; ".join(found)
 
 
 def _latency_why(results: Results, source: str) -> str:
@@ -568,7 +581,9 @@ def method_section(results: Results) -> list[str]:
         "the nginx configuration `resize-sidecar nginx` renders; local storage on the same disk, or moto's S3 "
         "server (one process). Each miss request names a derivative never requested before (distinct keys "
         "hard-linked to one original, distinct fit boxes 400x300…400x4095 that give identical pixels, or "
-        "distinct fill gravities), and wrk counts the sidecar's `X-Derivative: created` answers.",
+        "distinct fill gravities), and wrk counts the sidecar's `X-Derivative: created` answers. "
+        "`gunicorn direct` is the same sidecar asked without its nginx (fit JPEG only), to tell nginx's hop "
+        "from the sidecar's own work.",
         f"- floor: `bench/floor_app.py`, gunicorn, {plan.workers} sync workers, `VIPS_CONCURRENCY=1`, one "
         "`thumbnail_buffer` from a local file with the sidecar's encoder settings; no nginx, no signature, "
         "no probe, no storage write.",

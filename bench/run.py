@@ -149,6 +149,8 @@ class Target:
             return (source, op_name) in plan.s3_cells
         if self.name == "sidecar-latency":
             return op_name == "fit-jpg" and source in plan.latency_sources
+        if self.name == "sidecar-direct":
+            return op_name == "fit-jpg"
         return True
 
     def path(self, key: str, op: Operation, variant: int) -> str:
@@ -445,6 +447,8 @@ def start_servers(
     local = launch(servers.sidecar(local_env, logs, workers=plan.workers))
     local_nginx = launch(servers.Nginx.for_sidecar("sidecar", local_env, local.url, logs))
     targets = [Target("sidecar", local_nginx.url, "local", keys, check_created=True, backend=local.url)]
+    # The same sidecar without its nginx: what the hop costs, apart from the sidecar's own work.
+    targets.append(Target("sidecar-direct", local.url, "local", keys, check_created=True, backend=local.url))
     floor = launch(servers.floor(media, logs, workers=plan.workers))
     targets.append(Target("floor", floor.url, "floor", keys))
     if thumbor_venv is not None:

@@ -327,10 +327,17 @@ def hits(context: Context) -> Section:
         (static_root / "hit.jpg").chmod(0o644)
         config = product.config_text
         stacks: dict[str, tuple[str, str]] = {
-            "product location (if, alias, try_files, 2 add_header)": (product.url, path)
+            "product location (alias, try_files, 2 add_header, open_file_cache)": (product.url, path)
         }
         variants = {
-            "without the method `if`": (re.sub(r"\n\s*if \(\$request_method[^}]*\}", "", config, count=1), path),
+            "with a method `if`": (
+                config.replace(
+                    f'alias "{context.media}/_r/";',
+                    f'if ($request_method !~ ^(GET|HEAD)$) {{ return 405; }}\n alias "{context.media}/_r/";',
+                    1,
+                ),
+                path,
+            ),
             "without add_header": (
                 re.sub(r"\n\s*add_header (Cache-Control \"public|X-Content)[^;]*;", "", config),
                 path,
@@ -342,13 +349,21 @@ def hits(context: Context) -> Section:
                 path,
             ),
         }
+        static = stack.enter_context(servers.Nginx.static("hits-static", static_root, context.logs))
+        same_file = stack.enter_context(servers.Nginx.static("hits-same", context.media, context.logs))
+        same_path = "/" + path.removeprefix("/media/")
+        variants["without open_file_cache"] = (_without_open_file_cache(config), path)
+        variants["static nginx (same file, same path), without open_file_cache"] = (
+            _without_open_file_cache(same_file.config_text),
+            same_path,
+        )
         for index, (name, (text, url_path)) in enumerate(variants.items()):
             port = servers.free_port()
             text = re.sub(r"listen 127\.0\.0\.1:\d+;", f"listen 127.0.0.1:{port};", text)
             server = stack.enter_context(servers.Nginx(f"hits-{index}", text, port, context.logs))
             stacks[name] = (server.url, url_path)
-        static = stack.enter_context(servers.Nginx.static("hits-static", static_root, context.logs))
         stacks["static nginx (root, short path)"] = (static.url, "/hit.jpg")
+        stacks["static nginx (same file, same path)"] = (same_file.url, same_path)
         runs: dict[str, list[LoadResult]] = {}
         for round_index in range(context.rounds):
             names = list(stacks)
@@ -378,6 +393,10 @@ def hits(context: Context) -> Section:
             f"{report.spread([r.p99_ms for r in results], 1)} |"
         )
     return [*lines, ""]
+
+
+def _without_open_file_cache(config: str) -> str:
+    return re.sub(r"\n\s*open_file_cache[^;]*;", "", config)
 
 
 def fsync(context: Context) -> Section:

@@ -25,6 +25,7 @@ TEMPLATES = REPO / "resize_sidecar" / "nginx_templates"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from resize_sidecar.nginx import OPEN_FILE_CACHE  # noqa: E402
 from tests import servers as test_servers  # noqa: E402
 from tests.servers import free_port as free_port  # noqa: E402  (the harness's, too)
 from tests.servers import nginx_binary  # noqa: E402
@@ -201,9 +202,11 @@ class Nginx(Server):
 
     @classmethod
     def static(cls, name: str, root: Path, logs: Path) -> Nginx:
-        """Plain static files from ``root``, with the product configuration's http-level settings."""
+        """Plain static files from ``root``, with the product configuration's http-level settings and the open-file
+        cache of its derivative location."""
         port = free_port()
-        location = f'location / {{\n    root "{root}";\n}}'
+        cache = "".join(f"\n    {line}" for line in OPEN_FILE_CACHE)
+        location = f'location / {{\n    root "{root}";{cache}\n}}'
         config = _render_template(
             "nginx.conf", {"listen": f"127.0.0.1:{port}", "sidecar_address": "127.0.0.1:9", "locations": location}
         )

@@ -79,6 +79,21 @@ def test_a_head_request_makes_the_derivative_and_sends_no_body(stack: Stack) -> 
     assert image_size(body) == (200, 200, "jpegload")
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_other_methods_on_a_derivative_are_405_and_change_nothing(stack: Stack, method: str) -> None:
+    key = f"methods/{method.lower()}.jpg"
+    stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")
+    stored, missing = stack.url(key, "200x", "jpg"), stack.url(key, "300x", "jpg")
+    status, _, body = stack.get(stored)
+    assert status == 200
+
+    for path in (stored, missing):
+        answer, _, _ = stack.get_with(method, path, b"not an image", {"Content-Type": "image/jpeg"})
+        assert answer == 405, path
+    assert stack.derivatives_of(key) == [f"_r/{key}/{stored.rsplit('/', 1)[1]}"]
+    assert stack.get(stored)[2] == body
+
+
 def test_a_bad_signature_is_refused_and_nothing_is_stored(stack: Stack) -> None:
     key = "signed/only.jpg"
     stack.storage.put(key, photo(320, 240), "image/jpeg", "no-cache")

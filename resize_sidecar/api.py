@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from webob import Request, Response
 
-from resize_sidecar import imaging, openapi
+from resize_sidecar import imaging, openapi, originals
 from resize_sidecar.derive import Deriver
 from resize_sidecar.errors import (
     BadSignatureError,
@@ -275,7 +275,7 @@ class ApiApp:
         """``GET /api/images/{key}/meta``: what the original is, with a BlurHash; GPS only with ``?gps=1``."""
         gps = self.flag_query(request, "gps")
         data = self.original(key)
-        described = imaging.describe(data, self.settings, gps=gps)
+        described = originals.describe(data, self.settings, gps=gps)
         info = described.info
         body: dict[str, Any] = {
             "key": key,
@@ -419,20 +419,20 @@ class ApiApp:
             raise PayloadTooLargeError(f"the file has {len(data)} bytes; uploads are at most {cap}")
         return data
 
-    def prepare(self, data: bytes) -> imaging.Original:
+    def prepare(self, data: bytes) -> originals.Original:
         """The original to store, with upload statuses: not an allowed image 415, over a limit 413.
 
         Raises:
             UnsupportedMediaTypeError, PayloadTooLargeError, UndecodableImageError: as said.
         """
         try:
-            return imaging.prepare_original(data, self.settings)
+            return originals.prepare_original(data, self.settings)
         except UnsupportedImageError as error:
             raise UnsupportedMediaTypeError(error.detail) from None
         except SourceTooLargeError as error:
             raise PayloadTooLargeError(error.detail) from None
 
-    def store_incoming(self, wanted: str | None, original: imaging.Original) -> str:
+    def store_incoming(self, wanted: str | None, original: originals.Original) -> str:
         """Store the original under the incoming prefix at a free key, and return its final key.
 
         Raises:
@@ -455,7 +455,7 @@ class ApiApp:
         token = secrets.token_urlsafe(_RANDOM_BYTES)
         return f"{self.settings.upload_prefix}{now:%Y}/{now:%m}/{token}.{fmt}"
 
-    def make_presets(self, key: str, original: imaging.Original) -> dict[str, str]:
+    def make_presets(self, key: str, original: originals.Original) -> dict[str, str]:
         """Make and store each configured preset of a new original; their public URLs by preset name."""
         info = imaging.probe(original.body, self.settings)
         urls = {}

@@ -196,6 +196,12 @@ def libvips_version() -> str:
     return ".".join(str(pyvips.version(part)) for part in range(3))
 
 
+def set_render_threads(count: int) -> None:
+    """Give each image's pipeline in this process ``count`` libvips threads from now on (``VIPS_CONCURRENCY`` is read
+    only when libvips starts, which importing this module does)."""
+    pyvips.concurrency_set(count)
+
+
 def probe(data: bytes, settings: Settings) -> SourceInfo:
     """Read an original's header, decoding no pixel, and check it against the allowed loaders and the pixel limit.
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from middleware.urls import MediaURLs
+from resize_sidecar import imaging
 from resize_sidecar.derive import Deriver
 from resize_sidecar.errors import (
     BadSignatureError,
@@ -54,10 +55,8 @@ from resize_sidecar.signing import (
 from resize_sidecar.storage import Storage, StoredObject
 
 # The sidecar's workers render with one libvips thread (gunicorn_conf.py), and AVIF output differs with the thread
-# count: regenerate compares fresh renders with stored ones byte for byte. libvips reads this when it starts.
-os.environ.setdefault("VIPS_CONCURRENCY", "1")
-
-from resize_sidecar import imaging  # noqa: E402
+# count: regenerate compares fresh renders with stored ones byte for byte.
+imaging.set_render_threads(1)
 
 T = TypeVar("T")
 
@@ -731,7 +730,7 @@ def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dr
         # Uploads and the presets made of them at upload time: both stay behind if never activated.
         incoming_derivatives = settings.s3_prefix + settings.derived_prefix + settings.incoming_prefix
         prefixes = {_LIFECYCLE_ID: incoming, f"{_LIFECYCLE_ID}-derivatives": incoming_derivatives}
-        ours: list[dict[str, Any]] = [
+        lifecycle_rules: list[dict[str, Any]] = [
             {
                 "ID": rule_id,
                 "Filter": {"Prefix": prefix},
@@ -742,10 +741,10 @@ def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dr
             for rule_id, prefix in prefixes.items()
         ]
         rules = (read("get_bucket_lifecycle_configuration") or {}).get("Rules", [])
-        lifecycle = {"Rules": [item for item in rules if item.get("ID") not in prefixes] + ours}
+        lifecycle = {"Rules": [item for item in rules if item.get("ID") not in prefixes] + lifecycle_rules}
         record(
             "lifecycle",
-            not all(_has_rule(rules, rule) for rule in ours),
+            not all(_has_rule(rules, rule) for rule in lifecycle_rules),
             f"uploads under {incoming} and {incoming_derivatives} never activated expire after "
             f"{plan.incoming_expiry_days} days",
             lambda: admin.call("put_bucket_lifecycle_configuration", LifecycleConfiguration=lifecycle),

@@ -461,6 +461,15 @@ def test_a_regenerate_cut_off_by_a_silent_store_exits_1_and_a_rerun_completes(
     assert {image_size(storage.get(key)) for key in made} == {(120, 90)}
 
 
+def test_the_operations_render_with_one_libvips_thread_as_the_workers_do() -> None:
+    # AVIF output differs with the thread count, and regenerate compares its renders with the workers' byte for byte;
+    # a fresh process, because libvips reads VIPS_CONCURRENCY only when it starts.
+    code = "import resize_sidecar.operations, pyvips; print(pyvips.concurrency_get())"
+    env = {name: value for name, value in os.environ.items() if name != "VIPS_CONCURRENCY"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
+
+
 def test_regenerate_refuses_a_spec_that_is_not_canonical_with_exit_2(cli: Run, tmp_path: Path) -> None:
     result = cli("regenerate", "--spec", "300x-fit.webp", env=local_env(tmp_path))
     assert result.code == 2

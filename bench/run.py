@@ -83,7 +83,7 @@ FULL = Plan(
     scale=1.0,
     repeats=3,
     seconds=4,
-    render_repeats=7,
+    render_repeats=11,
     miss_cells=(
         ("24mp", "fit-jpg"),
         ("12mp", "fit-jpg"),

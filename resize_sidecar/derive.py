@@ -281,7 +281,7 @@ class Deriver:
         with self.locks.flight(storage_key, wait) as contended:
             # nginx (or S3's website redirect) looked a moment before sending the request here, so storage is
             # looked at only once, under the lock: that one look also finds what a concurrent holder stored. Each
-            # look is a round trip on S3 (bench/results/experiments.md, S3 latency).
+            # look is a round trip on S3 (bench/results/experiments.md, decision 3).
             found = find(storage_key)
             if found is not None:
                 return Derivative(found, content_type, storage_key, created=False, concurrent=contended)

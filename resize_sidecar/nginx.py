@@ -17,7 +17,7 @@ SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
 # Debian's libnginx-mod-http-js; other builds put it elsewhere or compile njs in.
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 #: nginx's cache of open derivative files (local storage): a hit then skips the open() and the stat() of
-#: ``try_files`` (+35 % hits per second, bench/results/experiments.md). Misses are not cached, so a new derivative
+#: ``try_files`` (1.46x the hits per second, bench/results/experiments.md). Misses are not cached, so a new derivative
 #: is served at once; one replaced or deleted (``regenerate``, a delete) may still be served for the validity period.
 OPEN_FILE_CACHE = ("open_file_cache max=10000 inactive=60s;", "open_file_cache_valid 10s;")
 

@@ -13,44 +13,37 @@ threaded workers and transform slots, with and without 30 ms of S3 latency). The
 
 from __future__ import annotations
 
+# First: run sets libvips' thread count and moto's credentials before anything here loads pyvips or boto3.
+from run import SECRET, local_env, stop_on_signal, upload  # isort: split
+
+import argparse
+import datetime
+import gc
 import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("VIPS_CONCURRENCY", "1")
-for _name, _value in (
-    ("AWS_ACCESS_KEY_ID", "bench"),
-    ("AWS_SECRET_ACCESS_KEY", "bench"),
-    ("AWS_DEFAULT_REGION", "us-east-1"),
-):
-    os.environ.setdefault(_name, _value)
+import images
+import inprocess
+import load
+import pyvips
+import report
+import servers
+from load import OPERATIONS, LoadResult, UrlPool
+from quality import References, luma, ssim
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import gc  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import images  # noqa: E402
-import inprocess  # noqa: E402
-import load  # noqa: E402
-import pyvips  # noqa: E402
-import report  # noqa: E402
-import servers  # noqa: E402
-from load import OPERATIONS, LoadResult, UrlPool  # noqa: E402
-from quality import References, luma, ssim  # noqa: E402
-from run import SECRET, stop_on_signal, upload  # noqa: E402
-
-from resize_sidecar import imaging  # noqa: E402
-from resize_sidecar.storage import LocalStorage, read_capped  # noqa: E402
+from resize_sidecar import imaging
+from resize_sidecar.storage import LocalStorage, read_capped
 
 BENCH = Path(__file__).resolve().parent
 Section = list[str]
@@ -212,12 +205,7 @@ def concurrency(context: Context) -> Section:
     stacks = {}
     with ExitStack() as stack:
         for threads in (1, 2):
-            env = {
-                "RESIZE_SIDECAR_SECRETS": SECRET,
-                "RESIZE_SIDECAR_STORAGE": "local",
-                "RESIZE_SIDECAR_LOCAL_ROOT": str(context.media),
-                "VIPS_CONCURRENCY": str(threads),
-            }
+            env = {**local_env(context.media), "VIPS_CONCURRENCY": str(threads)}
             sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=2, name=f"sidecar-vips{threads}"))
             nginx = stack.enter_context(servers.Nginx.for_sidecar(f"vips{threads}", env, sidecar.url, context.logs))
             stacks[f"VIPS_CONCURRENCY={threads}"] = nginx.url
@@ -282,11 +270,7 @@ def workers(context: Context) -> Section:
 def overhead(context: Context) -> Section:
     """Where the sidecar's miss path loses to the floor under load: nginx in front, and the sidecar's own work."""
     with ExitStack() as stack:
-        env = {
-            "RESIZE_SIDECAR_SECRETS": SECRET,
-            "RESIZE_SIDECAR_STORAGE": "local",
-            "RESIZE_SIDECAR_LOCAL_ROOT": str(context.media),
-        }
+        env = local_env(context.media)
         sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=2, name="sidecar-overhead"))
         nginx = stack.enter_context(servers.Nginx.for_sidecar("overhead", env, sidecar.url, context.logs))
         floor = stack.enter_context(servers.floor(context.media, context.logs, workers=2))
@@ -309,11 +293,7 @@ def overhead(context: Context) -> Section:
 
 def hits(context: Context) -> Section:
     """What the hit path's nginx location costs: the product's, with parts removed, and plain static files."""
-    env = {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_STORAGE": "local",
-        "RESIZE_SIDECAR_LOCAL_ROOT": str(context.media),
-    }
+    env = local_env(context.media)
     with ExitStack() as stack:
         sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=1, name="sidecar-hits"))
         product = stack.enter_context(servers.Nginx.for_sidecar("hits-product", env, sidecar.url, context.logs))
@@ -401,11 +381,7 @@ def _without_open_file_cache(config: str) -> str:
 
 def fsync(context: Context) -> Section:
     """What the local store's fsync costs under load: the sidecar as serve runs it, with fsync a no-op, and sync."""
-    env = {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_STORAGE": "local",
-        "RESIZE_SIDECAR_LOCAL_ROOT": str(context.media),
-    }
+    env = local_env(context.media)
     with ExitStack() as stack:
         current = stack.enter_context(servers.sidecar(env, context.logs, workers=2, name="sidecar-fsync"))
         patched = stack.enter_context(
@@ -434,11 +410,7 @@ def count(context: Context) -> Section:
     stacks = {}
     with ExitStack() as stack:
         for number in (2, 3, 4):
-            env = {
-                "RESIZE_SIDECAR_SECRETS": SECRET,
-                "RESIZE_SIDECAR_STORAGE": "local",
-                "RESIZE_SIDECAR_LOCAL_ROOT": str(context.media),
-            }
+            env = local_env(context.media)
             sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=number, name=f"sidecar-w{number}"))
             nginx = stack.enter_context(servers.Nginx.for_sidecar(f"w{number}", env, sidecar.url, context.logs))
             stacks[f"{number} workers"] = nginx.url

@@ -47,6 +47,17 @@ from load import OPERATIONS, LoadResult, Operation, UrlPool  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 SECRET = "bench-secret-0123456789abcdef"
 MEDIA_URL = "/media/"  # the sidecar's default, which the benchmark's sidecars keep
+
+
+def local_env(media: Path) -> dict[str, str]:
+    """The environment of a benchmark sidecar on local storage in ``media``."""
+    return {
+        "RESIZE_SIDECAR_SECRETS": SECRET,
+        "RESIZE_SIDECAR_STORAGE": "local",
+        "RESIZE_SIDECAR_LOCAL_ROOT": str(media),
+    }
+
+
 #: Formats each kind of source is rendered to in the in-process table.
 RENDER_FORMATS = {"24mp": "jpg", "12mp": "jpg", "1080p": "jpg", "alpha": "webp", "webp": "jpg", "anim": "gif"}
 
@@ -442,10 +453,8 @@ def start_servers(
         launched.append(server)
         return server
 
-    base_env = {"RESIZE_SIDECAR_SECRETS": SECRET}
-    local_env = {**base_env, "RESIZE_SIDECAR_STORAGE": "local", "RESIZE_SIDECAR_LOCAL_ROOT": str(media)}
-    local = launch(servers.sidecar(local_env, logs, workers=plan.workers))
-    local_nginx = launch(servers.Nginx.for_sidecar("sidecar", local_env, local.url, logs))
+    local = launch(servers.sidecar(local_env(media), logs, workers=plan.workers))
+    local_nginx = launch(servers.Nginx.for_sidecar("sidecar", local_env(media), local.url, logs))
     targets = [Target("sidecar", local_nginx.url, "local", keys, check_created=True, backend=local.url)]
     # The same sidecar without its nginx: what the hop costs, apart from the sidecar's own work.
     targets.append(Target("sidecar-direct", local.url, "local", keys, check_created=True, backend=local.url))
@@ -468,7 +477,7 @@ def start_servers(
     s3_stacks: dict[str, str] = {}
     for name, endpoint in endpoints.items():
         env = {
-            **base_env,
+            "RESIZE_SIDECAR_SECRETS": SECRET,
             "RESIZE_SIDECAR_STORAGE": "s3",
             "RESIZE_SIDECAR_S3_BUCKET": f"bench-{name}",
             "RESIZE_SIDECAR_S3_ENDPOINT_URL": endpoint,
@@ -562,7 +571,7 @@ def measure_memory(
     plan: Plan, loader: Loader, media: Path, keys: dict[str, list[str]], logs: Path, results: Results
 ) -> None:
     """Peak RSS (VmHWM) of one fresh worker per source, after one derivative of each operation."""
-    env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": "local", "RESIZE_SIDECAR_LOCAL_ROOT": str(media)}
+    env = local_env(media)
     for source in plan.memory_sources:
         for name in ("sidecar", "floor"):
             if name == "sidecar":

@@ -265,6 +265,41 @@ def test_a_lock_folder_others_can_write_to_is_refused(lock_dir: str) -> None:
 # Races ----------------------------------------------------------------------------------------------------------------
 
 
+def test_a_stored_derivative_found_without_waiting_is_answered_and_warned_about(
+    sidecar_with: Callable[..., SidecarApp], storage: CountingStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # nginx sends only misses here: one stored and found at once means nginx could not read it.
+    storage.inner.put("seen.jpg", photo(300, 200), "", "")
+    sidecar = sidecar_with()
+    first = get(sidecar, url("seen.jpg", "100x", "jpg"))
+    before = len(storage.calls)
+    again = get(sidecar, url("seen.jpg", "100x", "jpg"))
+    assert (again.status_int, again.body, again.headers["X-Derivative"]) == (200, first.body, "existing")
+    assert "nginx cannot read derivatives" in caplog.text
+    # One look in storage, under the lock, and no read of the original.
+    assert storage.calls[before:] == ["get"]
+
+
+def test_a_request_that_waited_for_a_concurrent_maker_answers_its_bytes_without_the_warning(
+    sidecar_with: Callable[..., SidecarApp], storage: CountingStorage, lock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage.inner.put("shared.jpg", photo(300, 200), "", "")
+    sidecar = sidecar_with()
+    path = url("shared.jpg", "100x", "jpg")
+    storage_key = path.removeprefix("/media/")
+    answers = []
+    with NodeLocks(lock_dir, 1).flight(storage_key, wait=0):
+        waiter = threading.Thread(target=lambda: answers.append(get(sidecar, path)))
+        waiter.start()
+        waiter.join(0.3)
+        assert answers == [], "the request did not wait for the lock's holder"
+        storage.inner.put(storage_key, b"the holder's bytes", "image/jpeg", "")
+    waiter.join(10)
+    assert (answers[0].status_int, answers[0].body) == (200, b"the holder's bytes")
+    assert answers[0].headers["X-Derivative"] == "existing"
+    assert "nginx cannot read derivatives" not in caplog.text
+
+
 class LosingStorage(LocalStorage):
     """Local storage where another machine stores each derivative just before this one tries to."""
 

@@ -25,7 +25,6 @@ from resize_sidecar import settings as settings_module
 from resize_sidecar.api import ApiApp
 from resize_sidecar.derive import Derivative, Deriver
 from resize_sidecar.errors import (
-    MalformedPathError,
     MethodNotAllowedError,
     NotFoundError,
     SettingsError,
@@ -178,8 +177,9 @@ class SidecarApp:
         named = {name.lower(): value for name, value in headers}
         key = spec = fmt = cache = None
         if route == "derivative":
-            # Parsed again for the log only: the request may have been refused before or while it was parsed.
-            with contextlib.suppress(MalformedPathError):
+            # Parsed again for the log only: the request may have been refused before or while it was parsed (a
+            # malformed path, or a signature of the wrong shape).
+            with contextlib.suppress(SidecarError):
                 parsed = parse_path(
                     path, media_url=self.settings.media_url, derived_prefix=self.settings.derived_prefix
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,7 +132,9 @@ def test_a_failing_storage_read_is_502_without_internal_details(
     [
         pytest.param("/media/_r/a.jpg/100x-" + "0" * 32 + ".jpg", 403, id="wrong signature"),
         pytest.param("/media/_r/a.jpg/100x-" + "0" * 31 + ".jpg", 403, id="short signature"),
+        pytest.param("/media/_r/a.jpg/100x-" + "0" * 33 + ".jpg", 403, id="long signature"),
         pytest.param("/media/_r/a.jpg/100x-" + "A" * 32 + ".jpg", 403, id="upper-case signature"),
+        pytest.param("/media/_r/a.jpg/100x-" + "g" * 32 + ".jpg", 403, id="non-hex signature"),
         pytest.param("/media/_r/a.jpg/100x.jpg", 400, id="no signature"),
         pytest.param("/media/_r/a.jpg/100x-" + "0" * 32 + ".tiff", 400, id="unknown format"),
         pytest.param("/media/_r/../etc/passwd/100x-" + "0" * 32 + ".jpg", 400, id="dot-dot"),
@@ -143,13 +147,18 @@ def test_a_failing_storage_read_is_502_without_internal_details(
     ],
 )
 def test_refused_requests_get_their_status_and_touch_no_storage(
-    sidecar: SidecarApp, storage: CountingStorage, path: str, status: int
+    sidecar: SidecarApp, storage: CountingStorage, path: str, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    response = get(sidecar, path)
+    with caplog.at_level(logging.INFO, logger="resize_sidecar.requests"):
+        response = get(sidecar, path)
     assert response.status_int == status, response.text
     assert response.cache_control.no_store
     assert response.content_type == "text/plain"
     assert storage.calls == []
+    # The request log reads the path again: a refusal must be logged as one, whatever the path's shape.
+    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "resize_sidecar.requests"]
+    assert (line["status"], line["path"]) == (status, path)
+    assert line["reason"] == {400: "malformed", 403: "signature", 404: "not_found"}[status]
 
 
 def test_a_signed_size_over_the_output_cap_is_400_before_any_storage_call(

@@ -13,7 +13,7 @@ import pytest
 
 from resize_sidecar.signing import encode_key, format_path, sign
 from tests.conftest import SECRET, photo
-from tests.servers import Stack, media_stack, raw_get
+from tests.servers import Stack, media_stack, metric, raw_get
 
 pytestmark = pytest.mark.e2e
 
@@ -104,6 +104,23 @@ def test_a_bad_signature_is_refused_and_nothing_is_stored(stack: Stack) -> None:
     assert headers["cache-control"] == "no-store"
     other_secret = format_path(key, "100x", "jpg", "not-the-secret")
     assert stack.get(other_secret)[0] == 403
+    assert stack.derivatives_of(key) == []
+
+
+@pytest.mark.parametrize("signature", ["0" * 31, "0" * 33, "A" * 32, "g" * 32, "%30" * 32])
+def test_a_signature_of_the_wrong_shape_is_403_through_nginx_and_direct_and_counted_as_one(
+    stack: Stack, signature: str
+) -> None:
+    key = "signed/shape.jpg"
+    stack.storage.put(key, photo(320, 240), "image/jpeg", "no-cache")
+    path = f"/media/_r/{key}/100x-{signature}.jpg"
+    refused = metric(stack.sidecar, "resize_sidecar_rejections_total", reason="signature")
+    for base in (stack.nginx.url, stack.sidecar.url):
+        status, headers, body = raw_get(base, path)
+        assert (status, body) == (403, b"Forbidden: signature is not 32 lower-case hex digits\n"), base
+        assert headers["cache-control"] == "no-store"
+    assert metric(stack.sidecar, "resize_sidecar_rejections_total", reason="signature") == refused + 2
+    assert "Traceback" not in stack.sidecar.log_tail(200)
     assert stack.derivatives_of(key) == []
 
 

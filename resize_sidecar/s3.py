@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
-from resize_sidecar.storage import StoredObject, check_key, check_prefix, open_storage, read_capped
+from resize_sidecar.storage import StoredBytes, StoredObject, check_key, check_prefix, open_storage, read_capped
 
 if TYPE_CHECKING:
     from resize_sidecar.settings import Settings
@@ -78,15 +78,21 @@ class S3Storage:
 
     def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
         """See :meth:`Storage.get`."""
+        found = self.get_versioned(key, max_bytes)
+        return None if found is None else found.data
+
+    def get_versioned(self, key: str, max_bytes: int | None = None) -> StoredBytes | None:
+        """See :meth:`Storage.get_versioned`: the ETag of the GET that read the bytes."""
         check_key(key)
+        # Limit messages reach the client (422): they name the key it asked for, never the bucket or its prefix.
         try:
             response = self.client().get_object(Bucket=self.bucket, Key=self.prefix + key)
             body = response["Body"]
             try:
                 announced = response.get("ContentLength")
                 if max_bytes is not None and announced is not None and announced > max_bytes:
-                    raise SourceTooLargeError(f"{self._where(key)} has {announced} bytes, more than {max_bytes}")
-                data = read_capped(body.read, max_bytes, self._where(key))
+                    raise SourceTooLargeError(f"{key!r} has {announced} bytes, more than {max_bytes}")
+                data = read_capped(body.read, max_bytes, repr(key))
             finally:
                 # Unread bytes make the connection unusable; closing drops it instead of returning it to the pool.
                 body.close()
@@ -96,7 +102,18 @@ class S3Storage:
             raise self._error("get", key, error) from error
         if announced is not None and len(data) != announced:
             raise StorageError(f"{self._where(key)}: got {len(data)} bytes of the {announced} announced")
-        return data
+        return StoredBytes(data, str(response.get("ETag", "")))
+
+    def version(self, key: str) -> str | None:
+        """See :meth:`Storage.version`: the ETag, from a HEAD."""
+        check_key(key)
+        try:
+            response = self.client().head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (BotoCoreError, ClientError) as error:
+            if self._reads_as_absent(error, key):
+                return None
+            raise self._error("version", key, error) from error
+        return str(response.get("ETag", ""))
 
     def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
         """See :meth:`Storage.put`. A single PUT is all or nothing on S3."""
@@ -150,14 +167,7 @@ class S3Storage:
 
     def exists(self, key: str) -> bool:
         """See :meth:`Storage.exists`."""
-        check_key(key)
-        try:
-            self.client().head_object(Bucket=self.bucket, Key=self.prefix + key)
-        except (BotoCoreError, ClientError) as error:
-            if self._reads_as_absent(error, key):
-                return False
-            raise self._error("exists", key, error) from error
-        return True
+        return self.version(key) is not None
 
     def delete(self, key: str) -> None:
         """See :meth:`Storage.delete`. S3 answers 204 for a missing key too."""
@@ -167,12 +177,15 @@ class S3Storage:
         except (BotoCoreError, ClientError) as error:
             raise self._error("delete", key, error) from error
 
-    def delete_prefix(self, prefix: str) -> int:
-        """See :meth:`Storage.delete_prefix`: one listing and one DeleteObjects request per 1000 keys."""
+    def delete_prefix(self, prefix: str, *, nested: bool = True) -> int:
+        """See :meth:`Storage.delete_prefix`: one listing and one DeleteObjects request per 1000 keys; not
+        ``nested``, the listing has ``/`` as its delimiter, so S3 leaves out the keys below the next ``/``."""
         check_prefix(prefix)
         if not prefix:
             raise MalformedPathError("refusing to delete with an empty prefix (that is every object)")
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix, "MaxKeys": _S3_BATCH}
+        if not nested:
+            params["Delimiter"] = "/"
         deleted = 0
         try:
             client = self.client()

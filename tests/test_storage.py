@@ -187,6 +187,29 @@ class TestStorageContract:
         assert keys(storage) == ["_r/a.jpg2/3.webp", "a.jpg", "b/_r/a.jpg/4.webp"]
         assert storage.delete_prefix("_r/a.jpg/") == 0
 
+    def test_delete_prefix_not_nested_leaves_the_keys_below_the_next_slash(self, storage: Storage) -> None:
+        # The derivatives of "g" are _r/g/{name}; _r/g/a.jpg/… belong to the original "g/a.jpg".
+        for name in ("_r/g/1.webp", "_r/g/2.webp", "_r/g/a.jpg/3.webp", "_r/g/a.jpg/sub/4.webp", "_r/gx/5.webp"):
+            storage.put(name, b"x", JPEG, CACHE)
+        assert storage.delete_prefix("_r/g/", nested=False) == 2
+        assert keys(storage) == ["_r/g/a.jpg/3.webp", "_r/g/a.jpg/sub/4.webp", "_r/gx/5.webp"]
+        assert storage.delete_prefix("_r/nothing/", nested=False) == 0
+
+    def test_a_version_names_what_is_stored_and_changes_when_other_bytes_are_written(self, storage: Storage) -> None:
+        assert storage.version("v/a.jpg") is None
+        assert storage.get_versioned("v/a.jpg") is None
+        storage.put("v/a.jpg", b"first", JPEG, CACHE)
+        read = storage.get_versioned("v/a.jpg")
+        assert read is not None
+        assert read.data == b"first"
+        assert read.version == storage.version("v/a.jpg") != ""
+        storage.put("v/a.jpg", b"second", JPEG, CACHE)
+        assert storage.version("v/a.jpg") not in (None, read.version)
+        storage.delete("v/a.jpg")
+        assert storage.version("v/a.jpg") is None
+        storage.put("v/a.jpg", b"third", JPEG, CACHE)
+        assert storage.version("v/a.jpg") not in (None, read.version)
+
     def test_delete_prefix_refuses_an_empty_prefix(self, storage: Storage) -> None:
         storage.put("a.jpg", b"x", JPEG, CACHE)
         with pytest.raises(MalformedPathError):
@@ -276,7 +299,9 @@ def test_a_local_file_that_grows_while_it_is_read_is_still_capped(
     real_fstat = os.fstat
 
     def fstat_before_it_grew(fd: int) -> Any:
-        return type("Stat", (), {"st_size": real_fstat(fd).st_size // 2})()
+        fields = list(real_fstat(fd))
+        fields[stat.ST_SIZE] //= 2
+        return os.stat_result(fields)
 
     monkeypatch.setattr(os, "fstat", fstat_before_it_grew)
     storage = LocalStorage(tmp_path)
@@ -350,6 +375,50 @@ def test_local_delete_prefix_removes_the_emptied_folders_under_the_prefix(tmp_pa
     ]
     storage.put("_r/a.jpg/again.webp", b"x", JPEG, CACHE)
     assert storage.exists("_r/a.jpg/again.webp")
+
+
+def test_local_storage_never_follows_a_link_planted_under_its_root(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "secret.jpg").write_bytes(b"secret")
+    (outside / "sub" / "kept.jpg").write_bytes(b"kept")
+    root = tmp_path / "media"
+    storage = LocalStorage(root)
+    storage.put("photos/real.jpg", b"real", JPEG, CACHE)
+    (root / "linked").symlink_to(outside)  # a folder link
+    (root / "photos" / "file.jpg").symlink_to(outside / "secret.jpg")  # an object link
+    (root / "_r").mkdir()
+    (root / "_r" / "photos").symlink_to(outside)  # derivatives' folder led outside
+
+    for key in ("linked/secret.jpg", "photos/file.jpg", "_r/photos/secret.jpg"):
+        assert storage.get(key) is None, key
+        assert storage.get_versioned(key) is None, key
+        assert storage.version(key) is None, key
+        assert not storage.exists(key), key
+    for key in ("linked/new.jpg", "_r/photos/a.jpg/x.webp", "linked/sub/kept.jpg"):
+        with pytest.raises(StorageError):
+            storage.put(key, b"planted", JPEG, CACHE)
+        with pytest.raises(StorageError):
+            storage.put_if_absent(key, b"planted", JPEG, CACHE)
+    storage.put("photos/file.jpg", b"replaced the link", JPEG, CACHE)  # the link itself is replaced, not its target
+    storage.delete("linked/sub/kept.jpg")
+    assert storage.delete_prefix("linked/") == 0
+    assert storage.delete_prefix("_r/photos/") == 0
+    assert storage.delete_prefix("_r/", nested=True) == 0
+    assert keys(storage) == ["photos/file.jpg", "photos/real.jpg"]
+    assert sorted(path.relative_to(outside).as_posix() for path in outside.rglob("*")) == [
+        "secret.jpg",
+        "sub",
+        "sub/kept.jpg",
+    ]
+    assert (outside / "secret.jpg").read_bytes() == b"secret"
+
+
+def test_a_fifo_planted_at_a_local_key_reads_as_absent_without_blocking(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert storage.get("pipe.jpg") is None
+    assert not storage.exists("pipe.jpg")
 
 
 def test_local_check_fails_while_the_root_folder_is_missing(tmp_path: Path) -> None:

@@ -90,10 +90,11 @@ class RouteMethodError(MethodNotAllowedError):
 class ApiApp:
     """Answers every ``/api/…`` request; errors become JSON answers with their status, never exceptions."""
 
-    def __init__(self, settings: Settings, storage: Storage) -> None:
+    def __init__(self, settings: Settings, storage: Storage, deriver: Deriver) -> None:
+        """Answer with ``deriver``, the process's one: every decode takes one of its transform slots."""
         self.settings = settings
         self.storage = storage
-        self.deriver = Deriver(settings, storage)
+        self.deriver = deriver
         self.enabled = bool(settings.api_secret)
         # (route, method) -> handler; HEAD is answered as GET (webob drops the body).
         self.handlers: dict[tuple[str, str], Callable[[Request, str], Response]] = {
@@ -202,7 +203,7 @@ class ApiApp:
                 raise MalformedPathError(f"a key may not start with {self.settings.incoming_prefix!r}")
         data = self.read_upload(request)
         # Decoding an upload in full costs what a transform does: it waits for one of the machine's transform slots.
-        with self.deriver.locks.transform_slot(self.settings.overload_wait):
+        with self.deriver.transform_slot():
             original = self.prepare(data)
             del data  # the upload can be tens of megabytes; what is stored from now on is the new encoding
             if wanted is not None and _format_of_key(wanted) != original.fmt:
@@ -274,8 +275,10 @@ class ApiApp:
     def meta(self, request: Request, key: str) -> Response:
         """``GET /api/images/{key}/meta``: what the original is, with a BlurHash; GPS only with ``?gps=1``."""
         gps = self.flag_query(request, "gps")
-        data = self.original(key)
-        described = originals.describe(data, self.settings, gps=gps)
+        # The BlurHash decodes the original: a transform slot bounds it, and the original held, as on a miss.
+        with self.deriver.transform_slot():
+            data = self.original(key)
+            described = originals.describe(data, self.settings, gps=gps)
         info = described.info
         body: dict[str, Any] = {
             "key": key,

@@ -108,7 +108,7 @@ class SidecarApp:
         self.settings = settings
         self.storage = storage
         self.deriver = Deriver(settings, storage)
-        self.api = ApiApp(settings, storage)
+        self.api = ApiApp(settings, storage, self.deriver)
         self.derivative_prefix = settings.media_url + settings.derived_prefix
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/healthz": self.health,

@@ -207,6 +207,15 @@ class Deriver:
         self.storage = storage
         self.locks = NodeLocks(settings.lock_path, settings.transform_slots)
 
+    def transform_slot(self, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """One of this machine's transform slots, for any work that decodes an original's pixels (a miss, an upload,
+        its metadata, an operation), waiting at most ``wait`` seconds (``overload_wait`` by default).
+
+        Raises:
+            OverloadedError: every slot stayed busy for the whole wait.
+        """
+        return self.locks.transform_slot(self.settings.overload_wait if wait is None else wait)
+
     def authorize(self, raw_path: str) -> tuple[DerivativePath, DerivativeSpec]:
         """Parse, verify and check a path against the settings, touching no storage.
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +124,43 @@ class SourceInfo:
     has_icc: bool = False
     # Progressive JPEG or interlaced PNG: libvips decodes these whole, into memory, before the first strip.
     interlaced: bool = False
+    # A JPEG's scans (0 for other formats): libjpeg passes over the pixels once per scan.
+    scans: int = 0
+    # A lossless (VP8L) WebP, which libwebp decodes whole where lossy WebP is decoded in rows.
+    lossless: bool = False
+
+
+@dataclass(frozen=True)
+class WholeDecode:
+    """A kind of original that libvips decodes whole, into memory, before the first strip, with its pixel limit."""
+
+    kind: str  # as a refusal names it
+    loader: str
+    setting: str  # the Settings field of its pixel limit
+    applies: Callable[[SourceInfo], bool]
+
+
+# Peak RSS of one decode to a 400 px derivative, per megapixel, measured with libvips 8.18.7 (bench/reliability.py
+# whole-decodes): AVIF 15.6 MB, GIF 5.7, interlaced PNG 4.2, lossless WebP 4.0, progressive JPEG 3.4, against 0.5
+# for a baseline JPEG, 0.3 for lossy WebP and 1.9 for a PNG, which are decoded strip by strip. The limits keep one
+# decode near or under 256 MB; GIF, whose frames are decoded whole too, stays within MAX_SOURCE_PIXELS (285 MB at
+# 50 MP).
+#: Kinds of original decoded whole, each refused from its header over its own pixel limit.
+WHOLE_DECODES: tuple[WholeDecode, ...] = (
+    WholeDecode("progressive JPEG", "jpegload", "max_interlaced_pixels", lambda info: info.interlaced),
+    WholeDecode("progressive JPEG", "uhdrload", "max_interlaced_pixels", lambda info: info.interlaced),
+    WholeDecode("interlaced PNG", "pngload", "max_interlaced_pixels", lambda info: info.interlaced),
+    WholeDecode("HEIF or AVIF", "heifload", "max_heif_pixels", lambda info: True),
+    WholeDecode("lossless WebP", "webpload", "max_lossless_webp_pixels", lambda info: info.lossless),
+)
+_JPEG_LOADERS = ("jpegload", "uhdrload")
+# Where entropy-coded data ends: 0xFF followed by neither a stuffed 0x00, a restart marker nor a fill byte.
+_JPEG_MARKER = re.compile(rb"\xff+[^\x00\xff\xd0-\xd7]")
+# Markers without a length: TEM and the restart markers.
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+# A scan of a small picture still costs its set-up: 0.6 us measured, what about 4,500 pixels cost (1.3 ns for ten).
+_SCAN_FLOOR_PIXELS = 65_536
 
 
 @dataclass(frozen=True)
@@ -210,7 +249,9 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
     Raises:
         UnsupportedImageError: not an image format libvips knows (or empty), or its loader is not allowed.
         UndecodableImageError: the header of an allowed format is corrupt.
-        SourceTooLargeError: one frame has more pixels than ``max_source_pixels``.
+        SourceTooLargeError: one frame has more pixels than ``max_source_pixels``, a kind of original decoded
+            whole (:data:`WHOLE_DECODES`) more than its own limit, or a JPEG's scans times pixels are over
+            ``max_jpeg_scan_pixels``.
         InterlacedTooLargeError: a progressive or interlaced frame has more pixels than ``max_interlaced_pixels``.
     """
     loader = _find_loader(data)
@@ -232,6 +273,8 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
             has_alpha=bool(header.hasalpha()),
             has_icc=header.get_typeof("icc-profile-data") != 0,
             interlaced=bool(header.get_typeof("interlaced") and header.get("interlaced")),
+            scans=jpeg_scans(data) if name in _JPEG_LOADERS else 0,
+            lossless=name == "webpload" and _webp_lossless(data),
         )
     except LIBVIPS_ERRORS as error:
         raise UndecodableImageError(f"{name}: {reason(error)}") from None
@@ -298,14 +341,67 @@ def _find_loader(data: bytes) -> str | None:
     return str(pyvips.nickname_find(pyvips.type_from_name(pyvips.ffi.string(found).decode())))
 
 
+def jpeg_scans(data: bytes) -> int:
+    """How many scans libjpeg reads in a JPEG's first picture, found from its segments without decoding a pixel.
+
+    Segments are skipped by their lengths (an EXIF thumbnail's scans are inside one), entropy-coded data up to its
+    next marker, and the count stops at the end-of-image marker, where libjpeg stops reading (a second picture
+    after it, such as a gain map, is not decoded). From the first byte that is not where a marker should be, every
+    scan marker of the rest is counted: never fewer scans than libjpeg can find, however the bytes are arranged.
+    """
+    scans, at = 0, 2  # after the start-of-image marker
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:
+            at += 1  # a fill byte
+        elif marker in _JPEG_STANDALONE:
+            at += 2
+        elif marker == _JPEG_EOI:
+            return scans
+        else:
+            at += 2 + struct.unpack_from(">H", data, at + 2)[0]
+            if marker == _JPEG_SOS:
+                scans += 1
+                found = _JPEG_MARKER.search(data, at)
+                if found is None:
+                    return scans
+                at = found.start()
+    return scans + data.count(b"\xff\xda", at)
+
+
+def _webp_lossless(data: bytes) -> bool:
+    """Whether a WebP's picture is coded lossless (a VP8L chunk), from its RIFF chunks."""
+    at = 12  # after "RIFF", the size and "WEBP"
+    while at + 8 <= len(data):
+        kind, size = data[at : at + 4], struct.unpack_from("<I", data, at + 4)[0]
+        if kind in (b"VP8 ", b"VP8L"):
+            return kind == b"VP8L"
+        if kind == b"ANMF":
+            at += 8 + 16  # an animation frame's own header, then its chunks
+            continue
+        at += 8 + size + (size & 1)
+    return False
+
+
 def _check_limits(info: SourceInfo, settings: Settings) -> None:
-    if info.width * info.height > settings.max_source_pixels:
+    pixels = info.width * info.height
+    if pixels > settings.max_source_pixels:
         raise SourceTooLargeError(
-            f"{info.width}x{info.height} pixels is over the limit of {settings.max_source_pixels}"
+            f"{info.width}x{info.height} pixels is over the limit of {settings.max_source_pixels} (MAX_SOURCE_PIXELS)"
         )
-    if info.interlaced and info.width * info.height > settings.max_interlaced_pixels:
-        raise InterlacedTooLargeError(
-            f"interlaced {info.width}x{info.height} pixels is over the limit of {settings.max_interlaced_pixels}"
+    for whole in WHOLE_DECODES:
+        limit = getattr(settings, whole.setting)
+        if info.loader == whole.loader and whole.applies(info) and pixels > limit:
+            error = InterlacedTooLargeError if whole.setting == "max_interlaced_pixels" else SourceTooLargeError
+            raise error(
+                f"a {whole.kind} of {info.width}x{info.height} pixels is decoded whole, and is over the limit of "
+                f"{limit} pixels ({whole.setting.upper()})"
+            )
+    passes = info.scans * max(pixels, _SCAN_FLOOR_PIXELS)
+    if passes > settings.max_jpeg_scan_pixels:
+        raise SourceTooLargeError(
+            f"a JPEG of {info.width}x{info.height} pixels in {info.scans} scans is {passes} pixels to decode, over "
+            f"the limit of {settings.max_jpeg_scan_pixels} (MAX_JPEG_SCAN_PIXELS)"
         )
 
 

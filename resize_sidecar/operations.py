@@ -438,7 +438,9 @@ class _Regenerator:
             return self.stale(stored.key, f"preset {path.spec!r} no longer exists")
         try:
             _, spec = self.deriver.authorize(raw_path)
-            rendered, _ = self.deriver.render(path, spec)
+            # The machine's transform slots are shared with the sidecar's misses; a batch may wait a whole transform.
+            with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
+                rendered, _ = self.deriver.render(path, spec)
         except BadSignatureError:
             return Outcome(stored.key, "skipped", "signed with none of the current secrets")
         except PolicyError as error:

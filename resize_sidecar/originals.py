@@ -112,7 +112,7 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
     if info.width * info.height * info.pages > settings.max_source_pixels:
         raise SourceTooLargeError(
             f"{info.pages} frames of {info.width}x{info.height} pixels are over the limit of "
-            f"{settings.max_source_pixels}"
+            f"{settings.max_source_pixels} (MAX_SOURCE_PIXELS)"
         )
     animated = info.loader in ANIMATED_LOADERS and info.pages > 1
     # Frames of an animation share one strip, which turning would scramble; no animated format carries an orientation.
@@ -143,21 +143,25 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
 def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Description:
     """An original's header facts, profile name, a small EXIF subset and a BlurHash placeholder.
 
-    The GPS location is read only when ``gps`` is true.
+    The GPS location is read only when ``gps`` is true. Decoding for the BlurHash runs within ``transform_timeout``.
 
     Raises:
         UnsupportedImageError, UndecodableImageError, SourceTooLargeError: as :func:`probe`; undecodable also when
             the pixels needed for the BlurHash are corrupt.
+        TransformTimeoutError: decoding ran out of time.
     """
     info = probe(data, settings)
+    deadline = Deadline(settings.transform_timeout)
     try:
         header = pyvips.Operation.call(f"{info.loader}_buffer", data, access="sequential")
         thumbnail = pyvips.Image.thumbnail_buffer(
             data, _BLURHASH_SIZE, height=_BLURHASH_SIZE, option_string="fail_on=error"
         )
         components = _BLURHASH_COMPONENTS if thumbnail.width >= thumbnail.height else _BLURHASH_COMPONENTS[::-1]
-        placeholder = _blurhash(_srgb_pixels(thumbnail), thumbnail.width, thumbnail.height, *components)
+        placeholder = _blurhash(_srgb_pixels(thumbnail, deadline), thumbnail.width, thumbnail.height, *components)
     except LIBVIPS_ERRORS as error:
+        if deadline.expired:
+            raise deadline.error() from None
         raise UndecodableImageError(f"{info.loader}: {reason(error)}") from None
     make, model = _exif_text(header, "exif-ifd0-Make"), _exif_text(header, "exif-ifd0-Model")
     return Description(
@@ -235,15 +239,16 @@ _ORIGINAL_SAVERS: dict[str, Callable[[pyvips.Image, bytes], bytes]] = {
 }
 
 
-def _srgb_pixels(image: pyvips.Image) -> bytes:
-    """Three 8-bit sRGB bytes per pixel, alpha flattened onto white (the usual page colour)."""
+def _srgb_pixels(image: pyvips.Image, deadline: Deadline) -> bytes:
+    """Three 8-bit sRGB bytes per pixel, alpha flattened onto white (the usual page colour), made before
+    ``deadline``."""
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")
     if image.hasalpha():
         image = image.flatten(background=list(WHITE))
     if image.bands > 3:
         image = image.extract_band(0, n=3)
-    return bytes(image.cast("uchar").write_to_memory())
+    return bytes(deadline.watch(image.cast("uchar")).write_to_memory())
 
 
 def _blurhash(pixels: bytes, width: int, height: int, across: int, down: int) -> str:

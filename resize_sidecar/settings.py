@@ -75,6 +75,15 @@ class Settings:
     max_interlaced_pixels: int = setting(
         10_000_000, "Refuse progressive JPEGs and interlaced PNGs with more pixels (libvips decodes them whole)."
     )
+    max_heif_pixels: int = setting(
+        16_000_000, "Refuse HEIF and AVIF originals with more pixels (decoded whole: about 16 MB a megapixel)."
+    )
+    max_lossless_webp_pixels: int = setting(
+        50_000_000, "Refuse lossless WebP originals with more pixels (decoded whole: about 4 MB a megapixel)."
+    )
+    max_jpeg_scan_pixels: int = setting(
+        1_000_000_000, "Refuse JPEGs whose pixels times scans exceed this (each scan is a pass over the pixels)."
+    )
     allowed_widths: tuple[str, ...] = setting(
         (),
         "Widths an explicit spec may ask for (presets may use any), comma-separated, e.g. '320,640,1280'; empty: any.",
@@ -206,7 +215,8 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         check(name, 1 <= getattr(s, name) <= 100, "must be between 1 and 100")
     for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_dimension", "s3_max_attempts"):
         check(name, getattr(s, name) > 0, "must be positive")
-    check("max_interlaced_pixels", s.max_interlaced_pixels > 0, "must be positive")
+    for name in ("max_interlaced_pixels", "max_heif_pixels", "max_lossless_webp_pixels", "max_jpeg_scan_pixels"):
+        check(name, getattr(s, name) > 0, "must be positive")
     check("allowed_widths", all(re.fullmatch(r"[1-9][0-9]{0,4}", str(width)) for width in s.allowed_widths),
           "must be widths in pixels (1-99999), comma-separated")
     # nginx gives up on the sidecar after 35 s (resize.conf): the deadline must leave room for the waits and storage.

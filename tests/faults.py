@@ -496,6 +496,45 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def scan_flood_jpeg(width: int, height: int, scans: int) -> bytes:
+    """A valid progressive JPEG of ``width`` x ``height`` whose cost is in its scans: a real progressive picture, then
+    ``scans`` more AC scans of the luminance's last coefficient, each a few bytes of end-of-band runs.
+
+    libjpeg accepts a first AC scan (Ah = 0, Al = 0) of a band already coded to full precision without a warning,
+    and an end-of-band run leaves every block's coefficients as they are, so the picture decodes unchanged; but each
+    scan is a pass over every luminance block. About 25 bytes a scan.
+    """
+    data = progressive_jpeg(width, height)
+    # One AC Huffman table (class 1, slot 3: the picture uses 0 and 1) whose only code, one bit "0", is EOB14: an
+    # end-of-band run of 2^14 plus the 14 bits that follow it, 32767 blocks with all of them set.
+    table = b"\x13" + bytes([1] + [0] * 15) + b"\xe0"
+    segments = [b"\xff\xc4" + struct.pack(">H", 2 + len(table)) + table]
+    blocks = -(-width // 8) * -(-height // 8)
+    runs = -(-blocks // 32767)
+    bits = "0" + "1" * 14
+    stream = (bits * runs).ljust(-(-len(bits) * runs // 8) * 8, "1")
+    entropy = bytes(int(stream[at : at + 8], 2) for at in range(0, len(stream), 8)).replace(b"\xff", b"\xff\x00")
+    # SOS: one component (id 1, DC table 0, AC table 3), spectral band 63..63, Ah = Al = 0.
+    scan = b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0x03, 63, 63, 0) + entropy
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + segments[0] + scan * scans + data[end:]
+
+
+def flat_avif(width: int, height: int) -> bytes:
+    """An AVIF of ``width`` x ``height`` of one colour: a few kilobytes that libheif decodes whole."""
+    import pyvips
+
+    image = pyvips.Image.black(width, height, bands=3).cast("uchar")
+    return bytes(image.heifsave_buffer(compression="av1", effort=0, Q=30))
+
+
+def lossless_webp(width: int, height: int) -> bytes:
+    """A lossless WebP of ``width`` x ``height`` of one colour: a few kilobytes, decoded whole."""
+    import pyvips
+
+    return bytes(pyvips.Image.black(width, height, bands=3).cast("uchar").webpsave_buffer(lossless=True, effort=0))
+
+
 # Worker probes --------------------------------------------------------------------------------------------------------
 
 

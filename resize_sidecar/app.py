@@ -101,6 +101,20 @@ def raw_path(environ: dict[str, object]) -> str:
     return quote(decoded, safe="/")
 
 
+class _ImageResponse(Response):  # type: ignore[misc]  # webob has no type hints
+    """An image answer: webob's conditional GETs and ranges, but its 416 (a range past the end) is an error and is
+    never cached, where the image itself is cached for good."""
+
+    def conditional_response_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
+            if status.startswith("416"):
+                headers = [(name, value) for name, value in headers if name.lower() != "cache-control"]
+                headers.append(("Cache-Control", NO_STORE))
+            return start_response(status, headers, exc_info)
+
+        return super().conditional_response_app(environ, start)  # type: ignore[no-any-return]
+
+
 class SidecarApp:
     """Routes requests: derivatives under ``{media_url}{derived_prefix}``, health, readiness and metrics."""
 
@@ -209,7 +223,7 @@ class SidecarApp:
         return self.image_response(derivative)
 
     def image_response(self, derivative: Derivative) -> Response:
-        response = Response(
+        response = _ImageResponse(
             body=derivative.body,
             content_type=derivative.content_type,
             cache_control=self.settings.cache_control,

@@ -86,9 +86,10 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     upload = command(
         "upload",
         "upload the images of a folder as originals, only those new or changed",
-        "Images are recognised by their content; each key is PREFIX + the path under DIR. Writes "
-        "PREFIX/manifest.json (key, size, md5, width, height, public URL, signed URLs of the presets) and prints each "
-        "public URL. A file is unchanged when the manifest has its MD5 and its object exists.",
+        "Images are recognised by their content, and must be named with an extension of their type; each key is "
+        "PREFIX + the path under DIR. Writes .resize-sidecar/upload/PREFIX/manifest.json, which nginx never serves "
+        "(key, size, md5, width, height, public URL, signed URLs of the presets), and prints each public URL. A file "
+        "is unchanged when the manifest has its MD5 and its object exists.",
     )
     upload.add_argument("directory", metavar="DIR", type=Path, help="the folder to upload")
     upload.add_argument("--dest", metavar="PREFIX", default="", help="key prefix of the originals, e.g. photos/")

@@ -6,6 +6,7 @@ Templates use ``{{name}}`` placeholders, which cannot be mistaken for nginx's ow
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,30 @@ JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 #: ``try_files`` (1.46x the hits per second, bench/results/experiments.md). Misses are not cached, so a new derivative
 #: is served at once; one replaced or deleted (``regenerate``, a delete) may still be served for the validity period.
 OPEN_FILE_CACHE = ("open_file_cache max=10000 inactive=60s;", "open_file_cache_valid 10s;")
+#: The only types an original is served with, and the file extensions of each. nginx types local originals by
+#: extension and S3 originals by their stored type; ``resize-sidecar upload`` refuses a file whose extension is not
+#: one of its sniffed type's. Anything else is served as ``application/octet-stream`` (a download, never a page).
+ORIGINAL_TYPES: dict[str, tuple[str, ...]] = {
+    "image/jpeg": ("jpg", "jpeg"),
+    "image/png": ("png",),
+    "image/webp": ("webp",),
+    "image/avif": ("avif",),
+    "image/gif": ("gif",),
+    "image/heic": ("heic", "heif"),
+}
+#: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest): nginx never serves them,
+#: and no setting can name a prefix there (INCOMING_PREFIX and UPLOAD_PREFIX cannot start with a dot).
+PRIVATE_PREFIX = ".resize-sidecar/"
+#: S3 answers that mean neither "missing" (403, 404, which fall back to the sidecar) nor success (200, and 304 to
+#: the client's own If-None-Match): an expired token or a wrong region (400), a redirect to another region (301, 307),
+#: any other refusal or an error. nginx answers them 502 with its own body: S3's XML and Location never reach clients.
+#: 405, 412 and 416 are left out: nginx makes those itself in these locations (a method check, If-Match and ranges,
+#: which it never passes on to S3), and S3 cannot answer them to nginx's plain GET.
+_S3_FAULTS = " ".join(
+    str(status.value)
+    for status in HTTPStatus
+    if 300 <= status.value < 600 and status.value not in (304, 403, 404, 405, 412, 416, 504)
+)
 
 
 def render_nginx(
@@ -53,14 +78,18 @@ def render_nginx(
         "listen": listen,
         "media_url": settings.media_url,
         "derived_prefix": settings.derived_prefix,
+        "private_prefix": PRIVATE_PREFIX,
         "cache_control": _escape(settings.cache_control),
+        "cache_valid": _bare("NGINX_CACHE_VALID", settings.nginx_cache_valid),
         "cache_inactive": settings.nginx_cache_inactive,
-        "sidecar_address": sidecar_url.netloc,
+        "sidecar_address": _bare("--sidecar", sidecar_url.netloc),
         # The whole file names the upstream (with keepalive); a snippet cannot declare one inside a server.
         "sidecar_pass": f"{sidecar_url.scheme}://{sidecar_url.netloc}" if snippet else "http://resize_sidecar",
     }
     values["proxy_headers"] = _render("proxy-headers.conf", {}).rstrip("\n")
     values["max_body"] = str(settings.max_source_bytes + 65536)
+    # An archive is spooled whole, so a client that reads it slowly holds a file of nginx's, not a sidecar thread.
+    values["max_spool"] = str(settings.archive_max_bytes + (64 << 20))
     values["cache"] = _render("cache.conf", values) if cached else ""
     # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
     resize_extra = [] if snippet else [
@@ -74,7 +103,12 @@ def render_nginx(
     else:
         values["local_root"] = _escape(str(Path(settings.local_root).resolve()))
         values["open_file_cache"] = "\n".join(f"    {line}" for line in OPEN_FILE_CACHE)
-        values["originals"] = f'    alias "{values["local_root"]}/";' if settings.serve_originals else "    return 404;"
+        values["original_types"] = " ".join(
+            f"{kind} {' '.join(extensions)};" for kind, extensions in ORIGINAL_TYPES.items()
+        )
+        values["originals"] = (
+            _render("originals-local.conf", values).rstrip("\n") if settings.serve_originals else "    return 404;"
+        )
         media = _render("media-local.conf", values)
     locations = [media, _render("resize.conf", values), _render("api.conf", values)]
     if app:
@@ -83,6 +117,14 @@ def render_nginx(
 
     main = [f"load_module {JS_MODULE};", *(f"env {name};" for name in _AWS_ENV)] if signed else []
     http = []
+    if s3 and settings.serve_originals:
+        image_types = "|".join(re.escape(kind) for kind in ORIGINAL_TYPES)
+        http += [
+            "map $upstream_http_content_type $resize_original_type {",
+            f'    "~*^({image_types})$" $upstream_http_content_type;',
+            "    default application/octet-stream;",
+            "}",
+        ]
     if cached:
         http.append(
             f"proxy_cache_path cache levels=1:2 keys_zone=resize_media:16m max_size={settings.nginx_cache_size}"
@@ -115,6 +157,9 @@ def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
         scheme, host = endpoint.scheme, endpoint.netloc
     else:
         scheme, host = "https", f"s3.{settings.s3_region}.amazonaws.com"
+    host = _bare("S3_ENDPOINT_URL", host)
+    for name in ("s3_bucket", "s3_prefix", "s3_region"):
+        _bare(name.upper(), getattr(settings, name))
     values = {
         "media_url": settings.media_url,
         "s3_origin": f"{scheme}://{host}",
@@ -128,6 +173,7 @@ def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
         "s3_credentials_file": _escape(settings.nginx_s3_credentials_file),
         "s3_connect_timeout": f"{round(settings.s3_connect_timeout * 1000)}ms",
         "s3_read_timeout": f"{round(settings.s3_read_timeout * 1000)}ms",
+        "s3_faults": _S3_FAULTS,
     }
     bucket_path = f"/{settings.s3_bucket}/{settings.s3_prefix}"
 
@@ -140,7 +186,8 @@ def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
         return _render("s3-proxy.conf", {**values, "s3_pass": reader.rstrip("\n")}).rstrip("\n")
 
     values["s3_read"] = read(bucket_path + settings.derived_prefix)
-    values["originals"] = read(bucket_path) if settings.serve_originals else "    return 404;"
+    originals = read(bucket_path) + "\n" + _render("originals-s3.conf", values).rstrip("\n")
+    values["originals"] = originals if settings.serve_originals else "    return 404;"
     return values
 
 
@@ -170,3 +217,16 @@ def _indent(text: str, spaces: int) -> str:
 def _escape(value: str) -> str:
     """The inside of a double-quoted nginx string."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+#: What a value pasted into the configuration as a bare word may hold: nothing that ends a directive (``;``,
+#: braces, blanks), quotes, or makes a variable (``$``). Settings validate these values; this is the renderer's own
+#: guard for settings made without validation.
+_BARE = re.compile(r"[A-Za-z0-9._~:/\[\]%@!*+,=()-]*")
+
+
+def _bare(name: str, value: str) -> str:
+    """``value``, which goes into nginx.conf unquoted, or SettingsError if nginx could read it as more than a word."""
+    if _BARE.fullmatch(value) is None:
+        raise SettingsError(f"{name}: {value!r} cannot go into nginx's configuration")
+    return value

@@ -40,7 +40,9 @@ from resize_sidecar.errors import (
     SidecarError,
     SourceTooLargeError,
     StorageError,
+    UnsupportedImageError,
 )
+from resize_sidecar.nginx import ORIGINAL_TYPES, PRIVATE_PREFIX
 from resize_sidecar.s3 import BucketAdmin, UnsupportedByStoreError
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import (
@@ -62,6 +64,8 @@ T = TypeVar("T")
 
 FAILED = "failed"
 MANIFEST = "manifest.json"
+#: Upload manifests live here, under the key prefix nginx never serves: they list every original and signed URL.
+MANIFEST_PREFIX = PRIVATE_PREFIX + "upload/"
 #: Objects asked for per storage listing while regenerating.
 _PAGE = 1000
 #: An upload saves its manifest this often, so an interrupted run resumes where it was.
@@ -211,7 +215,10 @@ class _Uploader:
         self.dest = dest
         self.dry_run = dry_run
         self.urls = MediaURLs(settings)
-        self.manifest_key = dest + MANIFEST
+        self.manifest_key = MANIFEST_PREFIX + dest + MANIFEST
+        #: Where earlier versions kept the manifest, among the originals (and so public): moved on the first save.
+        self.public_key = dest + MANIFEST
+        self.move_public = False
         self.lock = threading.Lock()
         self.entries: dict[str, _Entry] = {}
         self.saved: bytes | None = None
@@ -219,13 +226,28 @@ class _Uploader:
 
     def read_manifest(self, notes: list[str]) -> None:
         self.saved = self.storage.get(self.manifest_key)
-        if self.saved is None:
+        if self.saved is not None:
+            if not self.load(self.saved):
+                notes.append(f"{self.manifest_key} is not a manifest this program wrote: every file is uploaded again")
             return
+        public = self.storage.get(self.public_key)
+        # Only a manifest of this prefix is moved: an object of another kind at that key is an original, left alone.
+        if public is not None and self.load(public):
+            self.move_public = True
+            notes.append(f"{self.public_key} was public: it moves to {self.manifest_key}")
+
+    def load(self, data: bytes) -> bool:
+        """Take the entries of a manifest this program wrote for this prefix; whether ``data`` was one."""
         try:
-            rows = json.loads(self.saved)["files"]
-            self.entries = {row["key"]: _Entry(**{name: row[name] for name in _Entry.__annotations__}) for row in rows}
+            manifest = json.loads(data)
+            rows = manifest["files"]
+            entries = {row["key"]: _Entry(**{name: row[name] for name in _Entry.__annotations__}) for row in rows}
         except (ValueError, KeyError, TypeError):
-            notes.append(f"{self.manifest_key} is not a manifest this program wrote: every file is uploaded again")
+            return False
+        if manifest.get("prefix") != self.dest:
+            return False
+        self.entries = entries
+        return True
 
     def upload(self, path: Path) -> Outcome:
         relative = path.relative_to(self.directory).as_posix()
@@ -234,6 +256,8 @@ class _Uploader:
             _validate_upload_key(key, self.settings)
             data = _read_file(path, self.settings.max_source_bytes)
             info = imaging.probe(data, self.settings)
+            content_type = _content_type(info.loader, data)
+            _check_extension(path.name, content_type)
         except OSError as error:
             return Outcome(relative, FAILED, f"cannot read it: {error.strerror or error}")
         except StorageError:
@@ -242,12 +266,7 @@ class _Uploader:
             return Outcome(relative, FAILED, error.detail)
         width, height = (info.height, info.width) if info.orientation >= 5 else (info.width, info.height)
         entry = _Entry(
-            key,
-            len(data),
-            hashlib.md5(data, usedforsecurity=False).hexdigest(),
-            width,
-            height,
-            _content_type(info.loader, data),
+            key, len(data), hashlib.md5(data, usedforsecurity=False).hexdigest(), width, height, content_type
         )
         with self.lock:
             known = self.entries.get(key)
@@ -283,6 +302,9 @@ class _Uploader:
         # Apps and scripts read the manifest to find what was uploaded: it must never be served stale.
         self.storage.put(self.manifest_key, data, "application/json", "no-cache")
         self.saved, self.saved_at = data, time.monotonic()
+        if self.move_public:
+            self.storage.delete(self.public_key)
+            self.move_public = False
         return True
 
     def checkpoint(self) -> None:
@@ -291,10 +313,22 @@ class _Uploader:
 
 
 def _validate_upload_key(key: str, settings: Settings) -> None:
-    """An uploaded file's key is an original's key, and not the manifest's name."""
+    """An uploaded file's key is an original's key, and not under resize-sidecar's own prefix."""
     validate_key(key, settings.derived_prefix)
-    if key.rpartition("/")[2] == MANIFEST:
-        raise MalformedPathError(f"{MANIFEST} is the name of the upload manifest")
+    if key.startswith(PRIVATE_PREFIX):
+        raise MalformedPathError(f"keys under {PRIVATE_PREFIX} are resize-sidecar's own")
+
+
+def _check_extension(name: str, content_type: str) -> None:
+    """An original is served with the type its extension names (local storage): it must be its sniffed type's.
+
+    Raises:
+        UnsupportedImageError: naming the extensions the file could have.
+    """
+    extensions = ORIGINAL_TYPES[content_type]
+    if name.rpartition(".")[2].lower() not in extensions or "." not in name:
+        expected = ", ".join(f".{extension}" for extension in extensions)
+        raise UnsupportedImageError(f"it is {content_type}, and its name must end in {expected} to be served as one")
 
 
 def upload(
@@ -307,15 +341,18 @@ def upload(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> Report:
-    """Upload the images under ``directory`` to keys ``{dest}{path under directory}`` and write ``{dest}manifest.json``.
+    """Upload the images under ``directory`` to keys ``{dest}{path under directory}``, and write their manifest.
 
     Images are recognised by their content (:func:`imaging.probe`), and only formats the sidecar accepts as
-    originals (``ALLOWED_LOADERS``) are uploaded. A file whose MD5 and size the manifest already has, and whose object
-    exists, is unchanged and not uploaded again. Files that cannot be read, are not such images, or whose path is not
-    a valid key are reported as failed; the others are uploaded all the same. Hidden files and folders (names
-    starting with ``.``) are left out. The manifest lists every uploaded file with its size, MD5, upright width and
-    height, public URL and the signed URLs of the presets; it is saved at the end, every 30 seconds, and when
-    interrupted.
+    originals (``ALLOWED_LOADERS``) are uploaded, with the type sniffed from their bytes, and only under a name whose
+    extension is one of that type's (nginx serves local originals by extension). A file whose MD5 and size the
+    manifest already has, and whose object exists, is unchanged and not uploaded again. Files that cannot be read, are
+    not such images, are misnamed, or whose path is not a valid key are reported as failed; the others are uploaded
+    all the same. Hidden files and folders (names starting with ``.``) are left out. The manifest, at
+    ``.resize-sidecar/upload/{dest}manifest.json`` (never served), lists every uploaded file with its size, MD5,
+    upright width and height, public URL and the signed URLs of the presets; it is saved at the end, every 30
+    seconds, and when interrupted. A manifest that an earlier version left at ``{dest}manifest.json`` is read, and
+    moved there on the first save.
 
     Raises:
         SettingsError: ``directory`` is not a folder, or ``dest`` is not a key prefix.

@@ -60,6 +60,9 @@ class Settings:
     )
     nginx_cache_size: str = setting("", "Size of nginx's cache of S3 hits, e.g. '2g' (empty: no cache).")
     nginx_cache_inactive: str = setting("7d", "nginx evicts cached hits not requested for this long.")
+    nginx_cache_valid: str = setting(
+        "1m", "nginx serves a cached hit this long, then asks S3 again: a deleted derivative stays served as long."
+    )
     cache_control: str = setting("public, max-age=31536000, immutable", "Cache-Control of stored derivatives.")
     originals_cache_control: str = setting(
         "public, max-age=86400", "Cache-Control of originals written by 'resize-sidecar upload' (they can change)."
@@ -183,9 +186,15 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
 
     check("storage", s.storage in ("local", "s3"), f"must be 'local' or 's3', got {s.storage!r}")
     check("s3_bucket", s.storage != "s3" or bool(s.s3_bucket), "is required when storage is 's3'")
-    check("s3_prefix", not s.s3_prefix or s.s3_prefix.endswith("/"), "must end with '/' when set")
-    check("s3_endpoint_url", not s.s3_endpoint_url or s.s3_endpoint_url.startswith(("http://", "https://")),
-          "must be an http(s) URL")
+    # The S3 names go into nginx's configuration and request paths as they are: only characters that need no quoting.
+    check("s3_bucket", re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]{0,254})?", s.s3_bucket) is not None,
+          "must be a bucket name: letters, digits, '.', '_', '-'")
+    check("s3_prefix", re.fullmatch(r"((?!\.+/)[A-Za-z0-9_.~-]+/)*", s.s3_prefix) is not None,
+          "must be empty or path segments of letters, digits, '_', '.', '~', '-' each followed by '/'")
+    check("s3_region", re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s.s3_region) is not None,
+          "must be a region name such as eu-west-1: letters, digits, '_', '-'")
+    check("s3_endpoint_url", not s.s3_endpoint_url or _is_endpoint(s.s3_endpoint_url),
+          "must be an http(s) URL of a host and an optional port, e.g. http://127.0.0.1:9000")
     check(
         "media_url",
         re.fullmatch(r"/((?!\.+/)[A-Za-z0-9_.~-]+/)*", s.media_url) is not None,
@@ -201,8 +210,9 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     check("nginx_s3_auth", s.nginx_s3_auth in ("none", "sigv4"), f"must be 'none' or 'sigv4', got {s.nginx_s3_auth!r}")
     check("nginx_cache_size", re.fullmatch(r"([0-9]+[kmgKMG]?)?", s.nginx_cache_size) is not None,
           "must be empty or an nginx size such as 512m or 2g")
-    check("nginx_cache_inactive", re.fullmatch(r"[0-9]+[smhdwMy]?", s.nginx_cache_inactive) is not None,
-          "must be an nginx time such as 12h or 7d")
+    for name in ("nginx_cache_inactive", "nginx_cache_valid"):
+        check(name, re.fullmatch(r"[0-9]+[smhdwMy]?", getattr(s, name)) is not None,
+              "must be an nginx time such as 30s, 12h or 7d")
     check("on_miss", s.on_miss in ("serve", "redirect"), f"must be 'serve' or 'redirect', got {s.on_miss!r}")
     check("public_base_url", s.on_miss != "redirect" or bool(s.public_base_url),
           "is required when ON_MISS is 'redirect' (the redirects point there)")
@@ -260,6 +270,11 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     for name in ("archive_max_files", "archive_max_bytes"):
         check(name, getattr(s, name) > 0, "must be positive")
     return problems
+
+
+def _is_endpoint(url: str) -> bool:
+    host = r"([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+|\[[0-9A-Fa-f:.]+\]"
+    return re.fullmatch(rf"https?://({host})(:[0-9]{{1,5}})?/?", url) is not None
 
 
 def _env_name(name: str) -> str:

@@ -137,6 +137,10 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+#: Where upload keeps the manifest of an upload without --dest: under the prefix nginx never serves.
+MANIFEST_KEY = ".resize-sidecar/upload/manifest.json"
+
+
 # upload
 
 
@@ -155,7 +159,8 @@ def test_upload_stores_each_image_at_its_path_with_its_type_and_writes_a_manifes
     for key, content_type in types.items():
         head = s3_client.head_object(Bucket=s3_bucket, Key=key)
         assert (head["ContentType"], head["CacheControl"]) == (content_type, "public, max-age=86400")
-    manifest = json.loads(s3_client.get_object(Bucket=s3_bucket, Key="photos/manifest.json")["Body"].read())
+    manifest_key = ".resize-sidecar/upload/photos/manifest.json"
+    manifest = json.loads(s3_client.get_object(Bucket=s3_bucket, Key=manifest_key)["Body"].read())
     rows = {row["key"]: row for row in manifest["files"]}
     assert sorted(rows) == [
         "photos/cat.jpg",
@@ -196,8 +201,44 @@ def test_a_second_upload_writes_nothing_and_a_changed_file_is_the_only_one_sent_
     assert [item["item"] for item in changed["items"] if item["status"] == "uploaded"] == ["cat.jpg"]
     if kind == "s3":
         assert proxy.count("PUT") == sent + 2  # the file and the manifest
-    manifest = json.loads(storage_of(env).get("manifest.json") or b"")
+    manifest = json.loads(storage_of(env).get(MANIFEST_KEY) or b"")
     assert [row["width"] for row in manifest["files"] if row["key"] == "cat.jpg"] == [320]
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_a_manifest_left_among_the_originals_is_moved_out_of_them_and_its_files_stay_unchanged(
+    kind: str, cli: Run, folder: Path, s3_bucket: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """Earlier versions wrote PREFIX/manifest.json, which nginx served with the originals."""
+    env = s3_env(moto_endpoint, s3_bucket) if kind == "s3" else local_env(tmp_path / "media")
+    storage = storage_of(env)
+    assert cli("upload", str(folder), "--dest", "photos/", "--quiet", env=env).code == 0
+    private = ".resize-sidecar/upload/photos/manifest.json"
+    manifest = storage.get(private) or b""
+    storage.put("photos/manifest.json", manifest, "application/json", "no-cache")
+    storage.delete(private)
+
+    again = cli("upload", str(folder), "--dest", "photos/", env=env)
+
+    assert again.code == 0, again.err
+    assert again.out.splitlines()[-1] == "upload: 4 unchanged"
+    assert "photos/manifest.json was public: it moves to .resize-sidecar/upload/photos/manifest.json" in again.err
+    assert storage.get("photos/manifest.json") is None
+    assert storage.get(private) == manifest
+
+
+def test_an_object_of_another_kind_at_the_old_manifest_key_is_left_alone(
+    cli: Run, folder: Path, s3_bucket: str, moto_endpoint: str
+) -> None:
+    env = s3_env(moto_endpoint, s3_bucket)
+    storage = storage_of(env)
+    storage.put("photos/manifest.json", b'{"name": "an app of its own"}', "application/json", "no-cache")
+    other = {"prefix": "elsewhere/", "files": []}
+    storage.put("manifest.json", json.dumps(other).encode(), "application/json", "no-cache")
+    assert cli("upload", str(folder), "--dest", "photos/", "--quiet", env=env).code == 0
+    assert cli("upload", str(folder), "--quiet", env=env).code == 0
+    assert storage.get("photos/manifest.json") == b'{"name": "an app of its own"}'
+    assert json.loads(storage.get("manifest.json") or b"") == other
 
 
 def test_files_that_cannot_be_uploaded_are_reported_the_others_uploaded_and_the_exit_code_is_1(
@@ -207,6 +248,9 @@ def test_files_that_cannot_be_uploaded_are_reported_the_others_uploaded_and_the_
     (folder / "scan.tiff").write_bytes((testdata / "formats/tiff_16bit_RGBa.tiff").read_bytes())
     (folder / "gone.jpg").symlink_to(folder / "nowhere.jpg")
     (folder / "trips" / "manifest.json").write_bytes(photo(10, 10))
+    (folder / "profile.html").write_bytes(photo(10, 10))
+    (folder / "noextension").write_bytes(photo(10, 10, "png"))
+    (folder / "cat.png").write_bytes(photo(10, 10))
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     if os.geteuid() != 0:  # root reads any file
         (folder / "locked.jpg").write_bytes(photo(10, 10))
@@ -224,12 +268,15 @@ def test_files_that_cannot_be_uploaded_are_reported_the_others_uploaded_and_the_
     assert failures["notes.jpg"] == "not an image format libvips knows"
     assert failures["scan.tiff"] == "tiffload originals are not allowed"
     assert failures["gone.jpg"].startswith("cannot read it")
-    assert "upload manifest" in failures["trips/manifest.json"]
+    assert failures["profile.html"] == "it is image/jpeg, and its name must end in .jpg, .jpeg to be served as one"
+    assert failures["trips/manifest.json"] == failures["profile.html"]
+    assert failures["cat.png"] == failures["profile.html"]
+    assert failures["noextension"] == "it is image/png, and its name must end in .png to be served as one"
     assert len(result.items("uploaded")) == 4
     assert result.out.splitlines()[-1].endswith("4 uploaded, " + f"{len(failures)} failed")
     keys = [item.key for item in storage_of(s3_env(moto_endpoint, s3_bucket)).list()]
-    assert "notes.jpg" not in keys and "scan.tiff" not in keys and ".DS_Store" not in keys
-    assert len(json.loads(storage_of(s3_env(moto_endpoint, s3_bucket)).get("manifest.json") or b"")["files"]) == 4
+    assert sorted(keys) == sorted(["cat.jpg", "fox.avif", "portrait.webp", "trips/alps/summit café.png", MANIFEST_KEY])
+    assert len(json.loads(storage_of(s3_env(moto_endpoint, s3_bucket)).get(MANIFEST_KEY) or b"")["files"]) == 4
 
 
 def test_a_dry_run_says_what_it_would_upload_and_writes_nothing(
@@ -273,8 +320,8 @@ def test_an_upload_cut_off_by_a_silent_store_exits_1_leaves_only_whole_objects_a
 
     rerun = cli("upload", str(folder), "--jobs", "2", env=s3_env(moto_endpoint, s3_bucket))
     assert rerun.code == 0, rerun.err
-    assert sorted(item.key for item in storage.list()) == sorted([*local, "manifest.json"])
-    assert len(json.loads(storage.get("manifest.json") or b"")["files"]) == len(local)
+    assert sorted(item.key for item in storage.list()) == sorted([*local, MANIFEST_KEY])
+    assert len(json.loads(storage.get(MANIFEST_KEY) or b"")["files"]) == len(local)
 
 
 def test_an_interrupted_upload_saves_its_manifest_and_a_rerun_finishes_without_sending_those_again(
@@ -295,7 +342,7 @@ def test_an_interrupted_upload_saves_its_manifest_and_a_rerun_finishes_without_s
 
     assert process.returncode == 130
     assert "interrupted; run the same command again to finish" in err
-    saved = json.loads(storage.get("manifest.json") or b"")["files"]
+    saved = json.loads(storage.get(MANIFEST_KEY) or b"")["files"]
     assert 2 <= len(saved) < 12
 
     proxy.clear()
@@ -304,7 +351,7 @@ def test_an_interrupted_upload_saves_its_manifest_and_a_rerun_finishes_without_s
     counts = rerun.json()["counts"]
     assert counts["unchanged"] >= len(saved) and counts["unchanged"] + counts["uploaded"] == 12
     assert proxy.count("PUT") == counts["uploaded"] + 1  # and the manifest
-    assert len([item for item in storage.list() if item.key != "manifest.json"]) == 12
+    assert len([item for item in storage.list() if item.key != MANIFEST_KEY]) == 12
 
 
 def test_the_progress_bar_shows_on_a_terminal_and_never_in_a_pipe_or_with_quiet(folder: Path, tmp_path: Path) -> None:
@@ -334,7 +381,7 @@ def test_the_progress_bar_shows_on_a_terminal_and_never_in_a_pipe_or_with_quiet(
     assert re.search(r"\d+/4 .*file", stderr_on_a_terminal("bar/"))
     assert stderr_on_a_terminal("quiet/", "--quiet") == ""
     piped = subprocess.run([*command, "piped/"], env=env, capture_output=True, text=True, timeout=30)
-    assert piped.returncode == 0 and piped.stderr == "wrote piped/manifest.json\n"
+    assert piped.returncode == 0 and piped.stderr == "wrote .resize-sidecar/upload/piped/manifest.json\n"
 
 
 # regenerate

@@ -1,108 +1,124 @@
-"""HTML rewriting: media URLs in a page become signed, right-sized derivative URLs.
+"""HTML rewriting: media URLs in a page become signed, right-sized derivative URLs, and nothing else changes.
 
-Two rules, applied in one pass over the page that looks only at the tags holding ``MEDIA_URL`` (no DOM is built):
+The page goes through lol_html, Cloudflare's streaming HTML rewriter (``python-lolhtml``): it tokenizes as the HTML
+standard does (comments, doctypes, CDATA, raw text, script escapes, foreign content), hands over the start tags of
+real elements, and rewrites in place, so every byte the rewriter does not change is passed through as it was.
+Attribute values are read as the parser decodes them and written back escaped and double-quoted. Two rules:
 
 - explicit: a media URL with query parameters in ``src``, ``srcset``, ``href``, ``poster`` or an inline ``style``
-  ``url(…)``, such as ``/media/photos/cat.jpg?w=400&h=300&fit=fill&fmt=webp``, becomes the signed derivative URL.
-  Parameters: ``w``, ``h``, ``fit`` (fit, fill, pad), ``g`` (gravity), ``fmt``, ``q``, ``up``, ``bg``, ``blur``,
-  ``sharp``, ``preset``. A URL with other parameters, or values the contract refuses, is left as it is;
-- automatic: an ``<img>`` whose ``src`` is an original under ``MEDIA_URL`` and whose ``width``/``height``
-  attributes are whole numbers gets the derivative of that box as ``src`` and a ``srcset`` of its densities (1x, 2x);
-  optionally it is wrapped in a ``<picture>`` with AVIF/WebP sources. An ``<img>`` that has a ``srcset`` is left alone.
+  ``url(…)``, such as ``/media/photos/cat.jpg?w=400&h=300&fit=fill&fmt=webp``, becomes a signed derivative URL.
+  Parameters: ``w``, ``h``, ``fit`` (fit, fill, pad), ``g`` (gravity), ``fmt``, ``q``, ``blur``, ``sharp``,
+  ``preset``. Sizes, qualities and blurs snap to the configured variant set (:mod:`middleware.variants`); a URL
+  with other parameters, none of size, or values the contract refuses is left as it is;
+- automatic: an ``<img>`` without ``srcset`` whose ``src`` is an original under ``MEDIA_URL`` and whose ``width``
+  and/or ``height`` are whole numbers gets a derivative of that box as ``src`` and a ``srcset`` of its densities:
+  a fill crop of exactly the box's aspect ratio when both are given, so the picture is never stretched.
+  Optionally it is wrapped in a ``<picture>`` with AVIF/WebP sources.
 
-Comments and the contents of ``<script>``, ``<style>``, ``<textarea>`` and the other raw-text elements are never
-touched. Rewriting its own output changes nothing, so a page can pass through twice. :func:`rewrite_body` does the
-same to an encoded response body (charset, gzip or deflate) and fixes its headers.
+With ``scope="marked"`` only elements carrying the :data:`MARKER` attribute are rewritten. A page whose rewriting
+would touch more than ``max_elements`` elements or grow by more than its own size (plus 64 KiB) is passed through
+as it came, and logged. Rewriting its own output changes nothing. :func:`rewrite_body` does the same to an encoded
+response body (charset, gzip or deflate) and fixes its headers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import logging
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from html.entities import html5 as _NAMED_REFERENCES
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
+import lolhtml
+
+from middleware.variants import Variant, VariantPolicy
 from resize_sidecar.errors import PolicyError
 
 if TYPE_CHECKING:
     from middleware.urls import MediaURLs
 
 Headers = list[tuple[str, str]]
+logger = logging.getLogger(__name__)
 
-# Query parameter -> (argument of MediaURLs.derivative, how to read its value).
-_NUMBER = re.compile(r"[0-9]{1,5}")
-
-
-def _number(value: str) -> int:
-    if not _NUMBER.fullmatch(value):
-        raise ValueError(f"not a whole number: {value!r}")
-    return int(value)
-
-
-def _flag(value: str) -> bool:
-    if value not in ("", "1", "true"):
-        raise ValueError(f"not a flag: {value!r}")
-    return True
-
-
-_PARAMETERS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "w": ("width", _number),
-    "h": ("height", _number),
-    "fit": ("fit", str),
-    "g": ("gravity", str),
-    "fmt": ("format", str),
-    "q": ("quality", _number),
-    "up": ("upscale", _flag),
-    "bg": ("background", str),
-    "blur": ("blur", _number),
-    "sharp": ("sharpen", _flag),
-    "preset": ("preset", str),
-}
-_URL_ATTRIBUTES = frozenset({"src", "href", "poster"})
-_READ_ATTRIBUTES = _URL_ATTRIBUTES | {"srcset", "style", "width", "height"}
-# Elements whose contents the HTML parser reads as text, not markup.
-_RAW_TEXT = "script|style|textarea|title|xmp|iframe|noembed|noframes|plaintext"
-# What the HTML parser does not read as markup (comments, raw-text elements), and <picture> boundaries. Every
-# alternative starts with '<', which lets the regex engine jump from one '<' to the next; possessive quantifiers
-# keep malformed markup linear.
-_LANDMARK = re.compile(
-    r"<(?:"
-    r"!--(?:-?>|.*?(?:--!?>|\Z))"
-    rf"|({_RAW_TEXT})\b(?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+>.*?(?:</\1\s*>|\Z)"
-    r"|(/?)picture\b(?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+>"
-    r")",
-    re.IGNORECASE | re.DOTALL,
-)
-_TAG = re.compile(r"<([a-z][^\s/>\"']*+)(?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+>", re.IGNORECASE)
-_ATTRIBUTE = re.compile(r"([^\s\"'>/=][^\s\"'>/=]*+)(?:\s*+=\s*+(?:\"([^\"]*+)\"|'([^']*+)'|([^\s>]++)))?")
-# url(...) in an inline style; group 2 is the URL.
-_CSS_URL = re.compile(r"""url\(\s*(["']?)([^"')]*)\1\s*\)""", re.IGNORECASE)
-# One srcset candidate (group 1 is its URL): a run of non-space whose trailing commas separate it from the next one.
-_SRCSET_CANDIDATE = re.compile(r"[\s,]*([^\s,]\S*?)(?=,*(?:\s|\Z))[^,]*")
+#: The attribute that marks an element as the app's own when rewriting is confined to marked elements.
+MARKER = "data-resize"
+_URL_ATTRIBUTES = ("src", "href", "poster")
+_SELECTOR = "[src], [srcset], [href], [poster], [style]"
+# ASCII whitespace as HTML defines it: not NBSP or the other spaces str.strip() would remove.
+_SPACE = "\t\n\f\r "
+_DIGITS = re.compile(r"[0-9]{1,5}")
+# A character reference as the tokenizer starts to read one (numeric, or up to 32 characters of a name).
+_REFERENCE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+# url(…) in an inline style: an unquoted URL or a quoted one without quotes, brackets or escapes. The possessive
+# run cannot contain "(", so each attempt stops at the next one: linear however many "url(" are left unclosed.
+_CSS_URL = re.compile(r"""url\([\t\n\f\r ]*+(["']?+)([^"'()\\\t\n\f\r ]++)\1[\t\n\f\r ]*+\)""", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 _MIME_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+# Past this many candidates a srcset is not an author's menu of sizes; it is left as it is.
+_MAX_CANDIDATES = 32
+_GROWTH_ALLOWANCE = 65536
 
 
-class _Attribute:
-    """One attribute of a start tag: lower-case name, unescaped value, and where its value is written in the tag."""
+class OverBudget(Exception):
+    """A page would cost more rewriting than its budget allows; it is sent as the app made it."""
 
-    __slots__ = ("end", "name", "quoted", "start", "value")
 
-    def __init__(self, match: re.Match[str], name: str) -> None:
-        self.name = name
-        group = match.lastindex or 1  # 2: double-quoted value, 3: single-quoted, 4: unquoted, 1: no value
-        self.quoted = group in (2, 3)
-        raw = match[group] if group > 1 else ""
-        self.value = html.unescape(raw) if "&" in raw else raw
-        self.start, self.end = match.span(group) if group > 1 else (match.end(), match.end())
+def decode_attribute(raw: str) -> str:
+    """An attribute value as the HTML tokenizer decodes it (character references, with the attribute exception).
 
-    def replaced(self, value: str) -> tuple[int, int, str]:
-        """The edit that puts ``value`` in place of this attribute's value, quoted if it was not."""
-        escaped = html.escape(value)
-        return self.start, self.end, escaped if self.quoted else f'"{escaped}"'
+    In an attribute a named reference without ``;`` followed by ``=`` or a letter or digit stays as written
+    (``&amph=2`` is not ``&h=2``), which is where :func:`html.unescape` (text rules) differs.
+    """
+    return _REFERENCE.sub(_decode_reference, raw) if "&" in raw else raw
+
+
+def _decode_reference(match: re.Match[str]) -> str:
+    reference = match[1]
+    if reference[0] == "#" or reference in _NAMED_REFERENCES:
+        return html.unescape(match[0])
+    for end in range(len(reference) - 1, 1, -1):
+        name = reference[:end]
+        if name in _NAMED_REFERENCES:
+            following = reference[end]
+            if following == "=" or (following.isascii() and following.isalnum()):
+                return match[0]
+            return _NAMED_REFERENCES[name] + reference[end:]
+    return match[0]
+
+
+def escape_attribute(value: str) -> str:
+    """What to hand lol_html's ``set_attribute``: it writes the value double-quoted and escapes only ``"``."""
+    return value.replace("&", "&amp;")
+
+
+def srcset_urls(value: str) -> Iterable[tuple[int, int]]:
+    """Start and end of each candidate's URL in a ``srcset``, split as the HTML standard does, in linear time."""
+    position, length = 0, len(value)
+    while position < length:
+        while position < length and (value[position] in _SPACE or value[position] == ","):
+            position += 1
+        start = position
+        while position < length and value[position] not in _SPACE:
+            position += 1
+        end = position
+        if start == end:
+            return
+        if value[end - 1] == ",":
+            # A URL ending in commas is a candidate without descriptors; the commas separate it from the next.
+            while end > start and value[end - 1] == ",":
+                end -= 1
+        else:
+            # Descriptors run to the next comma outside parentheses.
+            depth = 0
+            while position < length and (value[position] != "," or depth):
+                depth += {"(": 1, ")": -1 if depth else 0}.get(value[position], 0)
+                position += 1
+        if end > start:
+            yield start, end
 
 
 class HTMLRewriter:
@@ -110,7 +126,8 @@ class HTMLRewriter:
 
     ``automatic`` turns the ``<img width height>`` rule on; ``densities`` are the pixel densities of the srcset it
     adds; ``picture_formats`` (e.g. ``("avif", "webp")``) also wraps those images in a ``<picture>`` with one
-    ``<source>`` per format.
+    ``<source>`` per format. ``scope`` is ``"all"`` (every element) or ``"marked"`` (elements with :data:`MARKER`
+    only). ``max_elements`` is the most elements one page may have rewritten.
     """
 
     def __init__(
@@ -120,76 +137,62 @@ class HTMLRewriter:
         automatic: bool = True,
         densities: Iterable[int] = (1, 2),
         picture_formats: Iterable[str] = (),
+        scope: str = "all",
+        max_elements: int = 1000,
     ) -> None:
         settings = urls.settings
         self.urls = urls
+        self.policy = VariantPolicy(settings)
         self.automatic = automatic
         self.densities = tuple(densities)
         self.picture_formats = tuple(picture_formats)
         unknown = [fmt for fmt in self.picture_formats if fmt not in _MIME_TYPES]
         if unknown:
             raise ValueError(f"unknown picture formats: {', '.join(unknown)}")
-        # A page may write media URLs relative to its host or on the public base (a CDN); both are ours, and both
-        # contain MEDIA_URL, which makes "MEDIA_URL in text" the cheap test for "nothing to do".
-        self._media_url = settings.media_url
+        if scope not in ("all", "marked"):
+            raise ValueError(f"scope must be 'all' or 'marked', got {scope!r}")
+        self.scope = scope
+        self.max_elements = max_elements
+        # A page may write media URLs relative to its host or on the public base (a CDN); both are ours.
         self._prefixes: tuple[str, ...] = (settings.media_url,)
         if settings.public_base_url:
             self._prefixes += (settings.public_base_url.rstrip("/") + settings.media_url,)
         self._derived_prefix = settings.derived_prefix
+        # A page without the media path's last name cannot hold one of its URLs, even written with references.
+        self._media_name = settings.media_url.rstrip("/").rpartition("/")[2].lower()
 
     def rewrite(self, text: str) -> str:
-        """The page with its media URLs rewritten (the same object when there is nothing to rewrite)."""
-        media_url = self._media_url
-        found = text.find(media_url)
-        if found == -1:
+        """The page with its media URLs rewritten (the same object when nothing changes or the budget is spent)."""
+        if self._media_name not in text.lower():
             return text
-        # Most of a page is not media: find MEDIA_URL with str.find and look only at the tags around it, skipping
-        # what the parser reads as text. Python-level work is per media URL, not per tag.
-        skipped, pictures = [], []
-        for landmark in _LANDMARK.finditer(text):
-            if landmark[2] is None:
-                skipped.append(landmark.span())
-            else:
-                pictures.append((landmark.start(), -1 if landmark[2] else 1))
-        parts: list[str] = []
-        done = region = picture = depth = 0
-        while found != -1:
-            while region < len(skipped) and skipped[region][1] <= found:
-                region += 1
-            if region < len(skipped) and skipped[region][0] <= found:
-                found = text.find(media_url, skipped[region][1])
-                continue
-            start = text.rfind("<", done, found)
-            tag = _TAG.match(text, start) if start != -1 else None
-            if tag is None or tag.end() <= found:  # the URL is text, not inside a tag
-                found = text.find(media_url, found + 1)
-                continue
-            while picture < len(pictures) and pictures[picture][0] < start:
-                depth = max(0, depth + pictures[picture][1])
-                picture += 1
-            new = self._start_tag(tag[1].lower(), tag[0], in_picture=depth > 0)
-            if new is not None:
-                parts += [text[done:start], new]
-                done = tag.end()
-            found = text.find(media_url, tag.end())
-        if not parts:
+        data = text.encode("utf-8", "surrogatepass")
+        page = _Page(self, len(data) + _GROWTH_ALLOWANCE)
+        output = bytearray()
+        rewriter = lolhtml.HTMLRewriter(output.extend)
+        if self.picture_formats:
+            # Handlers of one element run in the order they were added: these note where an <img> stands first.
+            rewriter.on("picture img", _Note(page, "in_picture"))
+            rewriter.on("svg img, math img", _Note(page, "in_foreign"))
+        rewriter.on(_SELECTOR, page)
+        try:
+            rewriter.write(data)
+            rewriter.end()
+        except RuntimeError as error:  # lol_html reports a handler's exception as a RuntimeError naming it
+            if OverBudget.__name__ not in str(error):
+                raise
+            logger.warning("page not rewritten: %s", page.over)
             return text
-        parts.append(text[done:])
-        return "".join(parts)
+        if not page.changed:
+            return text
+        return output.decode("utf-8", "surrogatepass")
 
     def explicit_url(self, url: str) -> str | None:
         """The derivative URL for a media URL with query parameters, or ``None`` to leave ``url`` as it is."""
         key, query, fragment = self._split(url)
         if key is None or not query:
             return None
-        options: dict[str, object] = {}
         try:
-            for name, value in parse_qsl(query, keep_blank_values=True):
-                argument, read = _PARAMETERS[name]
-                if argument in options:
-                    return None
-                options[argument] = read(value)
-            return self.urls.derivative(key, **options) + fragment  # type: ignore[arg-type]
+            return self._signed(key, self.policy.from_query(query)) + fragment
         except (KeyError, ValueError, PolicyError):
             # Parameters that are not ours, or values the contract refuses (MalformedPathError is a ValueError):
             # the author sees that URL misbehave, the rest of the page is still rewritten.
@@ -201,7 +204,7 @@ class HTMLRewriter:
         return key if not (query or fragment) else None
 
     def _split(self, url: str) -> tuple[str | None, str, str]:
-        """A media URL's key (``None`` when it is not an original's URL), query and ``#fragment``."""
+        """A media URL's key (``None`` when it is not an original's URL rewriting may sign), query, ``#fragment``."""
         for prefix in self._prefixes:
             if url.startswith(prefix):
                 break
@@ -215,86 +218,143 @@ class HTMLRewriter:
             key = unquote(path, errors="strict")
         except UnicodeDecodeError:
             return None, "", ""
-        return key, query, hash_ + fragment
+        return (key if self.policy.may_sign(key) else None), query, hash_ + fragment
 
-    def replace_urls(self, text: str, pattern: re.Pattern[str], group: int) -> str | None:
-        """``text`` with each explicit media URL found as ``group`` of ``pattern`` rewritten; ``None`` if none was."""
+    def _signed(self, key: str, variant: Variant) -> str:
+        return self.urls.derivative(
+            key,
+            width=variant.width,
+            height=variant.height,
+            fit=variant.fit,
+            gravity=variant.gravity,
+            format=variant.format,
+            quality=variant.quality,
+            blur=variant.blur,
+            sharpen=variant.sharpen,
+            preset=variant.preset,
+        )
+
+    def replace_urls(self, text: str, spans: Iterable[tuple[int, int]]) -> str | None:
+        """``text`` with the explicit media URL at each span rewritten; ``None`` if none was."""
         parts, position = [], 0
-        for match in pattern.finditer(text):
-            new = self.explicit_url(match[group])
+        for start, end in spans:
+            new = self.explicit_url(text[start:end])
             if new is not None:
-                parts += [text[position : match.start(group)], new]
-                position = match.end(group)
+                parts += [text[position:start], new]
+                position = end
         if not parts:
             return None
         parts.append(text[position:])
         return "".join(parts)
 
     def sized_image(self, key: str, width: int | None, height: int | None) -> tuple[str, str, list[str]]:
-        """``src``, ``srcset`` and ``<source>`` tags for an original shown in a width × height box.
+        """``src``, ``srcset`` and ``<source>`` tags for an original shown in a width × height CSS box.
 
         Raises:
-            MalformedPathError, PolicyError: as :meth:`MediaURLs.derivative`.
+            MalformedPathError, PolicyError: as :meth:`MediaURLs.derivative`; also when no density fits.
         """
-        urls, densities = self.urls, self.densities
-        src = urls.derivative(key, width=width, height=height)
-        srcset = urls.density_srcset(key, width=width, height=height, densities=densities)
-        sources = [
-            f'<source type="{_MIME_TYPES[fmt]}" srcset="'
-            f'{html.escape(urls.density_srcset(key, width=width, height=height, densities=densities, format=fmt))}">'
-            for fmt in self.picture_formats
-        ]
-        return src, srcset, sources
+        variants = self.policy.for_box(width, height, self.densities)
+        limit = self.urls.settings.max_output_dimension
+        variants = [(v, density) for v, density in variants if max(v.width or 0, v.height or 0) <= limit]
+        if not variants:
+            raise PolicyError(f"derivatives are at most {limit} pixels on a side")
 
-    def _start_tag(self, name: str, tag: str, *, in_picture: bool) -> str | None:
-        """The tag with its media URLs rewritten, or ``None`` when nothing in it changes."""
-        attributes: dict[str, _Attribute] = {}
-        attributes_end = len(name) + 1
-        for found in _ATTRIBUTE.finditer(tag, attributes_end, len(tag) - 1):
-            attributes_end = found.end()
-            attribute_name = found[1].lower()
-            # The HTML parser keeps the first of repeated attributes and ignores the others.
-            if attribute_name in _READ_ATTRIBUTES and attribute_name not in attributes:
-                attributes[attribute_name] = _Attribute(found, attribute_name)
-        edits = []
-        for attribute in attributes.values():
-            if attribute.name in _URL_ATTRIBUTES:
-                new = self.explicit_url(attribute.value)
-            elif attribute.name == "srcset":
-                new = self.replace_urls(attribute.value, _SRCSET_CANDIDATE, 1)
-            elif attribute.name == "style":
-                new = self.replace_urls(attribute.value, _CSS_URL, 2)
+        def srcset(fmt: str | None) -> str:
+            return ", ".join(f"{self._signed(key, _with_format(v, fmt))} {density}x" for v, density in variants)
+
+        sources = [
+            f'<source type="{_MIME_TYPES[fmt]}" srcset="{html.escape(srcset(fmt))}">' for fmt in self.picture_formats
+        ]
+        return self._signed(key, variants[0][0]), srcset(None), sources
+
+
+def _with_format(variant: Variant, fmt: str | None) -> Variant:
+    return Variant(variant.width, variant.height, variant.fit, format=fmt)
+
+
+def _dimension(value: str | None) -> int | None:
+    """A ``width``/``height`` attribute that is a plain positive whole number of pixels, else ``None``."""
+    value = (value or "").strip(_SPACE)
+    return int(value) if _DIGITS.fullmatch(value) and int(value) > 0 else None
+
+
+class _Page:
+    """The rewriting of one page: lol_html's element handler, and the budget the page has spent."""
+
+    def __init__(self, rewriter: HTMLRewriter, max_bytes: int) -> None:
+        self.rewriter = rewriter
+        self.elements = 0
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.changed = False
+        self.over = ""
+        self.in_picture = self.in_foreign = False
+
+    def element(self, element: lolhtml.Element) -> None:
+        in_picture, in_foreign = self.in_picture, self.in_foreign
+        self.in_picture = self.in_foreign = False
+        rewriter = self.rewriter
+        # The parser keeps the first of repeated attributes (lol_html lists them all, names in lower case).
+        attributes: dict[str, str] = {}
+        for name, raw in element.attributes:
+            attributes.setdefault(name, raw)
+        if rewriter.scope == "marked" and MARKER not in attributes:
+            return
+        edits: dict[str, str] = {}
+        for name, raw in attributes.items():
+            if name in _URL_ATTRIBUTES:
+                new = rewriter.explicit_url(decode_attribute(raw))
+            elif name == "srcset":
+                value = decode_attribute(raw)
+                spans = list(srcset_urls(value))
+                new = rewriter.replace_urls(value, spans) if len(spans) <= _MAX_CANDIDATES else None
+            elif name == "style":
+                value = decode_attribute(raw)
+                new = rewriter.replace_urls(value, (match.span(2) for match in _CSS_URL.finditer(value)))
             else:
                 continue
             if new is not None:
-                edits.append(attribute.replaced(new))
-        prefix, suffix = "", ""
-        if name == "img" and self.automatic and "srcset" not in attributes and not edits:
-            src = attributes.get("src")
-            key = self.original_key(src.value) if src else None
-            width, height = _dimension(attributes.get("width")), _dimension(attributes.get("height"))
-            if src and key is not None and (width or height):
+                edits[name] = new
+        before = after = ""
+        is_html = element.namespace_uri == "http://www.w3.org/1999/xhtml"
+        if not edits and rewriter.automatic and element.tag_name == "img" and is_html and "srcset" not in attributes:
+            key = rewriter.original_key(decode_attribute(attributes.get("src", "")))
+            width = _dimension(decode_attribute(attributes.get("width", "")))
+            height = _dimension(decode_attribute(attributes.get("height", "")))
+            if key is not None and (width or height):
                 try:
-                    new_src, srcset, sources = self.sized_image(key, width, height)
+                    edits["src"], edits["srcset"], sources = rewriter.sized_image(key, width, height)
                 except (ValueError, PolicyError):
-                    return None
-                added = f' srcset="{html.escape(srcset)}"'
-                edits += [src.replaced(new_src), (attributes_end, attributes_end, added)]
-                if sources and not in_picture:
-                    prefix, suffix = "<picture>" + "".join(sources), "</picture>"
+                    return
+                if sources and not (in_picture or in_foreign):
+                    before, after = "<picture>" + "".join(sources), "</picture>"
         if not edits:
-            return None
-        parts, position = [prefix], 0
-        for start, end, text in sorted(edits):
-            parts += [tag[position:start], text]
-            position = end
-        parts += [tag[position:], suffix]
-        return "".join(parts)
+            return
+        self.elements += 1
+        # What the edits write, at most: each attribute's name, its escaped value and quotes, and the <picture>.
+        self.size += len(before) + len(after) + sum(len(name) + len(value) * 5 + 4 for name, value in edits.items())
+        if self.elements > rewriter.max_elements:
+            self.over = f"more than {rewriter.max_elements} elements to rewrite"
+            raise OverBudget(self.over)
+        if self.size > self.max_bytes:
+            self.over = f"rewriting would add more than {self.max_bytes} bytes"
+            raise OverBudget(self.over)
+        for name, value in edits.items():
+            element.set_attribute(name, escape_attribute(value))
+        if before:
+            element.before(before, lolhtml.ContentType.HTML)
+            element.after(after, lolhtml.ContentType.HTML)
+        self.changed = True
 
 
-def _dimension(attribute: _Attribute | None) -> int | None:
-    value = attribute.value.strip() if attribute else ""
-    return int(value) if _NUMBER.fullmatch(value) and int(value) > 0 else None
+class _Note:
+    """Notes on the page where the element about to be handled stands (its other handler runs next)."""
+
+    def __init__(self, page: _Page, flag: str) -> None:
+        self.page, self.flag = page, flag
+
+    def element(self, element: lolhtml.Element) -> None:
+        setattr(self.page, self.flag, True)
 
 
 def rewrite_body(body: bytes, headers: Headers, rewriter: HTMLRewriter, max_bytes: int) -> tuple[bytes, Headers] | None:

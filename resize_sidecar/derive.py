@@ -229,11 +229,22 @@ class Deriver:
         limit = settings.max_output_dimension
         if max(spec.width or 0, spec.height or 0) > limit:
             raise PolicyError(f"derivatives are at most {limit} pixels wide and high")
-        # Presets are the operator's own and few; a leaked secret could otherwise sign every width there is.
-        widths = settings.widths
-        if widths and spec.width is not None and spec.width not in widths and not is_preset_name(path.spec):
-            allowed = ", ".join(str(width) for width in sorted(widths))
-            raise PolicyError(f"width {spec.width} is not one of the allowed widths ({allowed})")
+
+        def check_listed(name: str, value: int | None, allowed: frozenset[int], setting: str) -> None:
+            if allowed and value is not None and value not in allowed:
+                listed = ", ".join(str(item) for item in sorted(allowed))
+                raise PolicyError(f"{name} {value} is not one of the {setting} ({listed})")
+
+        # Presets are the operator's own and few; every other spec is bounded by the configured lists, so a leaked
+        # secret (or a page that signs what it is shown) cannot make unboundedly many distinct derivatives.
+        if not is_preset_name(path.spec):
+            if settings.widths:
+                if spec.full_size:
+                    raise PolicyError("full-size derivatives need a preset when allowed widths are set")
+                side, name = (spec.width, "width") if spec.width is not None else (spec.height, "height")
+                check_listed(name, side, settings.widths, "allowed widths")
+            check_listed("quality", spec.quality, settings.qualities, "allowed qualities")
+            check_listed("blur", spec.blur, settings.blurs, "allowed blurs")
         return path, spec
 
     def derive(self, raw_path: str) -> Derivative:

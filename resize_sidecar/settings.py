@@ -89,7 +89,17 @@ class Settings:
     )
     allowed_widths: tuple[str, ...] = setting(
         (),
-        "Widths an explicit spec may ask for (presets may use any), comma-separated, e.g. '320,640,1280'; empty: any.",
+        "Widths an explicit spec may ask for (presets may use any), comma-separated, e.g. '320,640,1280'; empty: any. "
+        "When set, a spec without a width needs a height from this list, and full size (0x0) needs a preset.",
+    )
+    allowed_qualities: tuple[str, ...] = setting(
+        (), "Qualities an explicit spec may ask for (q), comma-separated, e.g. '50,75,90'; empty: any."
+    )
+    allowed_blurs: tuple[str, ...] = setting(
+        (), "Blur radii an explicit spec may ask for, comma-separated, e.g. '5,20'; empty: any."
+    )
+    rewrite_key_prefixes: tuple[str, ...] = setting(
+        (), "Key prefixes whose originals the middleware's HTML rewriting may sign, e.g. 'photos/'; empty: any key."
     )
     transform_timeout: float = setting(
         10.0, "Seconds a transform (decode, steps, encode) may run before it is stopped and answered 503."
@@ -145,6 +155,16 @@ class Settings:
     def widths(self) -> frozenset[int]:
         """``allowed_widths`` as numbers; empty when any width is allowed."""
         return frozenset(int(width) for width in self.allowed_widths)
+
+    @cached_property
+    def qualities(self) -> frozenset[int]:
+        """``allowed_qualities`` as numbers; empty when any quality is allowed."""
+        return frozenset(int(quality) for quality in self.allowed_qualities)
+
+    @cached_property
+    def blurs(self) -> frozenset[int]:
+        """``allowed_blurs`` as numbers; empty when any blur radius is allowed."""
+        return frozenset(int(blur) for blur in self.allowed_blurs)
 
     @property
     def transform_slots(self) -> int:
@@ -229,6 +249,11 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         check(name, getattr(s, name) > 0, "must be positive")
     check("allowed_widths", all(re.fullmatch(r"[1-9][0-9]{0,4}", str(width)) for width in s.allowed_widths),
           "must be widths in pixels (1-99999), comma-separated")
+    for name in ("allowed_qualities", "allowed_blurs"):
+        check(name, all(re.fullmatch(r"[1-9][0-9]?|100", str(value)) for value in getattr(s, name)),
+              "must be whole numbers from 1 to 100, comma-separated")
+    check("rewrite_key_prefixes", all(not prefix.startswith("/") for prefix in s.rewrite_key_prefixes),
+          "must be key prefixes such as 'photos/', without a leading '/'")
     # nginx gives up on the sidecar after 35 s (resize.conf): the deadline must leave room for the waits and storage.
     check("transform_timeout", 0 < s.transform_timeout <= 20, "must be more than 0 and at most 20 seconds")
     check("max_concurrent_transforms", s.max_concurrent_transforms >= 0, "must be 0 (two per CPU) or positive")

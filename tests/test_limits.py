@@ -138,22 +138,36 @@ def test_libvips_keeps_no_operation_cache() -> None:
     [
         pytest.param("640x", 200, id="listed width"),
         pytest.param("640x480-fill", 200, id="listed width with a height"),
-        pytest.param("x200", 200, id="height only"),
+        pytest.param("x320", 200, id="height only, a listed side"),
         pytest.param("thumb", 200, id="preset of an unlisted width"),
+        pytest.param("full", 200, id="preset of full size"),
+        pytest.param("640x-q75", 200, id="listed quality"),
+        pytest.param("640x-blur5", 200, id="listed blur"),
         pytest.param("641x", 400, id="unlisted width"),
         pytest.param("100x100-pad", 400, id="unlisted width with a height"),
+        pytest.param("x200", 400, id="height only, an unlisted side"),
+        pytest.param("x4096-up", 400, id="height only, enlarged"),
+        pytest.param("0x0", 400, id="full size"),
+        pytest.param("0x0-q7", 400, id="full size, any quality"),
+        pytest.param("640x-q7", 400, id="unlisted quality"),
+        pytest.param("640x-blur9", 400, id="unlisted blur"),
     ],
 )
-def test_only_allowed_widths_are_made(
+def test_explicit_specs_are_made_only_from_the_listed_sides_qualities_and_blurs(
     sidecar_with: Callable[..., SidecarApp], storage: CountingStorage, spec: str, status: int
 ) -> None:
     storage.inner.put("w.jpg", photo(800, 600), "", "")
-    sidecar = sidecar_with(allowed_widths=("320", "640"), presets={"thumb": "150x150-fill"})
+    sidecar = sidecar_with(
+        allowed_widths=("320", "640"),
+        allowed_qualities=("50", "75"),
+        allowed_blurs=("5",),
+        presets={"thumb": "150x150-fill", "full": "0x0"},
+    )
     storage.calls.clear()
     response = get(sidecar, url("w.jpg", spec, "jpg"))
     assert response.status_int == status, response.text
     if status == 400:
-        assert "320, 640" in response.text
+        assert "allowed" in response.text
         assert storage.calls == []
 
 
@@ -352,6 +366,10 @@ def test_a_miss_while_every_transform_slot_stays_busy_is_a_503_and_hits_are_answ
     [
         pytest.param("ALLOWED_WIDTHS", "320,wide", id="width not a number"),
         pytest.param("ALLOWED_WIDTHS", "0", id="width zero"),
+        pytest.param("ALLOWED_QUALITIES", "0,75", id="quality zero"),
+        pytest.param("ALLOWED_QUALITIES", "101", id="quality over 100"),
+        pytest.param("ALLOWED_BLURS", "soft", id="blur not a number"),
+        pytest.param("REWRITE_KEY_PREFIXES", "/photos/", id="key prefix with a leading slash"),
         pytest.param("MAX_INTERLACED_PIXELS", "0", id="interlaced limit zero"),
         pytest.param("TRANSFORM_TIMEOUT", "0", id="no time to transform"),
         pytest.param("TRANSFORM_TIMEOUT", "25", id="deadline past gunicorn's timeout"),

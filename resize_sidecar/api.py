@@ -49,7 +49,7 @@ from resize_sidecar.errors import (
 )
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import MAX_KEY_BYTES, DerivativePath, encode_key, format_path, sign, validate_key
-from resize_sidecar.storage import Storage, StoredObject, read_capped
+from resize_sidecar.storage import Storage, StoredObject, delete_derivatives, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -367,10 +367,11 @@ class ApiApp:
         return response
 
     def delete(self, request: Request, key: str) -> Response:
-        """``DELETE /api/images/{key}``: the original first (so no miss can remake a derivative), then derivatives."""
+        """``DELETE /api/images/{key}``: the original first, then its derivatives (see Deriver.confirm_source for a
+        miss that runs meanwhile); a folder's name is no original, and deletes nothing."""
         existed = self.storage.exists(key)
         self.storage.delete(key)
-        derivatives = self.storage.delete_prefix(f"{self.settings.derived_prefix}{key}/")
+        derivatives = delete_derivatives(self.storage, key, self.settings.derived_prefix)
         if not existed and not derivatives:
             raise NotFoundError(f"no original at {key!r}")
         return self.json_response(200, {"key": key, "deleted_original": existed, "deleted_derivatives": derivatives})
@@ -507,8 +508,9 @@ class ApiApp:
         return {"key": key, "activated": activated, "moved_derivatives": moved, "urls": urls}
 
     def remove(self, key: str) -> None:
-        """Delete an original's derivatives, then the original."""
-        self.storage.delete_prefix(f"{self.settings.derived_prefix}{key}/")
+        """Delete an incoming original's derivatives, then the original: while it exists, a retried activation
+        finishes the work. (A delete of an activated image goes the other way round: see :meth:`delete`.)"""
+        delete_derivatives(self.storage, key, self.settings.derived_prefix)
         self.storage.delete(key)
 
     def all_objects(self, prefix: str) -> Iterator[StoredObject]:

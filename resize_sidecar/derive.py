@@ -22,7 +22,14 @@ from dataclasses import dataclass
 import prometheus_client
 
 from resize_sidecar import imaging
-from resize_sidecar.errors import NotFoundError, OverloadedError, PolicyError, SettingsError, StorageError
+from resize_sidecar.errors import (
+    NotFoundError,
+    OverloadedError,
+    PolicyError,
+    SettingsError,
+    SourceChangedError,
+    StorageError,
+)
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
 from resize_sidecar.storage import Storage
@@ -54,6 +61,15 @@ class Derivative:
     stored: bool = True
     transform_seconds: float = 0.0
     concurrent: bool = False
+
+
+@dataclass(frozen=True)
+class Made:
+    """A derivative rendered from one version of its original (see :meth:`Storage.version`)."""
+
+    rendered: imaging.Rendered
+    seconds: float  #: spent decoding, transforming and encoding
+    source_version: str
 
 
 class NodeLocks:
@@ -266,8 +282,8 @@ class Deriver:
         path, spec = self.authorize(raw_path)
         return self._stored_or_made(path, spec, lambda key: b"" if self.storage.exists(key) else None)
 
-    def render(self, path: DerivativePath, spec: DerivativeSpec) -> tuple[imaging.Rendered, float]:
-        """Read the original of an authorized path and render ``spec`` of it; also the seconds the transform took.
+    def render(self, path: DerivativePath, spec: DerivativeSpec) -> Made:
+        """Read the original of an authorized path and render ``spec`` of it.
 
         Raises:
             NotFoundError: no original at the path's key.
@@ -276,13 +292,40 @@ class Deriver:
             StorageError: the original could not be read.
         """
         ORIGINAL_READS.inc()
-        original = self.storage.get(path.key, max_bytes=self.settings.max_source_bytes)
+        original = self.storage.get_versioned(path.key, max_bytes=self.settings.max_source_bytes)
         if original is None:
             raise NotFoundError(f"no original at {path.key!r}")
         started = time.perf_counter()
-        info = imaging.probe(original, self.settings)
-        rendered = imaging.render(original, spec, path.fmt, self.settings, info)
-        return rendered, time.perf_counter() - started
+        info = imaging.probe(original.data, self.settings)
+        rendered = imaging.render(original.data, spec, path.fmt, self.settings, info)
+        return Made(rendered, time.perf_counter() - started, original.version)
+
+    def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
+        """Keep the derivative just stored at ``storage_key`` only if its original is still the version it was made
+        from; otherwise delete it again.
+
+        A delete removes the original first and its derivatives second, and a replacement writes the new original
+        first and then removes the derivatives. A derivative stored before that removal is removed by it; one stored
+        after it finds the original gone or changed here. Either way no derivative of a deleted or replaced original
+        stays servable, whichever machine made it (S3 reads what was last written).
+
+        Raises:
+            NotFoundError: the original was deleted meanwhile.
+            SourceChangedError: the original was replaced meanwhile.
+            StorageError: the original could not be looked at (the derivative is deleted too, if storage lets it).
+        """
+        try:
+            version = self.storage.version(original_key)
+        except StorageError:
+            with contextlib.suppress(StorageError):
+                self.storage.delete(storage_key)
+            raise
+        if version == source_version:
+            return
+        self.storage.delete(storage_key)
+        if version is None:
+            raise NotFoundError(f"the original {original_key!r} was deleted while this derivative was made")
+        raise SourceChangedError(f"the original {original_key!r} was replaced while this derivative was made")
 
     def _stored_or_made(
         self, path: DerivativePath, spec: DerivativeSpec, find: Callable[[str], bytes | None]
@@ -311,7 +354,8 @@ class Deriver:
         # The slot bounds the memory and CPU of originals held and decoded at once, so it covers the read too; the
         # original (tens of megabytes, perhaps) is released when render() returns, before the upload.
         with self.locks.transform_slot(self.settings.overload_wait):
-            rendered, seconds = self.render(path, spec)
+            made = self.render(path, spec)
+        rendered, seconds = made.rendered, made.seconds
         content_type = rendered.content_type
         try:
             written = self.storage.put_if_absent(
@@ -322,8 +366,10 @@ class Deriver:
             log.warning("could not store %s: %s", storage_key, error.detail)
             return Derivative(rendered.body, content_type, storage_key, True, False, seconds)
         if not written:
-            # Another node stored it first: answer its bytes, so every client sees the same object.
+            # Another node stored it first (and checks its own source): answer its bytes, so every client sees the
+            # same object.
             winner = self.storage.get(storage_key)
             if winner is not None:
                 return Derivative(winner, content_type, storage_key, False, True, seconds, concurrent=True)
+        self.confirm_source(path.key, made.source_version, storage_key)
         return Derivative(rendered.body, content_type, storage_key, created=True, transform_seconds=seconds)

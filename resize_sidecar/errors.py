@@ -131,6 +131,13 @@ class OverloadedError(SidecarError):
     status, public_message, report, reason, retry_after = 503, "Service Unavailable", False, "overloaded", 2
 
 
+class SourceChangedError(SidecarError):
+    """The original was replaced while a derivative of it was made: what was made is not stored, and a retry makes
+    it from the new original."""
+
+    status, public_message, report, reason, retry_after = 503, "Service Unavailable", False, "source_changed", 1
+
+
 class TransformTimeoutError(SidecarError):
     """A transform ran past the transform deadline and was stopped; nothing was stored.
 

@@ -38,6 +38,7 @@ from resize_sidecar.errors import (
     PolicyError,
     SettingsError,
     SidecarError,
+    SourceChangedError,
     SourceTooLargeError,
     StorageError,
     UnsupportedImageError,
@@ -54,7 +55,7 @@ from resize_sidecar.signing import (
     parse_spec,
     validate_key,
 )
-from resize_sidecar.storage import Storage, StoredObject
+from resize_sidecar.storage import Storage, StoredObject, delete_derivatives
 
 # The sidecar's workers render with one libvips thread (gunicorn_conf.py), and AVIF output differs with the thread
 # count: regenerate compares fresh renders with stored ones byte for byte.
@@ -277,6 +278,8 @@ class _Uploader:
             status = "would upload"
         else:
             self.storage.put(key, data, entry.content_type, self.settings.originals_cache_control)
+            # Derivatives of the picture this one replaces (after it, see Deriver.confirm_source).
+            delete_derivatives(self.storage, key, self.settings.derived_prefix)
             status = "uploaded"
         with self.lock:
             self.entries[key] = entry
@@ -477,7 +480,7 @@ class _Regenerator:
             _, spec = self.deriver.authorize(raw_path)
             # The machine's transform slots are shared with the sidecar's misses; a batch may wait a whole transform.
             with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
-                rendered, _ = self.deriver.render(path, spec)
+                made = self.deriver.render(path, spec)
         except BadSignatureError:
             return Outcome(stored.key, "skipped", "signed with none of the current secrets")
         except PolicyError as error:
@@ -488,12 +491,17 @@ class _Regenerator:
             raise
         except SidecarError as error:
             return Outcome(stored.key, FAILED, error.detail)
+        rendered = made.rendered
         if self.storage.get(stored.key) == rendered.body:
             return Outcome(stored.key, "current")
         if self.dry_run:
             return Outcome(stored.key, "would rebuild")
         # put, not delete and put: clients get the old bytes until the new ones are whole.
         self.storage.put(stored.key, rendered.body, rendered.content_type, settings.cache_control)
+        try:
+            self.deriver.confirm_source(path.key, made.source_version, stored.key)
+        except (NotFoundError, SourceChangedError) as error:
+            return Outcome(stored.key, "deleted", error.detail)
         return Outcome(stored.key, "rebuilt")
 
     def stale(self, key: str, why: str) -> Outcome:

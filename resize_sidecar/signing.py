@@ -83,7 +83,13 @@ class DerivativePath:
     signature: str
 
     def storage_key(self, derived_prefix: str) -> str:
-        return f"{derived_prefix}{self.key}/{self.spec}-{self.signature}.{self.fmt}"
+        return f"{derivatives_prefix(self.key, derived_prefix)}{self.spec}-{self.signature}.{self.fmt}"
+
+
+def derivatives_prefix(key: str, derived_prefix: str) -> str:
+    """The storage prefix of the original ``key``'s derivatives. They are the keys directly under it: those below a
+    further ``/`` belong to the originals whose keys start with ``{key}/``."""
+    return f"{derived_prefix}{key}/"
 
 
 def validate_key(key: str, derived_prefix: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError
+from resize_sidecar.signing import derivatives_prefix
 
 if TYPE_CHECKING:
     from resize_sidecar.settings import Settings
@@ -172,6 +173,15 @@ def open_storage(settings: Settings) -> Storage:
             max_attempts=settings.s3_max_attempts,
         )
     return LocalStorage(settings.local_root, file_mode=settings.file_mode, dir_mode=settings.dir_mode)
+
+
+def delete_derivatives(storage: Storage, key: str, derived_prefix: str) -> int:
+    """Delete the derivatives of the original ``key``, and of no other original; how many there were.
+
+    Raises:
+        StorageError, StorageTimeoutError, MalformedPathError: as :meth:`Storage.delete_prefix`.
+    """
+    return storage.delete_prefix(derivatives_prefix(key, derived_prefix), nested=False)
 
 
 def check_key(key: str) -> None:

@@ -871,6 +871,19 @@ def test_delete_removes_the_original_and_every_derivative(api: SidecarApp, stora
     assert call(api, "DELETE", "/api/images/photos/cat.jpg").status_int == 404
 
 
+def test_deleting_a_folder_name_is_404_and_deletes_nothing_of_the_originals_under_it(
+    api: SidecarApp, storage: LocalStorage
+) -> None:
+    for key in ("gallery/a.jpg", "gallery/b/c.jpg"):
+        storage.put(key, photo(200, 100), "image/jpeg", "")
+        assert call(api, "GET", format_path(key, "100x", "jpg", SECRET), secret=None).status_int == 200
+    before = keys(storage)
+    assert len(before) == 4
+    response = call(api, "DELETE", "/api/images/gallery")
+    assert (response.status_int, response.json["error"]) == (404, "Not Found")
+    assert keys(storage) == before
+
+
 def test_a_key_that_ends_in_a_route_name_can_be_deleted(api: SidecarApp, storage: LocalStorage) -> None:
     storage.put("album/meta", photo(20, 20), "image/jpeg", "")
     assert call(api, "GET", "/api/images/album/meta").status_int == 404  # GET names the metadata of "album"

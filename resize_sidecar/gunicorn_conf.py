@@ -3,8 +3,9 @@
 Command-line options given by ``serve`` (bind, workers, threads) override these.
 
 Worker model, measured on 2 cores (bench/results/experiments.md): threaded workers (``gthread``), one process per
-CPU with 4 threads each. A miss waits on storage four times (nginx's look, the sidecar's one under its lock, the
-original, the write); with 30 ms to S3 (and five waits then), 2 sync workers made 0.4 to 0.55 of their 0 ms
+CPU with 4 threads each. A miss waits on storage five times (nginx's look, the sidecar's one under its lock, the
+original, the write, and the look at the original that confirms it was not deleted or replaced meanwhile); with
+30 ms to S3 (and five waits then too), 2 sync workers made 0.4 to 0.55 of their 0 ms
 throughput, 4 sync workers 0.7 to 0.8, and 2 workers of 4 threads 0.97 to 1.0, as fast as sync workers on local
 storage. The transform slots (two per CPU) keep the CPU work of those threads to what the machine can do.
 """

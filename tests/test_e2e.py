@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from resize_sidecar.signing import encode_key, format_path, sign
 from tests.conftest import SECRET, photo
-from tests.servers import Stack, media_stack, metric, raw_get
+from tests.servers import Stack, media_stack, metric, raw_get, world_readable_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -122,6 +123,27 @@ def test_a_signature_of_the_wrong_shape_is_403_through_nginx_and_direct_and_coun
     assert metric(stack.sidecar, "resize_sidecar_rejections_total", reason="signature") == refused + 2
     assert "Traceback" not in stack.sidecar.log_tail(200)
     assert stack.derivatives_of(key) == []
+
+
+def test_links_planted_under_a_local_root_are_never_followed(stack: Stack) -> None:
+    if stack.mode != "local":
+        pytest.skip("links exist on local storage only")
+    outside = world_readable_dir("resize-sidecar-outside-")
+    (outside / "secret.txt").write_text("not for the web")
+    (outside / "secret.txt").chmod(0o644)
+    root = Path(stack.settings.local_root)
+    signature = "0" * 32
+    (root / "_r" / "ghost.jpg").mkdir(parents=True)
+    (root / "_r" / "ghost.jpg" / f"100x-{signature}.jpg").symlink_to(outside / "secret.txt")
+    (root / "_r" / "linked").symlink_to(outside)
+    (outside / "x.jpg").mkdir()
+    (outside / "x.jpg" / f"100x-{signature}.jpg").symlink_to(outside / "secret.txt")
+
+    for path in (f"/media/_r/ghost.jpg/100x-{signature}.jpg", f"/media/_r/linked/x.jpg/100x-{signature}.jpg"):
+        status, _, body = stack.get(path)
+        assert b"not for the web" not in body
+        assert status == 403, body  # nginx found no file; the sidecar refuses the signature
+    assert sorted(path.name for path in outside.iterdir()) == ["secret.txt", "x.jpg"]
 
 
 def test_a_missing_original_is_404_and_not_cached(stack: Stack) -> None:

@@ -1,18 +1,23 @@
 """nginx at the edge: a private bucket read with SigV4 signatures, the hit cache, and honest errors.
 
 moto runs in its own process here with authentication enforced, so a request nginx signs wrongly is refused
-exactly as S3 would refuse it.
+exactly as S3 would refuse it. S3's rarer answers (an expired token, a wrong region, redirects) come from
+:class:`StandInS3`, a server of this module that answers fixed shapes, behind the same rendered configuration.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -57,15 +62,18 @@ def private_bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
         yield PrivateBucket(moto, bucket, env)
 
 
-def put_original(bucket: PrivateBucket, key: str, body: bytes) -> None:
-    client = boto3.client(
+def private_client(bucket: PrivateBucket) -> Any:
+    return boto3.client(
         "s3",
         endpoint_url=bucket.moto.url,
         region_name="us-east-1",
         aws_access_key_id=bucket.env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=bucket.env["AWS_SECRET_ACCESS_KEY"],
     )
-    client.put_object(Bucket=bucket.bucket, Key=key, Body=body, ContentType="image/jpeg")
+
+
+def put_original(bucket: PrivateBucket, key: str, body: bytes) -> None:
+    private_client(bucket).put_object(Bucket=bucket.bucket, Key=key, Body=body, ContentType="image/jpeg")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +115,7 @@ def test_nginx_signs_its_reads_so_hits_never_reach_python(
     # The nginx cache would hide a failing S3 read: ask for the object twice more, once past the cache.
     again = raw_get(nginx.url, url)
     assert (again[0], again[2], again[1]["x-cache-status"]) == (200, body, "HIT")
+    assert again[1]["x-content-type-options"] == "nosniff"
     assert sidecar_requests(sidecar) == reached
 
 
@@ -125,6 +134,7 @@ def test_a_signed_read_of_an_uncached_derivative_is_served_by_s3(
             status, headers, _ = raw_get(plain.url, url)
             assert status == 200
             assert "x-derivative" not in headers  # the sidecar sets it; S3 does not
+            assert headers["x-content-type-options"] == "nosniff"
         assert sidecar_requests(sidecar) == reached
 
 
@@ -187,6 +197,201 @@ def test_storage_errors_are_not_turned_into_resizes(
                 assert status == expected
                 assert headers["cache-control"] == "no-store"
         assert sidecar_requests(sidecar) == 0
+
+
+def test_a_cached_hit_deleted_from_s3_is_served_no_longer_than_the_cache_validity(
+    private_bucket: PrivateBucket, signed_edge: tuple[SidecarServer, NginxServer]
+) -> None:
+    """Open-source nginx cannot purge: after NGINX_CACHE_VALID it asks S3 again, which no longer has the object."""
+    sidecar, _ = signed_edge
+    key = "private/deleted.jpg"
+    put_original(private_bucket, key, photo(640, 480))
+    url = format_path(key, "160x", "jpg", SECRET)
+    env = {**private_bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": "2s"}
+    with NginxServer(env, sidecar_url=sidecar.url) as nginx:
+        assert raw_get(nginx.url, url)[0] == 200
+        status, headers, _ = raw_get(nginx.url, url)
+        assert (status, headers["x-cache-status"]) == (200, "HIT")
+        s3 = private_client(private_bucket)
+        for stored in s3.list_objects_v2(Bucket=private_bucket.bucket, Prefix=f"_r/{key}/")["Contents"]:
+            s3.delete_object(Bucket=private_bucket.bucket, Key=stored["Key"])
+        s3.delete_object(Bucket=private_bucket.bucket, Key=key)
+        assert raw_get(nginx.url, url)[1]["x-cache-status"] == "HIT"  # within the validity: the documented bound
+        # nginx counts validity in whole seconds: a 2 s entry expires 2 to 3 s after it was stored.
+        deadline = time.monotonic() + 10
+        while (answer := raw_get(nginx.url, url))[0] == 200 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        status, headers, body = answer
+        assert (status, headers["cache-control"]) == (404, "no-store")
+        assert body == b"Not Found: no original at 'private/deleted.jpg'\n"
+        assert raw_get(nginx.url, url)[0] == 404  # and nothing of it was cached again
+
+
+class StandInS3:
+    """An S3 endpoint answering fixed shapes: a key whose first segment under the derived prefix (or the bucket)
+    names a shape gets it; any other key is 404 NoSuchKey. It records the requests it gets."""
+
+    SHAPES: dict[str, tuple[int, dict[str, str], bytes]] = {
+        "expired": (
+            400,
+            {"Content-Type": "application/xml"},
+            b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>",
+        ),
+        "wrong-region": (
+            400,
+            {"Content-Type": "application/xml"},
+            b"<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region 'us-east-1' is wrong; expecting "
+            b"'eu-west-1'</Message><Region>eu-west-1</Region></Error>",
+        ),
+        "moved": (
+            301,
+            {"Content-Type": "application/xml", "x-amz-bucket-region": "eu-west-1"},
+            b"<Error><Code>PermanentRedirect</Code><Endpoint>media.s3.eu-west-1.amazonaws.com</Endpoint></Error>",
+        ),
+        "temporary": (
+            307,
+            {"Content-Type": "application/xml", "Location": "https://media.s3.eu-west-1.amazonaws.com/x.jpg"},
+            b"<Error><Code>TemporaryRedirect</Code><Message>Please re-send this request</Message></Error>",
+        ),
+        "page": (200, {"Content-Type": "text/html"}, b"<script>alert(document.cookie)</script>"),
+        "picture": (200, {"Content-Type": "image/jpeg"}, photo(8, 8)),
+    }
+    MISSING = (404, {"Content-Type": "application/xml"}, b"<Error><Code>NoSuchKey</Code></Error>")
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                stand_in.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                segments = self.path.split("/")  # "", bucket, [_r,] name, ...
+                name = segments[3] if len(segments) > 3 and segments[2] == "_r" else segments[2]
+                status, headers, body = stand_in.SHAPES.get(name, stand_in.MISSING)
+                self.send_response(status)
+                for header, value in {**headers, "x-amz-request-id": "STANDIN"}.items():
+                    self.send_header(header, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class StandInEdge:
+    s3: StandInS3
+    sidecar: SidecarServer
+    nginx: dict[str, NginxServer]  # by NGINX_S3_AUTH
+
+
+@pytest.fixture(scope="module")
+def stand_in_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInEdge]:
+    s3 = StandInS3()
+    env = {
+        "RESIZE_SIDECAR_SECRETS": SECRET,
+        "RESIZE_SIDECAR_STORAGE": "s3",
+        "RESIZE_SIDECAR_S3_BUCKET": "media",
+        "RESIZE_SIDECAR_S3_ENDPOINT_URL": s3.url,
+        "RESIZE_SIDECAR_SERVE_ORIGINALS": "true",
+        "AWS_ACCESS_KEY_ID": "AKIDSTANDIN",
+        "AWS_SECRET_ACCESS_KEY": "stand-in-secret",
+    }
+    try:
+        with ExitStack() as stack:
+            sidecar = stack.enter_context(SidecarServer(env, tmp_path_factory.mktemp("stand-in")))
+            nginx = {
+                auth: stack.enter_context(
+                    NginxServer({**env, "RESIZE_SIDECAR_NGINX_S3_AUTH": auth}, sidecar_url=sidecar.url)
+                )
+                for auth in ("none", "sigv4")
+            }
+            yield StandInEdge(s3, sidecar, nginx)
+    finally:
+        s3.close()
+
+
+@pytest.mark.parametrize("auth", ["none", "sigv4"])
+@pytest.mark.parametrize("shape", ["expired", "wrong-region", "moved", "temporary"])
+@pytest.mark.parametrize("what", ["derivative", "original"])
+def test_s3_answers_other_than_missing_or_a_server_error_are_502_no_store_without_s3s_body_or_location(
+    stand_in_edge: StandInEdge, auth: str, shape: str, what: str
+) -> None:
+    path = format_path(f"{shape}/a.jpg", "100x", "jpg", SECRET) if what == "derivative" else f"/media/{shape}/a.jpg"
+    reached = sidecar_requests(stand_in_edge.sidecar)
+    asked = len(stand_in_edge.s3.requests)
+
+    status, headers, body = raw_get(stand_in_edge.nginx[auth].url, path)
+
+    assert (status, body) == (502, b"storage unavailable\n")
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "location" not in headers and "x-amz-bucket-region" not in headers and "x-amz-request-id" not in headers
+    assert sidecar_requests(stand_in_edge.sidecar) == reached  # not turned into a resize
+    assert len(stand_in_edge.s3.requests) == asked + 1
+    sent = stand_in_edge.s3.requests[-1][1]
+    assert sent.get("authorization", "").startswith("AWS4-HMAC-SHA256 ") == (auth == "sigv4")
+
+
+@pytest.mark.parametrize("auth", ["none", "sigv4"])
+def test_originals_from_s3_are_served_only_with_an_image_type_and_nosniff(
+    stand_in_edge: StandInEdge, auth: str
+) -> None:
+    nginx = stand_in_edge.nginx[auth]
+    status, headers, body = raw_get(nginx.url, "/media/page/profile.html")
+    assert (status, headers["content-type"], headers["x-content-type-options"]) == (
+        200,
+        "application/octet-stream",
+        "nosniff",
+    )
+    assert body == StandInS3.SHAPES["page"][2]
+    status, headers, body = raw_get(nginx.url, "/media/picture/cat.jpg")
+    assert (status, headers["content-type"], headers["x-content-type-options"]) == (200, "image/jpeg", "nosniff")
+    status, headers, body = raw_get(nginx.url, "/media/none/missing.jpg")
+    assert (status, headers["cache-control"], body) == (404, "no-store", b"Not Found\n")
+    assert headers["x-content-type-options"] == "nosniff"
+    asked = len(stand_in_edge.s3.requests)
+    status, headers, _ = raw_get(nginx.url, "/media/.resize-sidecar/upload/manifest.json")
+    assert (status, headers["x-content-type-options"]) == (404, "nosniff")
+    assert len(stand_in_edge.s3.requests) == asked  # never asked for
+
+
+@pytest.mark.parametrize("auth", ["none", "sigv4"])
+def test_s3_never_sees_a_clients_range_or_preconditions_so_it_cannot_answer_206_412_or_416(
+    stand_in_edge: StandInEdge, auth: str
+) -> None:
+    """nginx answers ranges itself from S3's whole answer: S3's own 206, 412 and 416 are never passed through."""
+    nginx = stand_in_edge.nginx[auth]
+    whole = StandInS3.SHAPES["picture"][2]
+    asked = {"Range": "bytes=0-9", "If-Range": '"x"', "If-Match": '"x"', "If-Unmodified-Since": "Mon, 01 Jan 2001"}
+    raw_get(nginx.url, "/media/picture/cat.jpg", headers=asked)
+    sent = stand_in_edge.s3.requests[-1][1]
+    assert not {"range", "if-range", "if-match", "if-unmodified-since"} & set(sent)
+    status, headers, body = raw_get(nginx.url, "/media/picture/cat.jpg", headers={"Range": "bytes=0-9"})
+    assert (status, body, headers["content-range"]) == (206, whole[:10], f"bytes 0-9/{len(whole)}")
+    status, headers, body = raw_get(nginx.url, "/media/picture/cat.jpg", headers={"Range": "bytes=99999-"})
+    assert (status, headers["content-range"]) == (416, f"bytes */{len(whole)}")
+    assert b"<Error>" not in body
+
+
+def test_a_missing_derivative_still_falls_back_to_the_sidecar_behind_the_stand_in(stand_in_edge: StandInEdge) -> None:
+    reached = sidecar_requests(stand_in_edge.sidecar)
+    status, headers, _ = raw_get(stand_in_edge.nginx["sigv4"].url, format_path("none/a.jpg", "100x", "jpg", SECRET))
+    assert (status, headers["cache-control"]) == (404, "no-store")  # the sidecar: no such original
+    assert sidecar_requests(stand_in_edge.sidecar) == reached + 1
 
 
 def test_cached_hits_survive_an_s3_outage(

@@ -48,7 +48,15 @@ from resize_sidecar.errors import (
     WrongSecretError,
 )
 from resize_sidecar.settings import Settings
-from resize_sidecar.signing import MAX_KEY_BYTES, DerivativePath, encode_key, format_path, sign, validate_key
+from resize_sidecar.signing import (
+    MAX_KEY_BYTES,
+    DerivativePath,
+    encode_key,
+    format_path,
+    names_a_derivative,
+    sign,
+    validate_key,
+)
 from resize_sidecar.storage import Storage, StoredObject, delete_derivatives, read_capped
 
 log = logging.getLogger(__name__)
@@ -201,6 +209,10 @@ class ApiApp:
             self.checked_key(wanted)
             if wanted.startswith(self.settings.incoming_prefix):
                 raise MalformedPathError(f"a key may not start with {self.settings.incoming_prefix!r}")
+            # Its derivatives would live under _r/{key}/: on local storage, a folder where another image's
+            # derivative file goes (or the other way round), so one of the two could never be stored.
+            if any(names_a_derivative(segment) for segment in wanted.split("/")[1:]):
+                raise MalformedPathError("a key's names after the first may not look like a derivative's file name")
         data = self.read_upload(request)
         # Decoding an upload in full costs what a transform does: it waits for one of the machine's transform slots.
         with self.deriver.transform_slot():

@@ -174,6 +174,13 @@ def format_spec(spec: DerivativeSpec) -> str:
     return "-".join(parts)
 
 
+def names_a_derivative(name: str) -> bool:
+    """Whether a file name has the shape of a derivative's, ``{spec}-{signature}.{format}``."""
+    spec, dash, rest = name.rpartition("-")
+    signature, dot, fmt = rest.partition(".")
+    return bool(spec and dash and dot) and fmt in FORMATS and _SIGNATURE.fullmatch(signature) is not None
+
+
 def is_preset_name(text: str) -> bool:
     # Anything shaped like a size ("x0", "x300") is a (perhaps malformed) size, never a preset.
     return PRESET_NAME.fullmatch(text) is not None and re.fullmatch(r"[0-9]*x[0-9]*", text) is None

@@ -425,6 +425,8 @@ def test_a_chosen_key_is_used_when_allowed_and_refused_when_taken(make_api: Make
         pytest.param("a%00b.jpg", id="nul"),
         pytest.param("cat.png", id="extension of another format"),
         pytest.param("cat", id="no extension"),
+        pytest.param("a.jpg/100x-" + "0" * 32 + ".jpg", id="a derivative's file name"),
+        pytest.param("a.jpg/thumb-" + "0" * 32 + ".webp/b.jpg", id="a derivative's file name as a folder"),
     ],
 )
 def test_a_bad_chosen_key_is_400_and_stores_nothing(make_api: MakeApi, storage: LocalStorage, key: str) -> None:
@@ -432,6 +434,22 @@ def test_a_bad_chosen_key_is_400_and_stores_nothing(make_api: MakeApi, storage: 
     response = upload(app, photo(64, 48), f"?key={key.replace('/', '%2F')}")
     assert response.status_int == 400, response.text
     assert keys(storage) == []
+
+
+def test_a_chosen_key_that_looks_like_a_derivative_would_make_another_images_derivative_unstorable(
+    make_api: MakeApi, storage: LocalStorage
+) -> None:
+    app = make_api(upload_custom_keys=True)
+    url = format_path("a.jpg", "100x", "jpg", SECRET)
+    name = url.rsplit("/", 1)[1]
+    response = upload(app, photo(64, 48), f"?key=a.jpg%2F{name}")
+    assert response.status_int == 400
+    assert "derivative's file name" in response.json["detail"]
+    storage.put("a.jpg", photo(200, 100), "image/jpeg", "")
+    assert call(app, "GET", url, secret=None).status_int == 200
+    assert keys(storage) == ["_r/a.jpg/" + name, "a.jpg"]
+    # A hash-named file is an ordinary key where it stands first.
+    assert upload(app, photo(64, 48), "?key=avatar-" + "0" * 32 + ".jpg").status_int == 201
 
 
 def test_an_upload_while_every_transform_slot_is_busy_is_503_with_retry_after(

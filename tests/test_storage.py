@@ -657,14 +657,17 @@ def test_s3_body_shorter_than_announced_is_an_error_not_a_partial_image(scripted
 
 def test_s3_announced_size_over_the_limit_is_refused_before_reading(scripted_s3: ScriptedS3) -> None:
     scripted_s3.replies = [announced_body(10**12, b"")]
-    with pytest.raises(SourceTooLargeError):
+    with pytest.raises(SourceTooLargeError) as refused:
         scripted_storage(scripted_s3).get("a.jpg", max_bytes=1000)
+    # The message reaches whoever holds a signed URL (422): the key, never the bucket or its prefix.
+    assert refused.value.detail == "'a.jpg' has 1000000000000 bytes, more than 1000"
 
 
 def test_s3_body_without_a_length_is_cut_one_byte_past_the_limit(scripted_s3: ScriptedS3) -> None:
     scripted_s3.replies = [chunked_body(4 * 65536)]
-    with pytest.raises(SourceTooLargeError):
+    with pytest.raises(SourceTooLargeError) as refused:
         scripted_storage(scripted_s3).get("a.jpg", max_bytes=100_000)
+    assert refused.value.detail == "'a.jpg' has more than 100000 bytes"
     scripted_s3.replies = [chunked_body(65536)]
     assert scripted_storage(scripted_s3).get("a.jpg", max_bytes=65536) == b"x" * 65536
 

@@ -19,6 +19,7 @@ from webob import Request, Response
 
 from resize_sidecar.app import SidecarApp, make_app
 from resize_sidecar.errors import StorageError
+from resize_sidecar.operations import regenerate
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import format_path
 from resize_sidecar.storage import LocalStorage, Storage, delete_derivatives
@@ -46,6 +47,11 @@ class Interleaved:
         written = self.inner.put_if_absent(key, data, content_type, cache_control)
         self.run("after", key)
         return written
+
+    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+        self.run("before", key)
+        self.inner.put(key, data, content_type, cache_control)
+        self.run("after", key)
 
     def run(self, when: str, key: str) -> None:
         if self.when == when and key.startswith("_r/") and self.meanwhile is not None:
@@ -145,6 +151,23 @@ def test_a_miss_that_cannot_confirm_its_original_stores_nothing_and_answers_502(
     app = make_app(settings, storage=Unconfirmable(storage, "never", lambda: None))  # type: ignore[arg-type]
     response = get(app, format_path(KEY, SPEC, "jpg", SECRET))
     assert response.status_int == 502
+    assert derivatives(storage) == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_regenerate_does_not_bring_back_a_derivative_of_an_original_deleted_meanwhile(
+    storage: Storage, settings: Settings, when: str
+) -> None:
+    storage.put(KEY, photo(300, 400), "image/jpeg", "no-cache")
+    url = format_path(KEY, SPEC, "jpg", SECRET)
+    stored_key = url.removeprefix(settings.media_url)
+    storage.put(stored_key, b"made by an older version", "image/jpeg", "no-cache")
+
+    report = regenerate(settings, Interleaved(storage, when, lambda: storage.delete(KEY)))  # type: ignore[arg-type]
+
+    [outcome] = report.outcomes
+    assert (outcome.item, outcome.status) == (stored_key, "deleted")
+    assert "was deleted while this derivative was made" in outcome.detail
     assert derivatives(storage) == []
 
 

@@ -11,6 +11,10 @@
   sidecar and :class:`tests.faults.FaultProxy` in front of moto.
 - F7 (memory plateau): ``bench/soak.py`` with 10,000 requests, which writes ``soak.{json,md}``.
 - F1, F2 and overload: ``tests/test_hardening.py``, whose tests assert the figures; their outcome is recorded.
+- Hostile originals (rows 30, 31): ``bench/hostile.py``: CPU seconds and peak RSS per hostile original, peak RSS
+  per megapixel per format, the deadline against decodes that report no progress, and how long a legitimate miss
+  waits beside four clients sending hostile originals. ``--only-hostile`` measures these alone and keeps the other
+  figures of the last run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ for folder in (REPO, REPO / "bench"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+import hostile  # noqa: E402
 import soak  # noqa: E402
 
 from resize_sidecar.settings import Settings  # noqa: E402
@@ -194,7 +199,51 @@ def write_summary(figures: dict[str, Any], out: Path) -> None:
             *(f"- `{name}`: {outcome}" for name, outcome in hardening["outcomes"].items()),
             "",
         ]
+    if figures.get("hostile"):
+        lines += _hostile_lines(figures["hostile"])
     (out / "reliability.md").write_text("\n".join(lines))
+
+
+def _hostile_lines(figures: dict[str, Any]) -> list[str]:
+    def cost(run: dict[str, Any]) -> str:
+        return f"{run['outcome']}, {run['cpu_seconds']} s CPU, peak RSS +{run['peak_rss_mb']} MB"
+
+    lines = [
+        "## Hostile originals, rows 30 and 31 (`bench/hostile.py`)",
+        "",
+        "Each decode in a fresh process, to a 400 px JPEG as a miss does; with the default limits, and with them",
+        "raised (the decode itself):",
+        "",
+        "| original | bytes | default limits | limits raised |",
+        "|---|---|---|---|",
+    ]
+    for name, runs in figures["decodes"].items():
+        unguarded = cost(runs["unguarded"]) if "unguarded" in runs else "not run (`--unguarded-floods`)"
+        lines.append(f"| {name} | {runs['defaults']['bytes']} | {cost(runs['defaults'])} | {unguarded} |")
+    memory = figures["memory_per_megapixel"]
+    lines += [
+        "",
+        f"Peak RSS of one decode per megapixel, {memory['size']}: "
+        + ", ".join(f"{name} {row['mb_per_megapixel']} MB" for name, row in memory["formats"].items())
+        + ".",
+        "",
+        "The transform deadline against decodes that report no progress (limits raised): "
+        + "; ".join(
+            f"{name}, deadline {run['transform_timeout']} s: {run['outcome']} after {run['wall_seconds']} s "
+            f"({run['cpu_seconds']} s CPU)"
+            for name, run in figures["deadline"].items()
+        )
+        + ".",
+    ]
+    wait = figures["legitimate_wait"]
+    lines += [
+        "",
+        f"Legitimate misses, one at a time, alone: {wait['alone']}; beside {wait['hostile_clients']} clients sending "
+        f"hostile originals without pause: {wait['beside_hostile']}; the hostile requests' statuses: "
+        f"{wait['hostile_statuses']}.",
+        "",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,10 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--soak-requests", type=int, default=10_000)
     parser.add_argument("--skip-hardening", action="store_true", help="do not run tests/test_hardening.py")
+    parser.add_argument("--only-hostile", action="store_true", help="measure the hostile originals alone")
+    parser.add_argument("--unguarded-floods", action="store_true", help="decode the large scan floods unguarded")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {}
+    if args.only_hostile:
+        figures = json.loads((out / "reliability.json").read_text())
+        return _finish(figures, out, unguarded_floods=args.unguarded_floods)
 
     print("F3, F4: corpus replay...", file=sys.stderr)
     figures["corpus"] = run_pytest("tests/test_corpus.py", results=out)
@@ -222,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     if hardening.exists() and not args.skip_hardening:
         print("F1, F2, overload: tests/test_hardening.py...", file=sys.stderr)
         figures["hardening"] = run_pytest("tests/test_hardening.py", results=out)
+    return _finish(figures, out, unguarded_floods=args.unguarded_floods)
 
+
+def _finish(figures: dict[str, Any], out: Path, *, unguarded_floods: bool) -> int:
+    print("Rows 30, 31: hostile originals...", file=sys.stderr)
+    figures["hostile"] = hostile.measure(unguarded_floods=unguarded_floods)
     write_summary(figures, out)
     print((out / "reliability.md").read_text())
     failed = [name for name, run in figures.items() if isinstance(run, dict) and run.get("exit_status")]

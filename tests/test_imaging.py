@@ -133,12 +133,12 @@ def test_a_fresh_process_that_imports_imaging_cannot_load_svg() -> None:
     [
         pytest.param(
             "orientation/Landscape_6.jpg",
-            imaging.SourceInfo("jpegload", 1200, 1800, 1, 6, False, False),
+            imaging.SourceInfo("jpegload", 1200, 1800, 1, 6, False, False, scans=1),
             id="jpeg with orientation 6, size as stored",
         ),
         pytest.param(
             "orientation/Landscape_0.jpg",
-            imaging.SourceInfo("jpegload", 1800, 1200, 1, 1, False, False),
+            imaging.SourceInfo("jpegload", 1800, 1200, 1, 1, False, False, scans=1),
             id="invalid orientation 0 reads as 1",
         ),
         pytest.param(
@@ -164,7 +164,7 @@ def test_a_fresh_process_that_imports_imaging_cannot_load_svg() -> None:
         ),
         pytest.param(
             "formats/ultra-hdr.jpg",
-            imaging.SourceInfo("uhdrload", 3840, 2160, 1, 1, False, True),
+            imaging.SourceInfo("uhdrload", 3840, 2160, 1, 1, False, True, scans=1),
             id="ultra hdr jpeg",
         ),
         pytest.param(

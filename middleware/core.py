@@ -42,15 +42,20 @@ class MediaMiddleware:
     - ``settings``: default :func:`resize_sidecar.settings.load` (file and ``RESIZE_SIDECAR_*`` environment).
     - ``rewrite_html``: rewrite media URLs in ``200 text/html`` responses; ``automatic`` also sizes plain
       ``<img src="/media/…" width height>``, with a srcset of ``densities``; ``picture_formats`` (e.g.
-      ``("avif", "webp")``) wraps those images in a ``<picture>``.
+      ``("avif", "webp")``) wraps those images in a ``<picture>``. Whatever a page says, only variants of the
+      configured set are signed (:mod:`middleware.variants`).
+    - ``rewrite_scope``: ``"all"`` rewrites every element; ``"marked"`` only the app's own, which carry the
+      ``data-resize`` attribute (``MediaURLs.marker`` prints it): the choice for pages with user HTML whose keys
+      are not all public (see also ``REWRITE_KEY_PREFIXES``).
     - ``max_rewrite_bytes``: larger pages (before or after decompression) pass through untouched.
+    - ``max_rewrite_elements``: a page with more elements to rewrite passes through untouched (and is logged).
     - ``serve_media``: answer ``MEDIA_URL`` requests: stored files from ``LOCAL_ROOT`` (originals only with
       ``SERVE_ORIGINALS``), missing derivatives through the sidecar app, loaded on first use.
     - ``allow_s3``: let ``serve_media`` run against S3 storage, where it would read and write the real bucket.
 
     Raises:
         SettingsError: invalid settings, no secret, or ``serve_media`` with S3 storage and not ``allow_s3``.
-        ValueError: an unknown picture format.
+        ValueError: an unknown picture format or rewrite scope.
     """
 
     def __init__(
@@ -62,7 +67,9 @@ class MediaMiddleware:
         automatic: bool = True,
         densities: Iterable[int] = (1, 2),
         picture_formats: Iterable[str] = (),
+        rewrite_scope: str = "all",
         max_rewrite_bytes: int = 5_000_000,
+        max_rewrite_elements: int = 1000,
         serve_media: bool = False,
         allow_s3: bool = False,
     ) -> None:
@@ -72,7 +79,14 @@ class MediaMiddleware:
             raise SettingsError("RESIZE_SIDECAR_SECRETS (secrets): a secret is needed to sign derivative URLs")
         self.urls = MediaURLs(self.settings)
         self.rewriter = (
-            HTMLRewriter(self.urls, automatic=automatic, densities=densities, picture_formats=picture_formats)
+            HTMLRewriter(
+                self.urls,
+                automatic=automatic,
+                densities=densities,
+                picture_formats=picture_formats,
+                scope=rewrite_scope,
+                max_elements=max_rewrite_elements,
+            )
             if rewrite_html
             else None
         )

@@ -15,10 +15,10 @@ Attribute values are read as the parser decodes them and written back escaped an
   a fill crop of exactly the box's aspect ratio when both are given, so the picture is never stretched.
   Optionally it is wrapped in a ``<picture>`` with AVIF/WebP sources.
 
-With ``scope="marked"`` only elements carrying the :data:`MARKER` attribute are rewritten. A page whose rewriting
-would touch more than ``max_elements`` elements or grow by more than its own size (plus 64 KiB) is passed through
-as it came, and logged. Rewriting its own output changes nothing. :func:`rewrite_body` does the same to an encoded
-response body (charset, gzip or deflate) and fixes its headers.
+With ``scope="marked"`` only elements carrying the ``data-resize`` attribute are rewritten. A page whose rewriting
+would touch more than ``max_elements`` elements or grow by more than 16 times its size (plus 64 KiB) is passed
+through as it came, and logged. Rewriting its own output changes nothing. :func:`rewrite_body` does the same to an
+encoded response body (charset, gzip or deflate) and fixes its headers.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 import lolhtml
 
+from middleware.urls import REWRITE_MARKER
 from middleware.variants import Variant, VariantPolicy
 from resize_sidecar.errors import PolicyError
 
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 Headers = list[tuple[str, str]]
 logger = logging.getLogger(__name__)
 
-#: The attribute that marks an element as the app's own when rewriting is confined to marked elements.
-MARKER = "data-resize"
 _URL_ATTRIBUTES = ("src", "href", "poster")
 _SELECTOR = "[src], [srcset], [href], [poster], [style]"
 # ASCII whitespace as HTML defines it: not NBSP or the other spaces str.strip() would remove.
@@ -60,6 +59,9 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([a-zA-Z0-9_.:-]+)"
 _MIME_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 # Past this many candidates a srcset is not an author's menu of sizes; it is left as it is.
 _MAX_CANDIDATES = 32
+# What rewriting may add to a page: a short sized <img> grows about twelve times with two <picture> formats; past
+# this a page is more images than HTML, and is passed through rather than multiplied.
+_GROWTH_FACTOR = 16
 _GROWTH_ALLOWANCE = 65536
 
 
@@ -68,11 +70,14 @@ class OverBudget(Exception):
 
 
 def decode_attribute(raw: str) -> str:
-    """An attribute value as the HTML tokenizer decodes it (character references, with the attribute exception).
+    """An attribute value as the HTML parser reads it from its source text (lol_html hands over the source).
 
-    In an attribute a named reference without ``;`` followed by ``=`` or a letter or digit stays as written
-    (``&amph=2`` is not ``&h=2``), which is where :func:`html.unescape` (text rules) differs.
+    Newlines are normalised and NUL becomes U+FFFD, as the input stream and tokenizer do; character references are
+    decoded with the attribute exception: a named reference without ``;`` followed by ``=`` or a letter or digit
+    stays as written (``&amph=2`` is not ``&h=2``), which is where :func:`html.unescape` (text rules) differs.
     """
+    if "\r" in raw or "\x00" in raw:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
     return _REFERENCE.sub(_decode_reference, raw) if "&" in raw else raw
 
 
@@ -126,7 +131,7 @@ class HTMLRewriter:
 
     ``automatic`` turns the ``<img width height>`` rule on; ``densities`` are the pixel densities of the srcset it
     adds; ``picture_formats`` (e.g. ``("avif", "webp")``) also wraps those images in a ``<picture>`` with one
-    ``<source>`` per format. ``scope`` is ``"all"`` (every element) or ``"marked"`` (elements with :data:`MARKER`
+    ``<source>`` per format. ``scope`` is ``"all"`` (every element) or ``"marked"`` (elements with ``data-resize``
     only). ``max_elements`` is the most elements one page may have rewritten.
     """
 
@@ -166,7 +171,7 @@ class HTMLRewriter:
         if self._media_name not in text.lower():
             return text
         data = text.encode("utf-8", "surrogatepass")
-        page = _Page(self, len(data) + _GROWTH_ALLOWANCE)
+        page = _Page(self, _GROWTH_FACTOR * len(data) + _GROWTH_ALLOWANCE)
         output = bytearray()
         rewriter = lolhtml.HTMLRewriter(output.extend)
         if self.picture_formats:
@@ -177,10 +182,11 @@ class HTMLRewriter:
         try:
             rewriter.write(data)
             rewriter.end()
-        except RuntimeError as error:  # lol_html reports a handler's exception as a RuntimeError naming it
-            if OverBudget.__name__ not in str(error):
-                raise
-            logger.warning("page not rewritten: %s", page.over)
+        except RuntimeError as error:
+            # lol_html reports a handler's exception as a RuntimeError naming it, and stops where a streaming parser
+            # cannot tell markup from text (<plaintext> or <script> inside <select>): either way the page is sent
+            # as the app made it.
+            logger.warning("page not rewritten: %s", page.over or str(error).partition("\n")[0])
             return text
         if not page.changed:
             return text
@@ -298,7 +304,7 @@ class _Page:
         attributes: dict[str, str] = {}
         for name, raw in element.attributes:
             attributes.setdefault(name, raw)
-        if rewriter.scope == "marked" and MARKER not in attributes:
+        if rewriter.scope == "marked" and REWRITE_MARKER not in attributes:
             return
         edits: dict[str, str] = {}
         for name, raw in attributes.items():
@@ -331,16 +337,17 @@ class _Page:
         if not edits:
             return
         self.elements += 1
-        # What the edits write, at most: each attribute's name, its escaped value and quotes, and the <picture>.
-        self.size += len(before) + len(after) + sum(len(name) + len(value) * 5 + 4 for name, value in edits.items())
+        escaped = {name: escape_attribute(value) for name, value in edits.items()}
+        # What the edits write (more than they add): each attribute's name, value and quotes, and the <picture>.
+        self.size += len(before) + len(after) + sum(len(name) + len(value) + 4 for name, value in escaped.items())
         if self.elements > rewriter.max_elements:
             self.over = f"more than {rewriter.max_elements} elements to rewrite"
             raise OverBudget(self.over)
         if self.size > self.max_bytes:
             self.over = f"rewriting would add more than {self.max_bytes} bytes"
             raise OverBudget(self.over)
-        for name, value in edits.items():
-            element.set_attribute(name, escape_attribute(value))
+        for name, value in escaped.items():
+            element.set_attribute(name, value)
         if before:
             element.before(before, lolhtml.ContentType.HTML)
             element.after(after, lolhtml.ContentType.HTML)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 _SAME_FORMAT = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
 #: The arguments of :meth:`MediaURLs.derivative` when none is given, which is all a preset may be combined with.
 _NO_OPTIONS = (None, None, "fit", "c", None, False, None, None, False)
+#: The attribute the app's own markup carries when the middleware rewrites only marked elements.
+REWRITE_MARKER = "data-resize"
 _MIME_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif", "gif": "image/gif"}
 
 
@@ -106,6 +108,11 @@ class MediaURLs:
             MalformedPathError, PolicyError: as :meth:`url` and :meth:`derivative`.
         """
         return self.derivative(key, **options) if options else self.url(key)
+
+    @property
+    def marker(self) -> HTML:
+        """The attribute that marks an element as the app's own for ``rewrite_scope="marked"`` (`` data-resize``)."""
+        return HTML(f" {REWRITE_MARKER}")
 
     def url(self, key: str) -> str:
         """The public URL of an original (nginx exposes it only with ``SERVE_ORIGINALS``).

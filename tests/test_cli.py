@@ -134,6 +134,43 @@ def test_the_rendered_nginx_conf_passes_nginx_syntax_check(env: dict[str, str], 
     assert check.returncode == 0, check.stderr + config
 
 
+#: S3 settings that would each add a directive (or a variable) to nginx.conf if they were pasted in as they are.
+INJECTIONS = [
+    pytest.param("RESIZE_SIDECAR_S3_BUCKET", 'media/; } location / { return 200 "owned"; ', id="bucket"),
+    pytest.param("RESIZE_SIDECAR_S3_BUCKET", "media$host", id="bucket variable"),
+    pytest.param("RESIZE_SIDECAR_S3_PREFIX", 'site"; add_header X-Owned 1; #/', id="prefix"),
+    pytest.param("RESIZE_SIDECAR_S3_PREFIX", "a b/", id="prefix with a space"),
+    pytest.param("RESIZE_SIDECAR_S3_REGION", "us-east-1;\nload_module /tmp/evil.so", id="region"),
+    pytest.param("RESIZE_SIDECAR_S3_ENDPOINT_URL", "http://127.0.0.1:9000;return 200", id="endpoint"),
+]
+#: Endpoints the renderer would not paste whole (it takes the host and port), refused as settings all the same.
+ODD_ENDPOINTS = [
+    pytest.param("RESIZE_SIDECAR_S3_ENDPOINT_URL", "http://127.0.0.1:9000/{x}", id="endpoint with a path"),
+    pytest.param("RESIZE_SIDECAR_S3_ENDPOINT_URL", "http://user:pass@127.0.0.1:9000", id="endpoint with credentials"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), INJECTIONS + ODD_ENDPOINTS)
+def test_s3_settings_that_could_inject_nginx_directives_are_refused_naming_the_setting(name: str, value: str) -> None:
+    env = {"RESIZE_SIDECAR_STORAGE": "s3", "RESIZE_SIDECAR_S3_BUCKET": "media", name: value}
+    result = run("nginx", "--listen", "8080", "--s3-auth", "sigv4", **env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"resize-sidecar: {name} (")
+
+
+@pytest.mark.parametrize(("name", "value"), INJECTIONS)
+def test_the_renderer_refuses_them_too_when_settings_were_never_validated(name: str, value: str) -> None:
+    from resize_sidecar.errors import SettingsError
+    from resize_sidecar.nginx import render_nginx
+
+    values = {"storage": "s3", "s3_bucket": "media", name.removeprefix("RESIZE_SIDECAR_").lower(): value}
+    settings = Settings(**values)  # no validate()
+    for auth in ("none", "sigv4"):
+        with pytest.raises(SettingsError, match="cannot go into nginx's configuration"):
+            render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000", s3_auth=auth)
+
+
 def test_the_snippet_fits_inside_an_existing_server_block() -> None:
     nginx = nginx_binary()
     prefix = world_readable_dir("resize-sidecar-nginx-snippet-")

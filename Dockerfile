@@ -25,6 +25,8 @@ COPY deploy/nginx ./deploy/nginx
 RUN pip install ".[sidecar]"
 
 USER sidecar
+# For nginx on the container network only: gunicorn reads each request in the thread that answers it, so a few slow
+# clients would hold every thread. Publish nginx's port (deploy/compose.yaml), never this one.
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]

@@ -47,6 +47,8 @@ _limit_malloc_arenas(2)
 _metrics_dir_owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="resize-sidecar-metrics-"))
 
+# Loopback by default: gunicorn must only ever hear nginx, which reads whole requests before passing them on. Its
+# threads read headers and bodies themselves, without a deadline, so clients sending slowly would hold them all.
 bind = "127.0.0.1:8000"
 workers = 2
 worker_class = "gthread"

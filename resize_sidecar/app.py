@@ -31,9 +31,10 @@ from resize_sidecar.errors import (
     SidecarError,
     StorageError,
 )
+from resize_sidecar.nginx import PRIVATE_PREFIX
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import parse_path
-from resize_sidecar.storage import Storage, open_storage
+from resize_sidecar.storage import Storage, WriteProbe, open_storage
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -71,6 +72,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 #: Query parameter of the sidecar's redirects (redirect mode). Browsers keep a query string across redirects and
 #: CDNs pass it to their origin, so a request that still carries it came back from the redirect target.
 RETURNED = "resized"
+#: Readiness writes a small object here (a key nginx never serves) at most this often, per worker.
+WRITE_PROBE_KEY = PRIVATE_PREFIX + "write-probe"
+WRITE_PROBE_SECONDS = 30.0
 
 
 def make_app(settings: Settings | None = None, *, storage: Storage | None = None) -> SidecarApp:
@@ -101,6 +105,13 @@ def raw_path(environ: dict[str, object]) -> str:
     return quote(decoded, safe="/")
 
 
+def _origin(derivative: Derivative) -> str:
+    """``X-Derivative`` and the request log's ``cache``: made and stored, made but not stored, or found stored."""
+    if not derivative.created:
+        return "existing"
+    return "created" if derivative.stored else "unstored"
+
+
 class _ImageResponse(Response):  # type: ignore[misc]  # webob has no type hints
     """An image answer: webob's conditional GETs and ranges, but its 416 (a range past the end) is an error and is
     never cached, where the image itself is cached for good."""
@@ -124,6 +135,7 @@ class SidecarApp:
         self.deriver = Deriver(settings, storage)
         self.api = ApiApp(settings, storage, self.deriver)
         self.derivative_prefix = settings.media_url + settings.derived_prefix
+        self.write_probe = WriteProbe(storage, WRITE_PROBE_KEY, interval=WRITE_PROBE_SECONDS)
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/healthz": self.health,
             "/readyz": self.ready,
@@ -231,7 +243,7 @@ class SidecarApp:
         )
         response.md5_etag()
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Derivative"] = "created" if derivative.created else "existing"
+        response.headers["X-Derivative"] = _origin(derivative)
         return response
 
     def redirect(self, request: Request) -> Response:
@@ -253,7 +265,7 @@ class SidecarApp:
             raise NotFoundError("the redirect target does not serve this derivative")
         response = Response(status=302, location=f"{self.settings.public_base_url.rstrip('/')}{path}?{RETURNED}=1")
         response.cache_control = NO_STORE
-        response.headers["X-Derivative"] = "created" if derivative.created else "existing"
+        response.headers["X-Derivative"] = _origin(derivative)
         return response
 
     @staticmethod
@@ -279,6 +291,11 @@ class SidecarApp:
         except StorageError as error:
             log.warning("not ready: %s", error.detail)
             return self.text_response(503, "storage unreachable")
+        try:
+            self.write_probe.check()
+        except StorageError as error:
+            log.warning("not ready: storage refuses writes: %s", error.detail)
+            return self.text_response(503, "storage refuses writes")
         return self.text_response(200, "ready")
 
     def metrics(self, request: Request) -> Response:

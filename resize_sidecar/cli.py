@@ -106,7 +106,15 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     setup.add_argument(
         "--public-read",
         action="store_true",
-        help="let anyone read derivatives (a bucket policy; originals stay private)",
+        help="let anyone read derivatives (a bucket policy; originals stay private), block public ACLs, and verify "
+        "with a test object",
+    )
+    setup.add_argument(
+        "--no-public-access-block",
+        dest="public_access_block",
+        action="store_false",
+        help="with --public-read: leave the public access block alone, for stores that refuse every write under one "
+        "(Ceph's RADOS Gateway)",
     )
     setup.add_argument("--website", action="store_true", help="turn on static website hosting")
     setup.add_argument(
@@ -291,6 +299,8 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.redirect_host and not args.website:
         raise SettingsError("--redirect-host: the redirect is a rule of the website, add --website")
+    if not args.public_access_block and not args.public_read:
+        raise SettingsError("--no-public-access-block: the block is set only with --public-read, add it")
     redirect = args.redirect_host or ""
     if redirect and "://" not in redirect:
         redirect = f"https://{redirect}"
@@ -302,6 +312,7 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
             raise SettingsError(f"--cors: expected an origin such as https://app.example.com or *, got {origin!r}")
     plan = operations.BucketPlan(
         public_read=args.public_read,
+        public_access_block=args.public_access_block,
         website=args.website,
         redirect_url=redirect,
         incoming_expiry_days=args.incoming_expiry,
@@ -310,7 +321,8 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar.s3 import BucketAdmin
 
     changes = operations.setup_bucket(settings, BucketAdmin(settings, args.bucket), plan, dry_run=args.dry_run)
-    changed = sum(change.status not in ("unchanged", "unsupported") for change in changes)
+    unchanged = sum(change.status == "unchanged" for change in changes)
+    changed = sum(change.status not in ("unchanged", "unsupported", "skipped", "verified") for change in changes)
     if args.json:
         print(json.dumps({"bucket": args.bucket, "changes": [vars(change) for change in changes]}, indent=2))
         return 0
@@ -318,7 +330,9 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{change.status:<13} {change.part}: {change.detail}")
     if args.website and not args.public_read:
         print("note: the website endpoint serves only objects anyone may read (--public-read)", file=sys.stderr)
-    print(f"setup-bucket: {changed} {'to change' if args.dry_run else 'changed'}, {len(changes) - changed} unchanged")
+    summary = f"setup-bucket: {changed} {'to change' if args.dry_run else 'changed'}, {unchanged} unchanged"
+    unsupported = [change.part for change in changes if change.status == "unsupported"]
+    print(summary + (f", unsupported by this store: {', '.join(unsupported)}" if unsupported else ""))
     return 0
 
 

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -677,6 +678,8 @@ class BucketPlan:
     """What ``setup-bucket`` is asked to configure; nothing that is not asked for is touched."""
 
     public_read: bool = False
+    #: With ``public_read``: also block public ACLs. Off for stores that then refuse every write (Ceph's RADOS Gateway).
+    public_access_block: bool = True
     website: bool = False
     redirect_url: str = ""  #: scheme and host of the sidecar, where the website sends misses
     incoming_expiry_days: int | None = None
@@ -693,15 +696,22 @@ _PUBLIC_ACCESS = {
     "BlockPublicPolicy": False,
     "RestrictPublicBuckets": False,
 }
-#: Error codes S3 answers for a missing configuration of each kind.
+#: The option that leaves the public access block alone, named in the errors that call for it.
+NO_PUBLIC_ACCESS_BLOCK = "--no-public-access-block"
+
+
 def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dry_run: bool = False) -> list[Change]:
     """Create the bucket if needed and configure what ``plan`` asks for; a second run changes nothing.
 
     Each configuration keeps what others wrote into it (policy statements, routing, lifecycle and CORS rules) and
-    replaces only its own part, found by its id (or, for routing rules, by the derivatives' key prefix).
+    replaces only its own part, found by its id (or, for routing rules, by the derivatives' key prefix). A part the
+    store does not have (405, 501, NotImplemented) is reported ``unsupported`` and the others are still set. With
+    ``public_read``, a test object is then written, read back and read without credentials (``verified``): a store
+    may accept a configuration and then behave otherwise.
 
     Raises:
-        StorageError: S3 refused a call or could not be reached.
+        StorageError: S3 refused a call or could not be reached, or the test object failed; a public access block
+            set by this run is removed again when writes fail after it.
     """
     changes: list[Change] = []
 
@@ -721,19 +731,33 @@ def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dr
         # A bucket about to be created has no configuration to read.
         return admin.read(operation) if exists else None
 
-    derived = settings.s3_prefix + settings.derived_prefix
-    if plan.public_read:
+    def configure(part: str, apply: Callable[[], None]) -> None:
         try:
-            current = (read("get_public_access_block") or {}).get("PublicAccessBlockConfiguration")
-        except UnsupportedByStoreError:
-            changes.append(Change("public access block", "unsupported", "this store has none; the policy decides"))
-        else:
-            record(
-                "public access block",
-                current != _PUBLIC_ACCESS,
-                "public ACLs blocked, public bucket policies allowed",
-                lambda: admin.call("put_public_access_block", PublicAccessBlockConfiguration=_PUBLIC_ACCESS),
+            apply()
+        except UnsupportedByStoreError as error:
+            changes.append(Change(part, "unsupported", f"this store has none ({error.detail})"))
+
+    derived = settings.s3_prefix + settings.derived_prefix
+    #: Puts back the public access block found, if this run changed it.
+    restore_access: list[Callable[[], object]] = []
+
+    def public_access_block() -> None:
+        current = (read("get_public_access_block") or {}).get("PublicAccessBlockConfiguration")
+        changed = current != _PUBLIC_ACCESS
+        record(
+            "public access block",
+            changed,
+            "public ACLs blocked, public bucket policies allowed",
+            lambda: admin.call("put_public_access_block", PublicAccessBlockConfiguration=_PUBLIC_ACCESS),
+        )
+        if changed and not dry_run:
+            restore_access.append(
+                (lambda: admin.call("delete_public_access_block"))
+                if current is None
+                else (lambda: admin.call("put_public_access_block", PublicAccessBlockConfiguration=current))
             )
+
+    def bucket_policy() -> None:
         resource = f"arn:aws:s3:::{admin.bucket}/{derived}*"
         statement = {
             "Sid": _POLICY_SID,
@@ -752,15 +776,16 @@ def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dr
             f"anyone may read {resource} (originals stay private)",
             lambda: admin.call("put_bucket_policy", Policy=json.dumps(policy)),
         )
-    if plan.website:
+
+    def website() -> None:
         current = read("get_bucket_website") or {}
-        website = {"IndexDocument": current.get("IndexDocument", {"Suffix": "index.html"})}
-        website.update({name: current[name] for name in ("ErrorDocument", "RoutingRules") if name in current})
+        wanted = {"IndexDocument": current.get("IndexDocument", {"Suffix": "index.html"})}
+        wanted.update({name: current[name] for name in ("ErrorDocument", "RoutingRules") if name in current})
         detail = "hosting on"
         if plan.redirect_url:
             ours = _routing_rules(settings, plan.redirect_url)
             others = [rule for rule in current.get("RoutingRules", []) if not _is_ours(rule, derived)]
-            website["RoutingRules"] = others + ours
+            wanted["RoutingRules"] = others + ours
             target = ours[0]["Redirect"]
             detail += (
                 f"; 404 and 403 under {derived} redirect (302) to {target['Protocol']}://{target['HostName']}/"
@@ -768,50 +793,93 @@ def setup_bucket(settings: Settings, admin: BucketAdmin, plan: BucketPlan, *, dr
             )
         record(
             "website",
-            website != current,
+            wanted != current,
             detail,
-            lambda: admin.call("put_bucket_website", WebsiteConfiguration=website),
+            lambda: admin.call("put_bucket_website", WebsiteConfiguration=wanted),
         )
-    if plan.incoming_expiry_days is not None:
+
+    def lifecycle(days: int) -> None:
         incoming = settings.s3_prefix + settings.incoming_prefix
         # Uploads and the presets made of them at upload time: both stay behind if never activated.
         incoming_derivatives = settings.s3_prefix + settings.derived_prefix + settings.incoming_prefix
         prefixes = {_LIFECYCLE_ID: incoming, f"{_LIFECYCLE_ID}-derivatives": incoming_derivatives}
-        lifecycle_rules: list[dict[str, Any]] = [
+        ours: list[dict[str, Any]] = [
             {
                 "ID": rule_id,
                 "Filter": {"Prefix": prefix},
                 "Status": "Enabled",
-                "Expiration": {"Days": plan.incoming_expiry_days},
+                "Expiration": {"Days": days},
                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
             }
             for rule_id, prefix in prefixes.items()
         ]
         rules = (read("get_bucket_lifecycle_configuration") or {}).get("Rules", [])
-        lifecycle = {"Rules": [item for item in rules if item.get("ID") not in prefixes] + lifecycle_rules}
+        wanted = {"Rules": [item for item in rules if item.get("ID") not in prefixes] + ours}
         record(
             "lifecycle",
-            not all(_has_rule(rules, rule) for rule in lifecycle_rules),
-            f"uploads under {incoming} and {incoming_derivatives} never activated expire after "
-            f"{plan.incoming_expiry_days} days",
-            lambda: admin.call("put_bucket_lifecycle_configuration", LifecycleConfiguration=lifecycle),
+            not all(_has_rule(rules, rule) for rule in ours),
+            f"uploads under {incoming} and {incoming_derivatives} never activated expire after {days} days",
+            lambda: admin.call("put_bucket_lifecycle_configuration", LifecycleConfiguration=wanted),
         )
-    if plan.cors_origins:
+
+    def cors(origins: tuple[str, ...]) -> None:
         rule = {
             "ID": _CORS_ID,
             "AllowedMethods": ["GET", "HEAD"],
-            "AllowedOrigins": list(plan.cors_origins),
+            "AllowedOrigins": list(origins),
             "MaxAgeSeconds": 86400,
         }
         rules = (read("get_bucket_cors") or {}).get("CORSRules", [])
-        cors = {"CORSRules": [item for item in rules if item.get("ID") != _CORS_ID] + [rule]}
+        wanted = {"CORSRules": [item for item in rules if item.get("ID") != _CORS_ID] + [rule]}
         record(
             "CORS",
             not _has_rule(rules, rule),
-            f"GET and HEAD from {', '.join(plan.cors_origins)}",
-            lambda: admin.call("put_bucket_cors", CORSConfiguration=cors),
+            f"GET and HEAD from {', '.join(origins)}",
+            lambda: admin.call("put_bucket_cors", CORSConfiguration=wanted),
         )
+
+    if plan.public_read:
+        if plan.public_access_block:
+            configure("public access block", public_access_block)
+        else:
+            changes.append(Change("public access block", "skipped", f"left as it is ({NO_PUBLIC_ACCESS_BLOCK})"))
+        configure("bucket policy", bucket_policy)
+    if plan.website:
+        configure("website", website)
+    if plan.incoming_expiry_days is not None:
+        configure("lifecycle", partial(lifecycle, plan.incoming_expiry_days))
+    if plan.cors_origins:
+        configure("CORS", partial(cors, plan.cors_origins))
+    if plan.public_read and not dry_run:
+        changes.append(_verify_public_read(admin, derived, plan, restore_access))
     return changes
+
+
+def _verify_public_read(
+    admin: BucketAdmin, derived: str, plan: BucketPlan, restore_access: list[Callable[[], object]]
+) -> Change:
+    """A test object under the derivatives' prefix: written, read back, read without credentials, deleted.
+
+    Raises:
+        StorageError: a step failed; a public access block this run set is put back as it was when the write
+            failed, and the message names the option that leaves it alone.
+    """
+    key = f"{derived}resize-sidecar-setup-check-{uuid.uuid4().hex}"
+    try:
+        admin.try_object(key, anonymous_read=True)
+    except StorageError as error:
+        advice = ""
+        if plan.public_access_block:
+            undone = ""
+            if restore_access:
+                restore_access[0]()
+                undone = " It was put back as it was."
+            advice = (
+                f" If writes fail since the public access block was set (Ceph's RADOS Gateway refuses every write "
+                f"under BlockPublicAcls), run setup-bucket again with {NO_PUBLIC_ACCESS_BLOCK}.{undone}"
+            )
+        raise StorageError(f"setup-bucket could not verify bucket {admin.bucket!r}: {error.detail}.{advice}") from error
+    return Change("public read", "verified", f"a test object under {derived} was written, read back and read by anyone")
 
 
 def _routing_rules(settings: Settings, redirect_url: str) -> list[dict[str, Any]]:

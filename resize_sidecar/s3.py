@@ -8,6 +8,7 @@ exception.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,6 +18,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
@@ -326,9 +328,7 @@ def _add_content_md5(params: dict[str, Any], **_: Any) -> None:
         params["headers"]["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
-#: OS errors meaning "there is no object at this key" rather than "storage is broken".
-
-
+#: Error codes S3 answers for a missing configuration of each kind.
 _MISSING = (
     "NoSuchBucketPolicy",
     "NoSuchPublicAccessBlockConfiguration",
@@ -336,6 +336,12 @@ _MISSING = (
     "NoSuchLifecycleConfiguration",
     "NoSuchCORSConfiguration",
 )
+
+
+#: Answers of a store that lacks a kind of bucket configuration: NotImplemented (501) from MinIO, 405
+#: MethodNotAllowed from Ceph's RADOS Gateway for website calls while its static websites are off.
+_UNSUPPORTED_STATUSES = (405, 501)
+_UNSUPPORTED_CODES = ("NotImplemented", "MethodNotAllowed")
 
 
 class UnsupportedByStoreError(StorageError):
@@ -350,18 +356,24 @@ class BucketAdmin:
         assert isinstance(storage, S3Storage)
         self.bucket = bucket
         self.region = settings.s3_region
+        self._endpoint_url = storage.endpoint_url or None
         self._client = storage.client()
 
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """One S3 call on the bucket.
 
         Raises:
+            UnsupportedByStoreError: the store does not have this kind of call (405, 501 or NotImplemented).
             StorageError: S3 refused it or could not be reached.
         """
         try:
             answer: dict[str, Any] = getattr(self._client, operation)(Bucket=self.bucket, **params)
         except (BotoCoreError, ClientError) as error:
-            raise StorageError(f"S3 {operation} on bucket {self.bucket!r}: {_describe(error)}") from error
+            message = f"S3 {operation} on bucket {self.bucket!r}: {_describe(error)}"
+            status, code = _status_and_code(error)
+            if status in _UNSUPPORTED_STATUSES or code in _UNSUPPORTED_CODES:
+                raise UnsupportedByStoreError(message) from error
+            raise StorageError(message) from error
         answer.pop("ResponseMetadata", None)
         return answer
 
@@ -375,13 +387,48 @@ class BucketAdmin:
         try:
             return self.call(operation)
         except StorageError as error:
-            cause = error.__cause__
-            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
-            if code in _MISSING:
+            if isinstance(error.__cause__, ClientError) and _status_and_code(error.__cause__)[1] in _MISSING:
                 return None
-            if code == "NotImplemented":
-                raise UnsupportedByStoreError(error.detail) from cause
             raise
+
+    def try_object(self, key: str, *, anonymous_read: bool) -> None:
+        """Write a small object at ``key`` (the whole key, any storage prefix included), read it back, and with
+        ``anonymous_read`` read it once more without credentials; then delete it.
+
+        What a store accepts as configuration is no proof of what it then does: Ceph's RADOS Gateway takes a public
+        access block that blocks public ACLs and from then on refuses every write, the owner's included.
+
+        Raises:
+            StorageError: a step failed; the message names it.
+        """
+        data = os.urandom(16)
+        self.call("put_object", Key=key, Body=data, ContentType="application/octet-stream", CacheControl="no-store")
+        try:
+            body = self.call("get_object", Key=key)["Body"]
+            with contextlib.closing(body):
+                if body.read() != data:
+                    raise StorageError(f"S3 bucket {self.bucket!r}: {key!r} read back other bytes than were written")
+            if anonymous_read:
+                self._read_anonymously(key)
+        finally:
+            self.call("delete_object", Key=key)
+
+    def _read_anonymously(self, key: str) -> None:
+        with _session_lock:
+            client = _session().client(
+                "s3",
+                region_name=self.region,
+                endpoint_url=self._endpoint_url,
+                config=self._client.meta.config.merge(Config(signature_version=UNSIGNED)),
+            )
+        try:
+            # A GET, not a HEAD: moto's server answers an anonymous HEAD 403 whatever the policy says.
+            client.get_object(Bucket=self.bucket, Key=key)["Body"].close()
+        except (BotoCoreError, ClientError) as error:
+            raise StorageError(
+                f"S3 bucket {self.bucket!r}: a read of {key!r} without credentials failed ({_describe(error)}), so "
+                "the bucket policy does not make derivatives public (an account-wide public access block?)"
+            ) from error
 
     def exists(self) -> bool:
         """Whether the bucket exists and is ours.

@@ -17,6 +17,8 @@ import logging
 import os
 import secrets
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,6 +175,48 @@ def open_storage(settings: Settings) -> Storage:
             max_attempts=settings.s3_max_attempts,
         )
     return LocalStorage(settings.local_root, file_mode=settings.file_mode, dir_mode=settings.dir_mode)
+
+
+class WriteProbe:
+    """Whether storage takes writes, learned by writing a small object at ``key`` at most once per ``interval`` s.
+
+    A store can answer every read and refuse every write (Ceph's RADOS Gateway under a public access block that
+    blocks public ACLs refuses even the owner's PUTs): misses are then made again and again and never stored.
+    Readiness is probed every few seconds, by every balancer and orchestrator, and each write is a request S3 bills:
+    the answer, a failure as well as a success, is kept for ``interval`` seconds. The one object is replaced each
+    time, so nothing piles up.
+    """
+
+    def __init__(
+        self, storage: Storage, key: str, *, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.storage = storage
+        self.key = key
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._written_at: float | None = None
+        self._failure = ""
+
+    def check(self) -> None:
+        """Write unless the last write is under ``interval`` seconds old.
+
+        Raises:
+            StorageError: the last write failed; the message says how.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._written_at is None or now - self._written_at >= self.interval:
+                self._written_at = now
+                try:
+                    self.storage.put(self.key, b"ok\n", "text/plain", "no-store")
+                except StorageError as error:
+                    self._failure = error.detail
+                else:
+                    self._failure = ""
+            failure = self._failure
+        if failure:
+            raise StorageError(failure)
 
 
 def delete_derivatives(storage: Storage, key: str, derived_prefix: str) -> int:

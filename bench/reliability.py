@@ -15,6 +15,9 @@
   per megapixel per format, the deadline against decodes that report no progress, and how long a legitimate miss
   waits beside four clients sending hostile originals. ``--only-hostile`` measures these alone and keeps the other
   figures of the last run.
+- Slow clients (row 35): ``bench/slow_edge.py``: how long legitimate misses take while 16 slow-header and 16
+  slow-body clients hold connections at nginx, and straight at gunicorn. ``--only-slow-clients`` measures this alone
+  and keeps the other figures of the last run.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ for folder in (REPO, REPO / "bench"):
         sys.path.insert(0, str(folder))
 
 import hostile  # noqa: E402
+import slow_edge  # noqa: E402
 import soak  # noqa: E402
 
 from resize_sidecar.settings import Settings  # noqa: E402
@@ -201,6 +205,8 @@ def write_summary(figures: dict[str, Any], out: Path) -> None:
         ]
     if figures.get("hostile"):
         lines += _hostile_lines(figures["hostile"])
+    if figures.get("slow_clients"):
+        lines += slow_edge.summary_lines(figures["slow_clients"])
     (out / "reliability.md").write_text("\n".join(lines))
 
 
@@ -253,10 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-hardening", action="store_true", help="do not run tests/test_hardening.py")
     parser.add_argument("--only-hostile", action="store_true", help="measure the hostile originals alone")
     parser.add_argument("--unguarded-floods", action="store_true", help="decode the large scan floods unguarded")
+    parser.add_argument("--only-slow-clients", action="store_true", help="measure the slow clients alone")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {}
+    if args.only_slow_clients:
+        figures = json.loads((out / "reliability.json").read_text())
+        figures["slow_clients"] = slow_edge.measure()
+        write_summary(figures, out)
+        print((out / "reliability.md").read_text())
+        return 0
     if args.only_hostile:
         figures = json.loads((out / "reliability.json").read_text())
         return _finish(figures, out, unguarded_floods=args.unguarded_floods)
@@ -276,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if hardening.exists() and not args.skip_hardening:
         print("F1, F2, overload: tests/test_hardening.py...", file=sys.stderr)
         figures["hardening"] = run_pytest("tests/test_hardening.py", results=out)
+    print("Row 35: slow clients...", file=sys.stderr)
+    figures["slow_clients"] = slow_edge.measure()
     return _finish(figures, out, unguarded_floods=args.unguarded_floods)
 
 

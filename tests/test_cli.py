@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -164,7 +165,8 @@ def test_the_renderer_refuses_them_too_when_settings_were_never_validated(name: 
     from resize_sidecar.errors import SettingsError
     from resize_sidecar.nginx import render_nginx
 
-    values = {"storage": "s3", "s3_bucket": "media", name.removeprefix("RESIZE_SIDECAR_").lower(): value}
+    setting = name.removeprefix("RESIZE_SIDECAR_").lower()
+    values: dict[str, Any] = {"storage": "s3", "s3_bucket": "media", setting: value}
     settings = Settings(**values)  # no validate()
     for auth in ("none", "sigv4"):
         with pytest.raises(SettingsError, match="cannot go into nginx's configuration"):

@@ -227,6 +227,28 @@ def test_a_cached_hit_deleted_from_s3_is_served_no_longer_than_the_cache_validit
         assert raw_get(nginx.url, url)[0] == 404  # and nothing of it was cached again
 
 
+def test_an_unchanged_cached_hit_is_checked_with_a_conditional_get_after_the_cache_validity(
+    private_bucket: PrivateBucket, signed_edge: tuple[SidecarServer, NginxServer]
+) -> None:
+    """The bound's cost: once the entry holds S3's own ETag, the check is a signed 304, not the whole object."""
+    sidecar, _ = signed_edge
+    key = "private/unchanged.jpg"
+    put_original(private_bucket, key, photo(640, 480))
+    url = format_path(key, "170x", "jpg", SECRET)
+    env = {**private_bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": "1s"}
+    with NginxServer(env, sidecar_url=sidecar.url) as nginx:
+        status, _, body = raw_get(nginx.url, url)
+        assert status == 200
+        seen = set()
+        deadline = time.monotonic() + 15
+        while "REVALIDATED" not in seen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status, headers, again = raw_get(nginx.url, url)
+            assert (status, again) == (200, body)
+            seen.add(headers["x-cache-status"])
+        assert "REVALIDATED" in seen, seen
+
+
 class StandInS3:
     """An S3 endpoint answering fixed shapes: a key whose first segment under the derived prefix (or the bucket)
     names a shape gets it; any other key is 404 NoSuchKey. It records the requests it gets."""

@@ -1,20 +1,26 @@
 """Benchmark of the middleware: URL signing, HTML rewriting, and the latency it adds to an app.
 
-Each figure is measured against its baseline in the same run, interleaved, and reported as a median:
+Each figure is measured against its baseline in the same run, interleaved, and reported as a median [min–max]:
 
 - signing: ``MediaURLs.derivative`` (distinct keys) against ``signing.format_path``;
-- rewriting: a realistic 200 KB page with 100 images, through ``HTMLRewriter.rewrite`` and through the whole
-  middleware, against the unwrapped app;
-- pass-through: a hello-world app in-process and under gunicorn over HTTP, wrapped and unwrapped.
+- rewriting: realistic pages (a 200 KB blog page with 100 images, a page of sanitized user comments with images, a
+  page without media) through ``HTMLRewriter.rewrite`` (lol_html) against the regular-expression rewriter it
+  replaced (``regex_rewriter_before.py``), and through the whole middleware against the unwrapped app;
+- the worst-case inputs of the rewriting tests (``tests/test_rewrite_spec.py::WORST_CASES``), through both
+  rewriters (the old one once each, in a subprocess stopped after 120 s);
+- pass-through: a hello-world app in-process and under gunicorn over HTTP, wrapped and unwrapped;
+- with html5lib-tests present (``HTML5LIB_TESTS``, see ``tests/test_rewrite_spec.py``): how many of the
+  tree-construction pages with inserted media references each rewriter changes in a way a parser reads differently.
 
 Goals: signing under 10 µs per URL, rewriting at least 20 MB/s, pass-through overhead under 5%.
-Run: ``.venv/bin/python bench/bench_middleware.py`` (about a minute); results go to ``bench/results/middleware.md``.
+Run: ``.venv/bin/python bench/bench_middleware.py`` (a few minutes); results go to ``bench/results/middleware.md``.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import platform
 import statistics
 import subprocess
@@ -22,17 +28,24 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from middleware import MediaMiddleware, MediaURLs
-from middleware.rewrite import HTMLRewriter
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import DerivativeSpec, format_path
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from regex_rewriter_before import HTMLRewriter as RegexRewriter  # noqa: E402
+
+from middleware import MediaMiddleware, MediaURLs  # noqa: E402
+from middleware.rewrite import HTMLRewriter  # noqa: E402
+from resize_sidecar.settings import Settings  # noqa: E402
+from resize_sidecar.signing import DerivativeSpec, format_path  # noqa: E402
+from tests.test_rewrite_spec import CORPUS, MEDIA_MARKUP, WORST_CASES, insertions, same_to_a_parser  # noqa: E402
+from tests.test_rewrite_spec import tree_construction_inputs as corpus_pages  # noqa: E402
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "middleware.md"
 SETTINGS = Settings(secrets=("bench-secret-0123456789abcdef",), local_root="/nonexistent").validate()
 ROUNDS = 7
@@ -68,27 +81,51 @@ def make_page(images: int = 100, size: int = 200_000) -> str:
     return "".join(parts)
 
 
-def median_seconds(function: Callable[[], object], repeat: int) -> float:
-    """Median time of one call, over ROUNDS rounds of ``repeat`` calls."""
-    times = []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(repeat):
-            function()
-        times.append((time.perf_counter() - started) / repeat)
-    return statistics.median(times)
+def make_comments_page(comments: int = 300) -> str:
+    """A discussion page: the app's own markup around user comments as a sanitizer lets them through, a quarter of
+    them with an image (explicit URLs and plain sized ones), the others text with links and entities."""
+    parts = ['<!doctype html><html><head><meta charset="utf-8"><title>Thread</title></head><body><main>']
+    for index in range(comments):
+        body = (
+            f'<p>Reply {index} &mdash; I think the <a href="/wiki/Topic_{index}" rel="nofollow">second point</a>'
+            " holds, though &lt;b&gt;costs&lt;/b&gt; &gt; benefits when x &lt; 3. Quoting: <q>it depends</q>.</p>"
+        )
+        if index % 4 == 0:
+            key = f"uploads/2024/05/{index:04d}.jpg"
+            body += (
+                f'<img src="/media/{key}?w=600&amp;fmt=webp" alt="&lt;img&gt; posted by user {index}" title="a &lt; b">'
+                if index % 8
+                else f'<img src="/media/{key}" width="320" height="240" alt="photo {index}">'
+            )
+        parts.append(
+            f'<article class="comment" id="c{index}"><header><a href="/u/{index}">user{index}</a> '
+            f'<time datetime="2024-05-01">1 May</time></header>{body}</article>'
+        )
+    parts.append("</main></body></html>")
+    return "".join(parts)
 
 
-def interleaved(functions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median per-call time of each function, rounds interleaved so that machine noise hits all alike."""
+def spread(times: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def interleaved_rounds(
+    functions: dict[str, Callable[[], object]], repeat: int, rounds: int = ROUNDS
+) -> dict[str, list[float]]:
+    """Per-call seconds of each function in each round, rounds interleaved so that machine noise hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for name, function in functions.items():
             started = time.perf_counter()
             for _ in range(repeat):
                 function()
             times[name].append((time.perf_counter() - started) / repeat)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def interleaved(functions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median per-call time of each function over interleaved rounds."""
+    return {name: statistics.median(values) for name, values in interleaved_rounds(functions, repeat).items()}
 
 
 def bench_signing() -> dict[str, float]:
@@ -130,28 +167,87 @@ def call(app: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]) -> by
     return b"".join(app(environ, lambda status, headers, exc_info=None: None))  # type: ignore[arg-type]
 
 
-def bench_rewrite() -> dict[str, float]:
-    page = make_page()
-    rewriter = HTMLRewriter(MediaURLs(SETTINGS))
-    rewritten = rewriter.rewrite(page)
-    # 50 explicit URLs, and 50 sized images with a src and two srcset candidates each.
-    assert rewritten.count("/media/_r/") == 50 + 50 * 3, "every image on the page must be rewritten"
-    plain = html_app(page.encode())
-    wrapped = MediaMiddleware(plain, SETTINGS)
-    text = median_seconds(lambda: HTMLRewriter(MediaURLs(SETTINGS)).rewrite(page), 20)
-    text_warm = median_seconds(lambda: rewriter.rewrite(page), 20)
-    result = interleaved({"plain": lambda: call(plain), "wrapped": lambda: call(wrapped)}, 20)
-    size = len(page.encode())
-    return {
-        "page_bytes": size,
-        "rewrite_cold_ms": text * 1e3,
-        "rewrite_cold_mb_s": size / text / 1e6,
-        "rewrite_warm_ms": text_warm * 1e3,
-        "rewrite_warm_mb_s": size / text_warm / 1e6,
-        "app_plain_us": result["plain"] * 1e6,
-        "app_wrapped_ms": result["wrapped"] * 1e3,
-        "middleware_mb_s": size / (result["wrapped"] - result["plain"]) / 1e6,
+def bench_rewrite() -> dict[str, dict[str, object]]:
+    """MB/s of each rewriter on each page, and of the whole middleware against the unwrapped app."""
+    urls = MediaURLs(SETTINGS)
+    rewriters = {"lol_html": HTMLRewriter(urls), "regex, before": RegexRewriter(urls)}
+    pages = {
+        "blog page, 100 images": make_page(),
+        "comments, 75 images": make_comments_page(),
+        "blog page, no media URL": make_page(images=0),
     }
+    # 50 explicit URLs, and 50 sized images with a src and two srcset candidates each.
+    assert rewriters["lol_html"].rewrite(pages["blog page, 100 images"]).count("/media/_r/") == 50 + 50 * 3
+    results: dict[str, dict[str, object]] = {}
+    for page_name, page in pages.items():
+        size = len(page.encode())
+        functions = {name: (lambda r=rewriter, p=page: r.rewrite(p)) for name, rewriter in rewriters.items()}
+        plain = html_app(page.encode())
+        wrapped = MediaMiddleware(plain, SETTINGS)
+        functions["unwrapped app"] = lambda app=plain: call(app)
+        functions["whole middleware"] = lambda app=wrapped: call(app)
+        times = interleaved_rounds(functions, 10)
+        results[page_name] = {"bytes": size, **{name: spread(values) for name, values in times.items()}}
+    return results
+
+
+def bench_worst_cases() -> dict[str, dict[str, object]]:
+    """The worst-case inputs: the new rewriter over rounds, the old one once each in a subprocess with a time limit."""
+    rewriter = HTMLRewriter(MediaURLs(SETTINGS), picture_formats=("webp",))
+    logging.getLogger("middleware.rewrite").setLevel(logging.ERROR)  # over-budget pages are logged; expected here
+    results: dict[str, dict[str, object]] = {}
+    for name, page in WORST_CASES.items():
+        times = interleaved_rounds({name: lambda p=page: rewriter.rewrite(p)}, 1, rounds=5)[name]
+        results[name] = {
+            "bytes": len(page.encode()),
+            "lol_html": spread(times),
+            "lol_html_output_bytes": len(rewriter.rewrite(page).encode()),
+            "regex, before": _old_worst_case(name),
+        }
+    return results
+
+
+OLD_WORST_CASE = """
+import sys, time
+sys.path[:0] = [{here!r}]
+from bench_middleware import SETTINGS, WORST_CASES, MediaURLs, RegexRewriter
+rewriter = RegexRewriter(MediaURLs(SETTINGS), picture_formats=("webp",))
+started = time.perf_counter()
+output = rewriter.rewrite(WORST_CASES[{name!r}])
+print(time.perf_counter() - started, len(output.encode()))
+"""
+OLD_WORST_CASE_LIMIT = 120
+
+
+def _old_worst_case(name: str) -> dict[str, object]:
+    code = OLD_WORST_CASE.format(here=str(HERE), name=name)
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=OLD_WORST_CASE_LIMIT, check=True
+        )
+    except subprocess.TimeoutExpired:
+        return {"seconds": None, "stopped_after_s": OLD_WORST_CASE_LIMIT}
+    seconds, output_bytes = finished.stdout.split()[-2:]
+    return {"seconds": float(seconds), "output_bytes": int(output_bytes)}
+
+
+def bench_corpus() -> dict[str, object]:
+    """Of html5lib-tests' tree-construction pages with media markup inserted, how many each rewriter changes and how
+    many of those a parser then reads differently (beyond the media attributes); empty without the corpus."""
+    if not (CORPUS / "tree-construction").is_dir():
+        return {"skipped": f"html5lib-tests not found at {CORPUS}"}
+    pages = [page for data in corpus_pages() for page in insertions(data, MEDIA_MARKUP)]
+    urls = MediaURLs(SETTINGS)
+    results: dict[str, object] = {"pages": len(pages)}
+    for name, rewriter in {"lol_html": HTMLRewriter(urls), "regex, before": RegexRewriter(urls)}.items():
+        changed = misread = 0
+        for page in pages:
+            rewritten = rewriter.rewrite(page)
+            if rewritten != page:
+                changed += 1
+                misread += not same_to_a_parser(page, rewritten)
+        results[name] = {"changed": changed, "read_differently": misread}
+    return results
 
 
 def hello(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -221,21 +317,77 @@ def bench_pass_through_http(requests: int = 1500) -> dict[str, float]:
     return {"plain_us": plain * 1e6, "wrapped_us": wrapped * 1e6, "overhead_percent": (wrapped / plain - 1) * 100}
 
 
-def report(results: dict[str, dict[str, float]]) -> str:
-    signing, rewrite = results["signing"], results["rewrite"]
-    process, http_ = results["pass_through_in_process"], results["pass_through_http"]
+def _rate(size: int, times: dict[str, float]) -> str:
+    """MB/s as median [min–max] (the fastest round is the highest rate)."""
+    return f"{size / times['median'] / 1e6:.1f} [{size / times['max'] / 1e6:.1f}–{size / times['min'] / 1e6:.1f}]"
+
+
+def _duration(times: dict[str, float]) -> str:
+    return f"{times['median'] * 1e3:.1f} ms [{times['min'] * 1e3:.1f}–{times['max'] * 1e3:.1f}]"
+
+
+def report(results: dict[str, Any]) -> str:
+    signing, process, http_ = results["signing"], results["pass_through_in_process"], results["pass_through_http"]
+    rewrite_rows = []
+    for name, page in results["rewrite"].items():
+        added = {key: page["whole middleware"][key] - page["unwrapped app"][key] for key in ("median", "min", "max")}
+        rewrite_rows.append(
+            f"| {name} | {page['bytes'] / 1000:.0f} KB | {_rate(page['bytes'], page['lol_html'])} | "
+            f"{_rate(page['bytes'], page['regex, before'])} | "
+            f"{page['regex, before']['median'] / page['lol_html']['median']:.2f}× | "
+            f"{_duration(page['whole middleware'])} ({added['median'] * 1e3:.2f} ms over the app) |"
+        )
+    worst_rows = []
+    for name, case in results["worst_cases"].items():
+        old = case["regex, before"]
+        before = (
+            f"{old['seconds']:.2f} s" if old["seconds"] is not None else f"stopped after {old['stopped_after_s']} s"
+        )
+        if old.get("output_bytes"):
+            before += f", output {old['output_bytes'] / 1e6:.1f} MB"
+        worst_rows.append(
+            f"| {name} | {case['bytes'] / 1e6:.2f} MB | {_duration(case['lol_html'])}, "
+            f"output {case['lol_html_output_bytes'] / 1e6:.2f} MB | {before} |"
+        )
+    corpus = results["corpus"]
+    if "skipped" in corpus:
+        corpus_text = f"Not measured: {corpus['skipped']} (set HTML5LIB_TESTS; see tests/test_rewrite_spec.py)."
+    else:
+        corpus_text = (
+            f"Of {corpus['pages']:,} html5lib-tests tree-construction pages with media markup inserted, lol_html "
+            f"changed {corpus['lol_html']['changed']:,} and html5lib read "
+            f"{corpus['lol_html']['read_differently']:,} of them differently beyond their media attributes; the "
+            f"regular-expression rewriter changed {corpus['regex, before']['changed']:,} and "
+            f"{corpus['regex, before']['read_differently']:,} of them read differently."
+        )
+    rows = "\n".join(rewrite_rows)
+    worst = "\n".join(worst_rows)
     return f"""# Middleware benchmark
 
-Machine: {platform.machine()}, Python {platform.python_version()}, {platform.system()}; medians of {ROUNDS} rounds,
-each figure measured against its baseline in the same run. Produced by `bench/bench_middleware.py`.
+Machine: {platform.machine()}, Python {platform.python_version()}, {platform.system()}; each figure is measured
+against its baseline in the same run, interleaved, as median [min–max] of {ROUNDS} rounds (worst cases: 5 rounds;
+the old rewriter once each). Produced by `bench/bench_middleware.py`.
+
+## Rewriting
+
+| page | size | lol_html, MB/s | regex before, MB/s | lol_html speed-up | whole middleware, per request |
+|---|---|---|---|---|---|
+{rows}
+
+Worst-case inputs (from `tests/test_rewrite_spec.py`; the picture upgrade on):
+
+| input | size | lol_html | regex before |
+|---|---|---|---|
+{worst}
+
+{corpus_text}
+
+## Signing and pass-through
 
 | what | result | baseline (same run) | ratio | goal |
 |---|---|---|---|---|
 | signing, distinct keys | {signing["builder_us"]:.1f} µs/URL ({signing["urls_per_second"]:,.0f} URLs/s) | `signing.format_path` {signing["format_path_us"]:.1f} µs | {signing["builder_us"] / signing["format_path_us"]:.2f}× | < 10 µs |
 | signing, same key and box | {signing["same_key_us"]:.1f} µs/URL | | | |
-| rewrite, {rewrite["page_bytes"] / 1000:.0f} KB page, 100 images (new rewriter) | {rewrite["rewrite_cold_mb_s"]:.1f} MB/s ({rewrite["rewrite_cold_ms"]:.1f} ms) | | | ≥ 20 MB/s |
-| rewrite, same page again (warm caches) | {rewrite["rewrite_warm_mb_s"]:.1f} MB/s ({rewrite["rewrite_warm_ms"]:.1f} ms) | | | |
-| whole middleware on that page | {rewrite["app_wrapped_ms"]:.1f} ms/request, {rewrite["middleware_mb_s"]:.1f} MB/s added work | unwrapped app {rewrite["app_plain_us"]:.1f} µs | | |
 | pass-through, hello world in-process | {process["wrapped_us"]:.2f} µs/request (+{process["added_us"]:.2f} µs) | unwrapped {process["plain_us"]:.2f} µs | {process["wrapped_us"] / process["plain_us"]:.2f}× | |
 | pass-through, hello world over HTTP (gunicorn) | {http_["wrapped_us"]:.0f} µs/request | unwrapped {http_["plain_us"]:.0f} µs | {http_["overhead_percent"]:+.1f}% | < 5% |
 
@@ -251,6 +403,8 @@ def main() -> int:
     results = {
         "signing": bench_signing(),
         "rewrite": bench_rewrite(),
+        "worst_cases": bench_worst_cases(),
+        "corpus": bench_corpus(),
         "pass_through_in_process": bench_pass_through_in_process(),
         "pass_through_http": bench_pass_through_http(),
     }

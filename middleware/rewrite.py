@@ -46,7 +46,7 @@ Headers = list[tuple[str, str]]
 logger = logging.getLogger(__name__)
 
 _URL_ATTRIBUTES = ("src", "href", "poster")
-_SELECTOR = "[src], [srcset], [href], [poster], [style]"
+_READ_ATTRIBUTES = ("src", "srcset", "href", "poster", "style")
 # ASCII whitespace as HTML defines it: not NBSP or the other spaces str.strip() would remove.
 _SPACE = "\t\n\f\r "
 _DIGITS = re.compile(r"[0-9]{1,5}")
@@ -163,12 +163,17 @@ class HTMLRewriter:
         if settings.public_base_url:
             self._prefixes += (settings.public_base_url.rstrip("/") + settings.media_url,)
         self._derived_prefix = settings.derived_prefix
-        # A page without the media path's last name cannot hold one of its URLs, even written with references.
-        self._media_name = settings.media_url.rstrip("/").rpartition("/")[2].lower()
+        # A page or attribute without the media path's last name cannot hold one of its URLs, even written with
+        # character references (unless the name's own letters are references: such a URL is left as written).
+        # lol_html matches attribute selectors against the source text.
+        self._media_name = settings.media_url.rstrip("/").rpartition("/")[2]
+        self._selector = ", ".join(
+            f'[{name}*="{self._media_name}"]' if self._media_name else f"[{name}]" for name in _READ_ATTRIBUTES
+        )
 
     def rewrite(self, text: str) -> str:
         """The page with its media URLs rewritten (the same object when nothing changes or the budget is spent)."""
-        if self._media_name not in text.lower():
+        if self._media_name not in text:
             return text
         data = text.encode("utf-8", "surrogatepass")
         page = _Page(self, _GROWTH_FACTOR * len(data) + _GROWTH_ALLOWANCE)
@@ -178,7 +183,7 @@ class HTMLRewriter:
             # Handlers of one element run in the order they were added: these note where an <img> stands first.
             rewriter.on("picture img", _Note(page, "in_picture"))
             rewriter.on("svg img, math img", _Note(page, "in_foreign"))
-        rewriter.on(_SELECTOR, page)
+        rewriter.on(self._selector, page)
         try:
             rewriter.write(data)
             rewriter.end()

@@ -52,8 +52,8 @@ REFUSAL_RSS_KIB = 64 * 1024
 HEIF_AT_LIMIT_RSS_KIB = 320 * 1024
 
 SCAN_FLOOD = (
-    "a JPEG of 3000x3000 pixels in 10006 scans is 90054000000 pixels to decode, over the limit of 1000000000 "
-    "(MAX_JPEG_SCAN_PIXELS)"
+    "a JPEG of 3000x3000 pixels has more than 111 scans, each a pass over its pixels: over the limit of 1000000000 "
+    "pixels decoded (MAX_JPEG_SCAN_PIXELS)"
 )
 AVIF_FLOOD = (
     "a HEIF or AVIF of 7000x7000 pixels is decoded whole, and is over the limit of 16000000 pixels (MAX_HEIF_PIXELS)"
@@ -170,7 +170,12 @@ def limited(setting: str, value: int) -> Settings:
 def test_the_scan_count_is_what_libjpeg_reads() -> None:
     plain = progressive_jpeg(64, 64)
     assert imaging.jpeg_scans(plain) == 6
-    assert imaging.jpeg_scans(scan_flood_jpeg(64, 64, 500)) == 506
+    flood = scan_flood_jpeg(64, 64, 500)
+    assert imaging.jpeg_scans(flood) == 506
+    # Fill bytes (0xFF) may precede any marker.
+    assert imaging.jpeg_scans(flood.replace(b"\xff\xda", b"\xff\xff\xff\xda")) == 506
+    # Counting stops once past what the limit allows: the header check of a flood stays cheap.
+    assert imaging.jpeg_scans(flood, most=10) == 11
 
 
 def test_scans_of_an_embedded_thumbnail_or_of_a_picture_after_the_end_are_not_counted() -> None:
@@ -188,6 +193,18 @@ def test_after_bytes_out_of_place_every_scan_marker_left_is_counted() -> None:
     # Garbage where a marker should be: libjpeg skips it with a warning and reads on; so does the count.
     broken = flood[:sof] + b"\x00\x01garbage" + flood[sof:]
     assert imaging.jpeg_scans(broken) == flood.count(b"\xff\xda") == 306
+
+
+def test_a_flood_at_the_scan_limit_passes_and_one_scan_more_is_refused() -> None:
+    # A small picture's scan counts as 65,536 pixels: this limit allows 100 scans of it.
+    settings = Settings(max_jpeg_scan_pixels=65_536 * 100)
+    assert imaging.probe(scan_flood_jpeg(64, 64, 94), settings).scans == 100
+    with pytest.raises(SourceTooLargeError) as refused:
+        imaging.probe(scan_flood_jpeg(64, 64, 95), settings)
+    assert refused.value.detail == (
+        "a JPEG of 64x64 pixels has more than 100 scans, each a pass over its pixels: over the limit of 6553600 "
+        "pixels decoded (MAX_JPEG_SCAN_PIXELS)"
+    )
 
 
 def test_a_legitimate_progressive_photo_is_far_inside_the_scan_budget() -> None:

@@ -460,5 +460,6 @@ class BucketAdmin:
 def _describe(error: BotoCoreError | ClientError) -> str:
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
-        return f"{details.get('Code', '')} {details.get('Message', '')}".strip()
+        # Some stores (Ceph's RADOS Gateway) send no message: botocore then reads it as None.
+        return f"{details.get('Code') or ''} {details.get('Message') or ''}".strip()
     return str(error)

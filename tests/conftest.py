@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -55,6 +55,40 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+#: The S3 implementations of the store-parametrised tests: moto's emulator, and Ceph's RADOS Gateway (tests/rgw.py),
+#: which ``-m "not rgw"`` leaves out.
+S3_STORES = ["moto", pytest.param("rgw", marks=pytest.mark.rgw)]
+
+
+@pytest.fixture(scope="session")
+def rgw_endpoint() -> Iterator[str]:
+    """Ceph's RADOS Gateway on a free loopback port, started once per run (about 15 s) where Ceph is installed."""
+    from tests.rgw import PACKAGES, RadosGateway, missing_programs
+
+    missing = missing_programs()
+    if missing:
+        message = (
+            f"Ceph's RADOS Gateway is not installed ({', '.join(missing)} missing: apt-get install "
+            f"{' '.join(PACKAGES)}); `make test` installs it when run as root, -m 'not rgw' leaves these cases out"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with RadosGateway() as gateway:
+        yield gateway.url
+
+
+class S3Endpoint(NamedTuple):
+    store: str  #: "moto" or "rgw"
+    url: str
+
+
+@pytest.fixture(scope="session", params=S3_STORES)
+def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
+    """Each S3 implementation in turn: a test that takes it runs once per store."""
+    return S3Endpoint(request.param, request.getfixturevalue(f"{request.param}_endpoint"))
 
 
 @pytest.fixture

@@ -324,8 +324,11 @@ def public_derivatives_policy(bucket: str) -> str:
 
 
 @contextmanager
-def media_stack(mode: str, moto_endpoint: str, log_dir: Path, env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """nginx in front of a sidecar, over a fresh local folder or a fresh moto bucket whose derivatives are public."""
+def media_stack(
+    mode: str, moto_endpoint: str, log_dir: Path, env: dict[str, str] | None = None, *, public: bool = True
+) -> Iterator[Stack]:
+    """nginx in front of a sidecar, over a fresh local folder or a fresh bucket at an S3 endpoint (moto's, or any
+    other with the suite's credentials) whose derivatives are public, or private if not ``public``."""
     env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": mode, **(env or {})}
     if mode == "local":
         env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-media-"))
@@ -335,7 +338,8 @@ def media_stack(mode: str, moto_endpoint: str, log_dir: Path, env: dict[str, str
         bucket = f"e2e-{uuid.uuid4().hex[:12]}"
         client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
         client.create_bucket(Bucket=bucket)
-        client.put_bucket_policy(Bucket=bucket, Policy=public_derivatives_policy(bucket))
+        if public:
+            client.put_bucket_policy(Bucket=bucket, Policy=public_derivatives_policy(bucket))
         env.update(RESIZE_SIDECAR_S3_BUCKET=bucket, RESIZE_SIDECAR_S3_ENDPOINT_URL=moto_endpoint)
     settings = Settings(
         storage=mode,

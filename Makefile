@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx libnginx-mod-http-js chromium chromium-driver
+# ceph-mon, ceph-osd and radosgw: the suite's second S3 store, Ceph's RADOS Gateway (tests/rgw.py).
+APT_PACKAGES := nginx libnginx-mod-http-js chromium chromium-driver ceph-mon ceph-osd radosgw
 
 .PHONY: setup system-packages test demo bench clean
 

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -199,16 +199,22 @@ def test_storage_errors_are_not_turned_into_resizes(
         assert sidecar_requests(sidecar) == 0
 
 
+@contextmanager
+def short_lived_cache(bucket: PrivateBucket, sidecar: SidecarServer, key: str, valid: str) -> Iterator[NginxServer]:
+    """A new original at ``key``, and an nginx whose cached hits are valid for ``valid``."""
+    put_original(bucket, key, photo(640, 480))
+    env = {**bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": valid}
+    with NginxServer(env, sidecar_url=sidecar.url) as nginx:
+        yield nginx
+
+
 def test_a_cached_hit_deleted_from_s3_is_served_no_longer_than_the_cache_validity(
     private_bucket: PrivateBucket, signed_edge: tuple[SidecarServer, NginxServer]
 ) -> None:
     """Open-source nginx cannot purge: after NGINX_CACHE_VALID it asks S3 again, which no longer has the object."""
-    sidecar, _ = signed_edge
     key = "private/deleted.jpg"
-    put_original(private_bucket, key, photo(640, 480))
     url = format_path(key, "160x", "jpg", SECRET)
-    env = {**private_bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": "2s"}
-    with NginxServer(env, sidecar_url=sidecar.url) as nginx:
+    with short_lived_cache(private_bucket, signed_edge[0], key, "2s") as nginx:
         assert raw_get(nginx.url, url)[0] == 200
         status, headers, _ = raw_get(nginx.url, url)
         assert (status, headers["x-cache-status"]) == (200, "HIT")
@@ -231,12 +237,9 @@ def test_an_unchanged_cached_hit_is_checked_with_a_conditional_get_after_the_cac
     private_bucket: PrivateBucket, signed_edge: tuple[SidecarServer, NginxServer]
 ) -> None:
     """The bound's cost: once the entry holds S3's own ETag, the check is a signed 304, not the whole object."""
-    sidecar, _ = signed_edge
     key = "private/unchanged.jpg"
-    put_original(private_bucket, key, photo(640, 480))
     url = format_path(key, "170x", "jpg", SECRET)
-    env = {**private_bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": "1s"}
-    with NginxServer(env, sidecar_url=sidecar.url) as nginx:
+    with short_lived_cache(private_bucket, signed_edge[0], key, "1s") as nginx:
         status, _, body = raw_get(nginx.url, url)
         assert status == 200
         seen = set()

@@ -1,4 +1,4 @@
-"""Redirect mode (``ON_MISS=redirect``), for setups without nginx: an S3 website endpoint or a CDN in front.
+"""Redirect mode (``ON_MISS=redirect``): an S3 website endpoint or a CDN serves media and redirects misses.
 
 A real sidecar (gunicorn) stores derivatives in a bucket on moto's S3 server. moto stores a bucket's website
 configuration but serves no website, so :class:`Website` plays the website endpoint: it serves the bucket's objects
@@ -23,7 +23,7 @@ import requests
 from resize_sidecar.cli import main
 from resize_sidecar.signing import format_path
 from tests.conftest import SECRET, photo
-from tests.servers import SidecarServer, raw_get
+from tests.servers import NginxServer, SidecarServer, raw_get
 
 pytestmark = pytest.mark.e2e
 
@@ -207,6 +207,34 @@ def test_a_browser_at_the_website_is_routed_to_the_sidecar_and_back_to_the_image
     assert (response.status_code, response.headers["content-type"]) == (200, "image/jpeg")
     assert response.url == f"{setup.website.url}{path}?resized=1"
     assert response.content.startswith(b"\xff\xd8")
+
+
+def route_misses_to(setup: Setup, host: str) -> None:
+    settings = {name: value for name, value in setup.sidecar.env.items() if name.startswith("RESIZE_SIDECAR_")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        assert main(["setup-bucket", setup.bucket, "--website", "--redirect-host", host]) == 0
+
+
+def test_with_nginx_at_the_redirect_host_as_documented_a_browser_still_ends_at_the_image(setup: Setup) -> None:
+    """Clients never reach gunicorn (tests/test_slow_clients.py): the website routes misses to nginx, which passes
+    them to the sidecar and forwards its 302."""
+    key = "nginx/photo.jpg"
+    setup.put_original(key)
+    path = setup.path(key, "150x", "webp")
+    with NginxServer(setup.sidecar.env, sidecar_url=setup.sidecar.url) as nginx:
+        route_misses_to(setup, nginx.url)
+        try:
+            response = requests.get(setup.website.url + path, timeout=30)
+        finally:
+            route_misses_to(setup, setup.sidecar.url)
+
+    assert [step.status_code for step in response.history] == [302, 302]
+    assert response.history[0].headers["location"] == f"{nginx.url}{path}"
+    assert response.history[1].headers["cache-control"] == "no-store"
+    assert (response.status_code, response.headers["content-type"]) == (200, "image/webp")
+    assert response.url == f"{setup.website.url}{path}?resized=1"
 
 
 def test_a_website_that_keeps_missing_ends_in_a_404_after_two_round_trips_not_in_a_loop(setup: Setup) -> None:

@@ -63,7 +63,8 @@ def render_nginx(
     added there.
 
     Raises:
-        SettingsError: a URL argument that nginx could not use, or an unknown S3 authentication mode.
+        SettingsError: a URL argument that nginx could not use, an unknown S3 authentication mode, or a setting that
+            nginx would read as more than one word (a blank, ``;``, braces, quotes, ``$``).
     """
     sidecar_url = urlsplit(sidecar)
     if sidecar_url.scheme not in ("http", "https") or not sidecar_url.netloc or sidecar_url.path.strip("/"):

@@ -28,11 +28,10 @@ from tests.conftest import SECRET, S3Endpoint, photo
 from tests.servers import SidecarServer, Stack, media_stack, metric, raw_get
 from tests.test_e2e import AWKWARD_KEYS, image_size
 from tests.test_hardening import fetch_together
-from tests.test_operations import Run, cli, s3_env
+from tests.test_operations import Run, s3_env
+from tests.test_operations import cli as cli  # a fixture, used here by name
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["cli"]  # a fixture of test_operations, used here
 
 API_SECRET = "stores-api-secret-0123456789"
 ENV = {"RESIZE_SIDECAR_API_SECRET": API_SECRET, "RESIZE_SIDECAR_PRESETS": "thumb=120x120-fill"}
@@ -202,7 +201,7 @@ def test_upload_regenerate_and_check_work_on_the_store(cli: Run, stack: Stack, t
     rebuilt = cli("regenerate", "--prefix", f"{dest}/", "--json", env=smaller)
     assert rebuilt.code == 0, rebuilt.err
     assert rebuilt.json()["counts"] == {"rebuilt": 1}
-    assert image_size(stack.storage.get(f"_r/{key}/{thumb.rsplit('/', 1)[1]}"))[:2] == (90, 60)
+    assert image_size(stack.storage.get(f"_r/{key}/{thumb.rsplit('/', 1)[1]}") or b"")[:2] == (90, 60)
 
     checked = cli("check", "--json", env=stack_env(stack))
     storage = next(finding for finding in checked.json()["findings"] if finding["name"] == "storage")

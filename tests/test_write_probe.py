@@ -34,7 +34,7 @@ def test_the_write_probe_writes_at_most_once_per_interval_and_keeps_a_refusal_as
     storage: CountingStorage,
 ) -> None:
     now = [0.0]
-    probe = WriteProbe(storage, WRITE_PROBE_KEY, interval=30.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    probe = WriteProbe(storage, WRITE_PROBE_KEY, interval=30.0, clock=lambda: now[0])
 
     for now[0] in (0.0, 10.0, 29.9):
         probe.check()
@@ -59,7 +59,7 @@ def test_readiness_is_503_when_storage_refuses_writes(
     make_settings: Callable[..., Settings], storage: CountingStorage
 ) -> None:
     storage.fail_writes = True
-    app = make_app(make_settings(), storage=storage)  # type: ignore[arg-type]
+    app = make_app(make_settings(), storage=storage)
 
     response = get(app, "/readyz")
 
@@ -72,7 +72,7 @@ def test_a_derivative_made_but_not_stored_is_answered_and_logged_as_unstored(
 ) -> None:
     storage.inner.put("c.jpg", photo(300, 200), "image/jpeg", "")
     storage.fail_writes = True
-    app = make_app(make_settings(), storage=storage)  # type: ignore[arg-type]
+    app = make_app(make_settings(), storage=storage)
 
     with caplog.at_level(logging.INFO, logger="resize_sidecar.requests"):
         refused = get(app, url("c.jpg", "100x", "jpg"))

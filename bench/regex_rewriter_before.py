@@ -14,16 +14,14 @@ Two rules, applied in one pass over the page that looks only at the tags holding
   optionally it is wrapped in a ``<picture>`` with AVIF/WebP sources. An ``<img>`` that has a ``srcset`` is left alone.
 
 Comments and the contents of ``<script>``, ``<style>``, ``<textarea>`` and the other raw-text elements are never
-touched. Rewriting its own output changes nothing, so a page can pass through twice. :func:`rewrite_body` does the
-same to an encoded response body (charset, gzip or deflate) and fixes its headers.
+touched. Rewriting its own output changes nothing, so a page can pass through twice. (Its handling of encoded
+response bodies, unchanged, is ``middleware.rewrite.rewrite_body``.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
-import zlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote
@@ -85,7 +83,6 @@ _ATTRIBUTE = re.compile(r"([^\s\"'>/=][^\s\"'>/=]*+)(?:\s*+=\s*+(?:\"([^\"]*+)\"
 _CSS_URL = re.compile(r"""url\(\s*(["']?)([^"')]*)\1\s*\)""", re.IGNORECASE)
 # One srcset candidate (group 1 is its URL): a run of non-space whose trailing commas separate it from the next one.
 _SRCSET_CANDIDATE = re.compile(r"[\s,]*([^\s,]\S*?)(?=,*(?:\s|\Z))[^,]*")
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 _MIME_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 
 
@@ -298,85 +295,3 @@ class HTMLRewriter:
 def _dimension(attribute: _Attribute | None) -> int | None:
     value = attribute.value.strip() if attribute else ""
     return int(value) if _NUMBER.fullmatch(value) and int(value) > 0 else None
-
-
-def rewrite_body(body: bytes, headers: Headers, rewriter: HTMLRewriter, max_bytes: int) -> tuple[bytes, Headers] | None:
-    """Rewrite an HTML response body as it is sent (charset, gzip or deflate) and fix its headers.
-
-    Returns the new body and headers, or ``None`` when the body must pass through as it is: nothing to rewrite,
-    an unsupported content coding, a charset that does not decode, or a decoded body over ``max_bytes``.
-    ``Content-Length`` is recomputed; a strong ``ETag`` of the app's bytes would now lie, so it is replaced by a
-    weak one of the rewritten page, and ``Content-MD5`` is dropped.
-    """
-    content_type, coding = "", ""
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "content-type":
-            content_type = value
-        elif lowered == "content-encoding":
-            coding = value.strip().lower()
-    decoded = _decode(body, coding, max_bytes)
-    if decoded is None:
-        return None
-    charset = _charset(content_type, decoded)
-    try:
-        text = decoded.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        return None
-    rewritten = rewriter.rewrite(text)
-    if rewritten is text:
-        return None
-    # Entities unescaped while rewriting may not exist in a narrow charset; character references always do.
-    page = rewritten.encode(charset, "xmlcharrefreplace")
-    new_body = _encode(page, coding)
-    etag = None
-    new_headers = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "etag":
-            etag = 'W/"' + hashlib.sha256(page).hexdigest()[:32] + '"'
-        elif lowered not in ("content-length", "content-md5"):
-            new_headers.append((name, value))
-    new_headers.append(("Content-Length", str(len(new_body))))
-    if etag:
-        new_headers.append(("ETag", etag))
-    return new_body, new_headers
-
-
-CODINGS = ("", "identity", "gzip", "x-gzip", "deflate")
-
-
-def _decode(body: bytes, coding: str, max_bytes: int) -> bytes | None:
-    if coding in ("", "identity"):
-        return body if len(body) <= max_bytes else None
-    # zlib's window bits: 31 reads gzip; 15 the zlib container RFC 9110 asks "deflate" to use; -15 the raw
-    # deflate some servers send under that name anyway.
-    for wbits in (31,) if coding in ("gzip", "x-gzip") else (15, -15):
-        decompressor = zlib.decompressobj(wbits)
-        try:
-            # max_length bounds the memory a small compressed body can claim (a "zip bomb").
-            data = decompressor.decompress(body, max_bytes + 1)
-        except zlib.error:
-            continue
-        if decompressor.eof and len(data) <= max_bytes and not decompressor.unused_data:
-            return data
-        return None
-    return None
-
-
-def _encode(page: bytes, coding: str) -> bytes:
-    if coding in ("", "identity"):
-        return page
-    wbits = 31 if coding in ("gzip", "x-gzip") else 15
-    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
-    return compressor.compress(page) + compressor.flush()
-
-
-def _charset(content_type: str, body: bytes) -> str:
-    """The charset of an HTML body: the Content-Type's, else a ``<meta charset>`` near the top, else UTF-8."""
-    for parameter in content_type.split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset":
-            return value.strip().strip("\"'") or "utf-8"
-    found = _META_CHARSET.search(body, 0, 1024)
-    return found[1].decode("ascii") if found else "utf-8"

@@ -232,18 +232,7 @@ class HTMLRewriter:
         return (key if self.policy.may_sign(key) else None), query, hash_ + fragment
 
     def _signed(self, key: str, variant: Variant) -> str:
-        return self.urls.derivative(
-            key,
-            width=variant.width,
-            height=variant.height,
-            fit=variant.fit,
-            gravity=variant.gravity,
-            format=variant.format,
-            quality=variant.quality,
-            blur=variant.blur,
-            sharpen=variant.sharpen,
-            preset=variant.preset,
-        )
+        return self.urls.derivative(key, **vars(variant))
 
     def replace_urls(self, text: str, spans: Iterable[tuple[int, int]]) -> str | None:
         """``text`` with the explicit media URL at each span rewritten; ``None`` if none was."""

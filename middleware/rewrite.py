@@ -167,9 +167,13 @@ class HTMLRewriter:
         # character references (unless the name's own letters are references: such a URL is left as written).
         # lol_html matches attribute selectors against the source text.
         self._media_name = settings.media_url.rstrip("/").rpartition("/")[2]
-        self._selector = ", ".join(
+        attributes = [
             f'[{name}*="{self._media_name}"]' if self._media_name else f"[{name}]" for name in _READ_ATTRIBUTES
-        )
+        ]
+        self._selector = ", ".join(attributes)
+        # Where an <img> the rewriter handles stands: these handlers match only elements the rewriter handles too.
+        self._in_picture = ", ".join(f"picture img{attribute}" for attribute in attributes)
+        self._in_foreign = ", ".join(f"{root} img{attribute}" for root in ("svg", "math") for attribute in attributes)
 
     def rewrite(self, text: str) -> str:
         """The page with its media URLs rewritten (the same object when nothing changes or the budget is spent)."""
@@ -181,8 +185,8 @@ class HTMLRewriter:
         rewriter = lolhtml.HTMLRewriter(output.extend)
         if self.picture_formats:
             # Handlers of one element run in the order they were added: these note where an <img> stands first.
-            rewriter.on("picture img", _Note(page, "in_picture"))
-            rewriter.on("svg img, math img", _Note(page, "in_foreign"))
+            rewriter.on(self._in_picture, _Note(page, "in_picture"))
+            rewriter.on(self._in_foreign, _Note(page, "in_foreign"))
         rewriter.on(self._selector, page)
         try:
             rewriter.write(data)

@@ -232,6 +232,8 @@ def test_the_picture_upgrade_is_not_added_inside_foreign_content_or_a_picture() 
     for page in ("<svg><img src=/media/a.jpg width=10></svg>", "<picture><img src=/media/a.jpg width=10></picture>"):
         assert "<source" not in REWRITER.rewrite(page)
     assert REWRITER.rewrite("<p><img src=/media/a.jpg width=10></p>").startswith("<p><picture><source")
+    after_another_picture = "<picture><img src=/static/x.jpg></picture><img src=/media/a.jpg width=10>"
+    assert "</picture><picture><source" in REWRITER.rewrite(after_another_picture)
 
 
 @pytest.mark.parametrize(

@@ -242,9 +242,12 @@ def _hostile_lines(figures: dict[str, Any]) -> list[str]:
         + ".",
     ]
 
+    def counts(statuses: dict[str, int]) -> str:
+        return ", ".join(f"{count} × {status}" for status, count in statuses.items())
+
     def misses(run: dict[str, Any]) -> str:
         return (
-            f"{run['misses']} misses ({run['statuses']}), median {run['median_seconds']} s, "
+            f"{run['misses']} misses ({counts(run['statuses'])}), median {run['median_seconds']} s, "
             f"longest {run['max_seconds']} s"
         )
 
@@ -253,8 +256,7 @@ def _hostile_lines(figures: dict[str, Any]) -> list[str]:
         "",
         f"Legitimate misses of a 1600x1200 JPEG, one at a time against gunicorn (default workers and slots): alone, "
         f"{misses(wait['alone'])}; beside {wait['hostile_clients']} clients sending the hostile originals above "
-        f"without pause, {misses(wait['beside_hostile'])}. The hostile requests' statuses: "
-        f"{wait['hostile_statuses']}.",
+        f"without pause, {misses(wait['beside_hostile'])}. The hostile requests: {counts(wait['hostile_statuses'])}.",
         "",
     ]
     return lines

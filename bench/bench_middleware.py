@@ -27,8 +27,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
@@ -47,6 +48,12 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 RESULTS = HERE / "results" / "middleware.md"
+
+
+class Rewriter(Protocol):
+    def rewrite(self, text: str) -> str: ...
+
+
 SETTINGS = Settings(secrets=("bench-secret-0123456789abcdef",), local_root="/nonexistent").validate()
 ROUNDS = 7
 
@@ -170,7 +177,7 @@ def call(app: Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]) -> by
 def bench_rewrite() -> dict[str, dict[str, object]]:
     """MB/s of each rewriter on each page, and of the whole middleware against the unwrapped app."""
     urls = MediaURLs(SETTINGS)
-    rewriters = {"lol_html": HTMLRewriter(urls), "regex, before": RegexRewriter(urls)}
+    rewriters: dict[str, Rewriter] = {"lol_html": HTMLRewriter(urls), "regex, before": RegexRewriter(urls)}
     pages = {
         "blog page, 100 images": make_page(),
         "comments, 75 images": make_comments_page(),
@@ -181,11 +188,12 @@ def bench_rewrite() -> dict[str, dict[str, object]]:
     results: dict[str, dict[str, object]] = {}
     for page_name, page in pages.items():
         size = len(page.encode())
-        functions = {name: (lambda r=rewriter, p=page: r.rewrite(p)) for name, rewriter in rewriters.items()}
+        functions: dict[str, Callable[[], object]] = {
+            name: partial(rewriter.rewrite, page) for name, rewriter in rewriters.items()
+        }
         plain = html_app(page.encode())
-        wrapped = MediaMiddleware(plain, SETTINGS)
-        functions["unwrapped app"] = lambda app=plain: call(app)
-        functions["whole middleware"] = lambda app=wrapped: call(app)
+        functions["unwrapped app"] = partial(call, plain)
+        functions["whole middleware"] = partial(call, MediaMiddleware(plain, SETTINGS))
         times = interleaved_rounds(functions, 10)
         results[page_name] = {"bytes": size, **{name: spread(values) for name, values in times.items()}}
     return results
@@ -197,7 +205,7 @@ def bench_worst_cases() -> dict[str, dict[str, object]]:
     logging.getLogger("middleware.rewrite").setLevel(logging.ERROR)  # over-budget pages are logged; expected here
     results: dict[str, dict[str, object]] = {}
     for name, page in WORST_CASES.items():
-        times = interleaved_rounds({name: lambda p=page: rewriter.rewrite(p)}, 1, rounds=5)[name]
+        times = interleaved_rounds({name: partial(rewriter.rewrite, page)}, 1, rounds=5)[name]
         results[name] = {
             "bytes": len(page.encode()),
             "lol_html": spread(times),
@@ -239,7 +247,8 @@ def bench_corpus() -> dict[str, object]:
     pages = [page for data in corpus_pages() for page in insertions(data, MEDIA_MARKUP)]
     urls = MediaURLs(SETTINGS)
     results: dict[str, object] = {"pages": len(pages)}
-    for name, rewriter in {"lol_html": HTMLRewriter(urls), "regex, before": RegexRewriter(urls)}.items():
+    rewriters: dict[str, Rewriter] = {"lol_html": HTMLRewriter(urls), "regex, before": RegexRewriter(urls)}
+    for name, rewriter in rewriters.items():
         changed = misread = 0
         for page in pages:
             rewritten = rewriter.rewrite(page)

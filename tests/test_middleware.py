@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
@@ -259,7 +259,7 @@ def test_img_with_a_preset_has_no_srcset(urls: MediaURLs) -> None:
         ),
         pytest.param(
             "<div style=\"background: url('/media/b.jpg?w=9&blur=3&sharp') no-repeat\">",
-            f'<div style="background: url(\'{contract_url("b.jpg", "16x-blur5-sharp", "jpg")}\') no-repeat">',
+            f"<div style=\"background: url('{contract_url('b.jpg', '16x-blur5-sharp', 'jpg')}') no-repeat\">",
             id="inline style url()",
         ),
         pytest.param(
@@ -583,6 +583,10 @@ def call(app: Any, path: str = "/", method: str = "GET", **environ: Any) -> tupl
     return started[0], started[1], body
 
 
+def _ignore_start(status: str, headers: Headers, exc_info: Any = None) -> Callable[[bytes], None]:
+    return lambda data: None
+
+
 def html_app(body: bytes = PAGE.encode(), *extra: tuple[str, str], status: str = "200 OK") -> Recorder:
     headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))), *extra]
     return Recorder([body], headers, status)
@@ -684,7 +688,7 @@ def test_a_stream_of_unknown_length_passes_through_as_it_comes(settings: Setting
             produced.append(n)
             yield f'<img src="/media/a.jpg?w={n + 1}">'.encode()
 
-    result = MediaMiddleware(streaming, settings)(Request.blank("/").environ, lambda status, headers: None)
+    result = MediaMiddleware(streaming, settings)(Request.blank("/").environ, _ignore_start)
     iterator = iter(result)
     assert next(iterator) == b'<img src="/media/a.jpg?w=1">'
     assert produced == [0]  # the middleware did not read ahead
@@ -727,7 +731,7 @@ def test_an_error_page_started_with_exc_info_replaces_a_held_page(settings: Sett
 
 def test_without_rewriting_the_apps_iterable_is_returned_as_it_is(settings: Settings) -> None:
     app = html_app()
-    result = MediaMiddleware(app, settings, rewrite_html=False)(Request.blank("/").environ, lambda s, h: None)
+    result = MediaMiddleware(app, settings, rewrite_html=False)(Request.blank("/").environ, _ignore_start)
     assert isinstance(result, _ClosableList) and b"".join(result) == PAGE.encode()
 
 
@@ -832,7 +836,7 @@ def test_the_sidecar_answers_every_url_the_builder_makes(settings: Settings, url
     original.write_bytes(photo(48, 32))
     sidecar = make_app(settings)
     for options, _ in (param.values for param in OPTIONS):
-        url = urls.derivative(key, **options)
+        url = urls.derivative(key, **cast(dict[str, Any], options))
         response = Request.blank(url, environ={"RAW_URI": url}).get_response(sidecar)
         assert response.status_int == 200, (url, response.text)
 

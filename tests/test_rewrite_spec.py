@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.etree.ElementTree import Element
 
 import html5lib
@@ -67,7 +67,7 @@ PLAIN = make_rewriter()
 def parse(markup: str) -> Element:
     """The tree a browser builds (scripting on: ``<noscript>`` holds text, as lol_html reads it too)."""
     parser = html5lib.HTMLParser(tree=html5lib.getTreeBuilder("etree"), namespaceHTMLElements=True)
-    return parser.parse(markup, scripting=True)
+    return cast(Element, parser.parse(markup, scripting=True))
 
 
 def shape(node: Element, rewritten: bool) -> Iterator[tuple[Any, ...]]:

@@ -90,6 +90,7 @@ def document(settings: Settings) -> dict[str, Any]:
                     200: _json("Meta"),
                     404: _error("No such original."),
                     422: _error("The original is not an allowed image, or is over a limit."),
+                    503: _error("Busy: try again after Retry-After seconds."),
                 },
             )
         },

@@ -117,10 +117,11 @@ def srcset_urls(value: str) -> Iterable[tuple[int, int]]:
             while end > start and value[end - 1] == ",":
                 end -= 1
         else:
-            # Descriptors run to the next comma outside parentheses.
-            depth = 0
-            while position < length and (value[position] != "," or depth):
-                depth += {"(": 1, ")": -1 if depth else 0}.get(value[position], 0)
+            # Descriptors run to the next comma outside parentheses (which do not nest: ")" always closes).
+            in_parentheses = False
+            while position < length and (value[position] != "," or in_parentheses):
+                if value[position] in "()":
+                    in_parentheses = value[position] == "("
                 position += 1
         if end > start:
             yield start, end

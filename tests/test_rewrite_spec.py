@@ -243,6 +243,7 @@ def test_the_picture_upgrade_is_not_added_inside_foreign_content_or_a_picture() 
         pytest.param("a.jpg,b.jpg", ["a.jpg,b.jpg"], id="a comma inside a URL"),
         pytest.param("a.jpg,, b.jpg", ["a.jpg", "b.jpg"], id="trailing commas end a URL"),
         pytest.param("a.jpg (x, y) 1x, b.jpg", ["a.jpg", "b.jpg"], id="comma inside parentheses"),
+        pytest.param("a.jpg ((x) 1x, b.jpg", ["a.jpg", "b.jpg"], id="parentheses do not nest"),
         pytest.param(" \t,,", [], id="only separators"),
     ],
 )

@@ -38,6 +38,7 @@ from resize_sidecar.signing import format_path  # noqa: E402
 from resize_sidecar.storage import LocalStorage  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
 from tests.faults import (  # noqa: E402
+    dc_scan_flood_jpeg,
     flat_avif,
     lossless_webp,
     peak_rss_kib,
@@ -58,8 +59,8 @@ UNGUARDED = {
 }
 #: The report's 9 MP flood: one picture's six scans, then this many tiny AC scans.
 FLOOD_SIDE = 3000
-#: Scans (with the picture's six) that fill MAX_JPEG_SCAN_PIXELS at 9 MP: the costliest flood still accepted.
-AT_BUDGET_SCANS = 1_000_000_000 // (FLOOD_SIDE * FLOOD_SIDE) - 6
+#: Scans (the picture's own included) that fill MAX_JPEG_SCAN_PIXELS at 9 MP: the most a flood may have.
+AT_LIMIT_SCANS = 1_000_000_000 // (FLOOD_SIDE * FLOOD_SIDE)
 #: The formats of the memory table, at 12 MP, with what makes each.
 MEMORY_SIZE = (4000, 3000)
 _SAVERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -135,9 +136,15 @@ def decodes(*, unguarded_floods: bool) -> dict[str, Any]:
         "defaults": decode_cost(flood, {}),
         "unguarded": decode_cost(flood, UNGUARDED),
     }
-    at_budget = scan_flood_jpeg(FLOOD_SIDE, FLOOD_SIDE, AT_BUDGET_SCANS)
-    figures[f"scan flood at MAX_JPEG_SCAN_PIXELS ({AT_BUDGET_SCANS + 6} scans, 9 MP)"] = {
-        "defaults": decode_cost(at_budget, {})
+    # The costliest floods the default limit lets through: end-of-band AC scans, and DC scans of three components,
+    # which code a symbol per block.
+    at_limit = scan_flood_jpeg(FLOOD_SIDE, FLOOD_SIDE, AT_LIMIT_SCANS - 6)
+    figures[f"AC scan flood at MAX_JPEG_SCAN_PIXELS ({AT_LIMIT_SCANS} scans, 9 MP)"] = {
+        "defaults": decode_cost(at_limit, {})
+    }
+    at_limit = dc_scan_flood_jpeg(FLOOD_SIDE, FLOOD_SIDE, AT_LIMIT_SCANS - 10)
+    figures[f"DC scan flood at MAX_JPEG_SCAN_PIXELS ({AT_LIMIT_SCANS} scans, 9 MP, 4:4:4)"] = {
+        "defaults": decode_cost(at_limit, {})
     }
     return figures
 

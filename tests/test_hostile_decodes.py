@@ -30,6 +30,7 @@ from resize_sidecar.storage import Storage, open_storage
 from tests.conftest import SECRET, photo
 from tests.faults import (
     Workers,
+    dc_scan_flood_jpeg,
     flat_avif,
     lossless_webp,
     peak_rss_kib,
@@ -176,6 +177,10 @@ def test_the_scan_count_is_what_libjpeg_reads() -> None:
     assert imaging.jpeg_scans(flood.replace(b"\xff\xda", b"\xff\xff\xff\xda")) == 506
     # Counting stops once past what the limit allows: the header check of a flood stays cheap.
     assert imaging.jpeg_scans(flood, most=10) == 11
+    # DC scans of three components, a symbol per block: libjpeg decodes them without a warning.
+    dc_flood = dc_scan_flood_jpeg(64, 64, 40)
+    assert imaging.jpeg_scans(dc_flood) == 50
+    assert pyvips.Image.new_from_buffer(dc_flood, "", fail_on="error").avg() >= 0
 
 
 def test_scans_of_an_embedded_thumbnail_or_of_a_picture_after_the_end_are_not_counted() -> None:

@@ -140,21 +140,25 @@ class WholeDecode:
     loader: str
     setting: str  # the Settings field of its pixel limit
     applies: Callable[[SourceInfo], bool]
+    error: type[SourceTooLargeError] = SourceTooLargeError
 
 
-# Peak RSS of one decode to a 400 px derivative, per megapixel, measured with libvips 8.18.7 (bench/reliability.py
-# whole-decodes): AVIF 15.6 MB, GIF 5.7, interlaced PNG 4.2, lossless WebP 4.0, progressive JPEG 3.4, against 0.5
-# for a baseline JPEG, 0.3 for lossy WebP and 1.9 for a PNG, which are decoded strip by strip. The limits keep one
-# decode near or under 256 MB; GIF, whose frames are decoded whole too, stays within MAX_SOURCE_PIXELS (285 MB at
-# 50 MP).
+# Peak RSS of one decode to a 400 px derivative, per megapixel, measured with libvips 8.18.7 (bench/hostile.py,
+# memory_per_megapixel): AVIF 15.6 MB, GIF 5.6, interlaced PNG 4.2, lossless WebP 4.0, progressive JPEG 3.3, against
+# 0.5 for a baseline JPEG, 0.3 for lossy WebP and 1.8 for a PNG, which are decoded strip by strip. The limits keep
+# one decode near or under 256 MB; GIF, whose frames are decoded whole too, stays within MAX_SOURCE_PIXELS (285 MB
+# at 50 MP).
 #: Kinds of original decoded whole, each refused from its header over its own pixel limit.
 WHOLE_DECODES: tuple[WholeDecode, ...] = (
-    WholeDecode("progressive JPEG", "jpegload", "max_interlaced_pixels", lambda info: info.interlaced),
-    WholeDecode("progressive JPEG", "uhdrload", "max_interlaced_pixels", lambda info: info.interlaced),
-    WholeDecode("interlaced PNG", "pngload", "max_interlaced_pixels", lambda info: info.interlaced),
+    WholeDecode("progressive JPEG", "jpegload", "max_interlaced_pixels", lambda info: info.interlaced,
+                InterlacedTooLargeError),
+    WholeDecode("progressive JPEG", "uhdrload", "max_interlaced_pixels", lambda info: info.interlaced,
+                InterlacedTooLargeError),
+    WholeDecode("interlaced PNG", "pngload", "max_interlaced_pixels", lambda info: info.interlaced,
+                InterlacedTooLargeError),
     WholeDecode("HEIF or AVIF", "heifload", "max_heif_pixels", lambda info: True),
     WholeDecode("lossless WebP", "webpload", "max_lossless_webp_pixels", lambda info: info.lossless),
-)
+)  # fmt: skip
 _JPEG_LOADERS = ("jpegload", "uhdrload")
 # Where entropy-coded data ends: 0xFF followed by neither a stuffed 0x00, a restart marker nor 0xFF (a fill byte:
 # the marker is at the last 0xFF of a run). A class of what may follow, without repeats, searches 25 MB in ~20 ms.
@@ -162,7 +166,8 @@ _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 # Markers without a length: TEM and the restart markers.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
-# A scan of a small picture still costs its set-up: 0.6 us measured, what about 4,500 pixels cost (1.3 ns for ten).
+# A scan of a small picture still costs its set-up: 0.6 us measured, what about 4,500 pixels of an end-of-band scan
+# cost (0.13 ns each).
 _SCAN_FLOOR_PIXELS = 65_536
 
 
@@ -398,8 +403,7 @@ def _check_limits(info: SourceInfo, settings: Settings) -> None:
     for whole in WHOLE_DECODES:
         limit = getattr(settings, whole.setting)
         if info.loader == whole.loader and whole.applies(info) and pixels > limit:
-            error = InterlacedTooLargeError if whole.setting == "max_interlaced_pixels" else SourceTooLargeError
-            raise error(
+            raise whole.error(
                 f"a {whole.kind} of {info.width}x{info.height} pixels is decoded whole, and is over the limit of "
                 f"{limit} pixels ({whole.setting.upper()})"
             )

@@ -512,7 +512,8 @@ def test_the_tokenizer_tests_attribute_values_decode_as_the_standard_says() -> N
     assert wrong == []
 
 
-def tree_construction_inputs() -> Iterator[str]:
+def tree_construction_tests() -> Iterator[tuple[str, list[str]]]:
+    """Each document test of the tree-construction files (scripting on or either): its input and expected tree."""
     for path in corpus("tree-construction"):
         if path.suffix != ".dat":
             continue
@@ -533,7 +534,11 @@ def tree_construction_inputs() -> Iterator[str]:
                 elif current is not None:
                     current.append(line)
             if "data" in sections and "document-fragment" not in sections and "script-off" not in sections:
-                yield "\n".join(sections["data"])
+                yield "\n".join(sections["data"]), sections.get("document", [])
+
+
+def tree_construction_inputs() -> Iterator[str]:
+    return (data for data, _ in tree_construction_tests())
 
 
 MEDIA_MARKUP = (

@@ -31,9 +31,8 @@ from resize_sidecar.errors import (
     SidecarError,
     StorageError,
 )
-from resize_sidecar.nginx import PRIVATE_PREFIX
 from resize_sidecar.settings import Settings
-from resize_sidecar.signing import parse_path
+from resize_sidecar.signing import PRIVATE_PREFIX, parse_path
 from resize_sidecar.storage import Storage, WriteProbe, open_storage
 
 if TYPE_CHECKING:

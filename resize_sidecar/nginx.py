@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from resize_sidecar.errors import SettingsError
 from resize_sidecar.settings import Settings
+from resize_sidecar.signing import PRIVATE_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
@@ -32,9 +33,6 @@ ORIGINAL_TYPES: dict[str, tuple[str, ...]] = {
     "image/gif": ("gif",),
     "image/heic": ("heic", "heif"),
 }
-#: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest): nginx never serves them,
-#: and no setting can name a prefix there (INCOMING_PREFIX and UPLOAD_PREFIX cannot start with a dot).
-PRIVATE_PREFIX = ".resize-sidecar/"
 #: S3 answers that mean neither "missing" (403, 404, which fall back to the sidecar) nor success (200, and 304 to
 #: the client's own If-None-Match): an expired token or a wrong region (400), a redirect to another region (301, 307),
 #: any other refusal or an error. nginx answers them 502 with its own body: S3's XML and Location never reach clients.

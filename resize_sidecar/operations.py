@@ -44,10 +44,11 @@ from resize_sidecar.errors import (
     StorageError,
     UnsupportedImageError,
 )
-from resize_sidecar.nginx import ORIGINAL_TYPES, PRIVATE_PREFIX
+from resize_sidecar.nginx import ORIGINAL_TYPES
 from resize_sidecar.s3 import BucketAdmin, UnsupportedByStoreError
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import (
+    PRIVATE_PREFIX,
     DerivativePath,
     DerivativeSpec,
     encode_key,
@@ -255,7 +256,7 @@ class _Uploader:
         relative = path.relative_to(self.directory).as_posix()
         key = self.dest + relative
         try:
-            _validate_upload_key(key, self.settings)
+            validate_key(key, self.settings.derived_prefix)
             data = _read_file(path, self.settings.max_source_bytes)
             info = imaging.probe(data, self.settings)
             content_type = _content_type(info.loader, data)
@@ -316,13 +317,6 @@ class _Uploader:
             self.save()
 
 
-def _validate_upload_key(key: str, settings: Settings) -> None:
-    """An uploaded file's key is an original's key, and not under resize-sidecar's own prefix."""
-    validate_key(key, settings.derived_prefix)
-    if key.startswith(PRIVATE_PREFIX):
-        raise MalformedPathError(f"keys under {PRIVATE_PREFIX} are resize-sidecar's own")
-
-
 def _check_extension(name: str, content_type: str) -> None:
     """An original is served with the type its extension names (local storage): it must be its sniffed type's.
 
@@ -369,7 +363,7 @@ def upload(
     if dest and not dest.endswith("/"):
         dest += "/"
     try:
-        _validate_upload_key(dest + "x", settings)  # a prefix is valid when the keys under it are
+        validate_key(dest + "x", settings.derived_prefix)  # a prefix is valid when the keys under it are
     except MalformedPathError as error:
         raise SettingsError(f"--dest: {dest!r} is not a key prefix: {error.detail}") from None
     report = Report("upload")

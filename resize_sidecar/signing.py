@@ -86,6 +86,11 @@ class DerivativePath:
         return f"{derivatives_prefix(self.key, derived_prefix)}{self.spec}-{self.signature}.{self.fmt}"
 
 
+#: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest, readiness's write probe):
+#: no original's key starts with it, so nothing reaches them through a URL or the API, and nginx never serves them.
+PRIVATE_PREFIX = ".resize-sidecar/"
+
+
 def derivatives_prefix(key: str, derived_prefix: str) -> str:
     """The storage prefix of the original ``key``'s derivatives. They are the keys directly under it: those below a
     further ``/`` belong to the originals whose keys start with ``{key}/``."""
@@ -93,7 +98,7 @@ def derivatives_prefix(key: str, derived_prefix: str) -> str:
 
 
 def validate_key(key: str, derived_prefix: str) -> None:
-    """Refuse keys that could escape storage, collide with derivatives or break a file system.
+    """Refuse keys that could escape storage, collide with derivatives or private objects, or break a file system.
 
     Raises:
         MalformedPathError: with the rule the key breaks.
@@ -113,6 +118,8 @@ def validate_key(key: str, derived_prefix: str) -> None:
         raise MalformedPathError("key has an empty, '.' or '..' segment")
     if segments[0] == derived_prefix.rstrip("/"):
         raise MalformedPathError(f"key starts with the derived prefix {derived_prefix!r}")
+    if segments[0] == PRIVATE_PREFIX.rstrip("/"):
+        raise MalformedPathError(f"keys under {PRIVATE_PREFIX!r} are resize-sidecar's own")
 
 
 def parse_spec(text: str) -> DerivativeSpec:

@@ -425,6 +425,7 @@ def test_a_chosen_key_is_used_when_allowed_and_refused_when_taken(make_api: Make
         pytest.param("a%00b.jpg", id="nul"),
         pytest.param("cat.png", id="extension of another format"),
         pytest.param("cat", id="no extension"),
+        pytest.param(".resize-sidecar/upload/a.jpg", id="private prefix"),
         pytest.param("a.jpg/100x-" + "0" * 32 + ".jpg", id="a derivative's file name"),
         pytest.param("a.jpg/thumb-" + "0" * 32 + ".webp/b.jpg", id="a derivative's file name as a folder"),
     ],

@@ -528,6 +528,7 @@ _LONGEST = {
         pytest.param("_r", id="derived prefix segment alone"),
         pytest.param("_r/x", id="under the derived prefix"),
         pytest.param("_r/a/b.jpg/400x-" + ANY_SIGNATURE + ".jpg", id="a derivative's storage key"),
+        pytest.param(".resize-sidecar/upload/manifest.json", id="under the private prefix"),
     ],
 )
 def test_a_key_that_breaks_a_rule_is_refused_as_malformed(key: str) -> None:

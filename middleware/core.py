@@ -20,7 +20,7 @@ from middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
 from middleware.urls import MediaURLs
 from resize_sidecar.errors import SettingsError, SidecarError
 from resize_sidecar.settings import Settings, load
-from resize_sidecar.signing import encode_key, parse_path, validate_key
+from resize_sidecar.signing import ORIGINAL_TYPES, encode_key, parse_path, validate_key
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -186,6 +186,10 @@ class MediaMiddleware:
         return html
 
 
+_ORIGINAL_TYPES = {f".{extension}": kind for kind, extensions in ORIGINAL_TYPES.items() for extension in extensions}
+_DOWNLOAD = "application/octet-stream"
+
+
 class DevelopmentMedia:
     """Answers ``MEDIA_URL`` requests the way nginx would in production, for development servers.
 
@@ -234,7 +238,9 @@ class DevelopmentMedia:
             key = None
         file = self._stored_file(key) if key is not None else None
         if file is not None and (is_derivative or settings.serve_originals):
-            response = FileApp(str(file))
+            # Typed as nginx types them: an original only as an image type (never a page a browser would run), a
+            # derivative by its format.
+            response = _nosniff(FileApp(str(file), content_type=_ORIGINAL_TYPES.get(file.suffix.lower(), _DOWNLOAD)))
         elif is_derivative:
             # Not stored yet, or refused: the sidecar makes it or answers why not (400, 403), as behind nginx.
             response = self.sidecar
@@ -253,6 +259,18 @@ class DevelopmentMedia:
 
             self._sidecar = make_app(self.settings)
         return self._sidecar(environ, start_response)
+
+
+def _nosniff(app: WSGIApplication) -> WSGIApplication:
+    """``app`` with ``X-Content-Type-Options: nosniff`` on its answers, as nginx sends media."""
+
+    def answer(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
+            return start_response(status, [*headers, ("X-Content-Type-Options", "nosniff")], exc_info)
+
+        return app(environ, start)
+
+    return answer
 
 
 class _Closing:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from resize_sidecar.errors import SettingsError
 from resize_sidecar.settings import Settings
-from resize_sidecar.signing import PRIVATE_PREFIX
+from resize_sidecar.signing import ORIGINAL_TYPES, PRIVATE_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
@@ -22,17 +22,6 @@ JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 #: ``try_files`` (1.46x the hits per second, bench/results/experiments.md). Misses are not cached, so a new derivative
 #: is served at once; one replaced or deleted (``regenerate``, a delete) may still be served for the validity period.
 OPEN_FILE_CACHE = ("open_file_cache max=10000 inactive=60s;", "open_file_cache_valid 10s;")
-#: The only types an original is served with, and the file extensions of each. nginx types local originals by
-#: extension and S3 originals by their stored type; ``resize-sidecar upload`` refuses a file whose extension is not
-#: one of its sniffed type's. Anything else is served as ``application/octet-stream`` (a download, never a page).
-ORIGINAL_TYPES: dict[str, tuple[str, ...]] = {
-    "image/jpeg": ("jpg", "jpeg"),
-    "image/png": ("png",),
-    "image/webp": ("webp",),
-    "image/avif": ("avif",),
-    "image/gif": ("gif",),
-    "image/heic": ("heic", "heif"),
-}
 #: S3 answers that mean neither "missing" (403, 404, which fall back to the sidecar) nor success (200, and 304 to
 #: the client's own If-None-Match): an expired token or a wrong region (400), a redirect to another region (301, 307),
 #: any other refusal or an error. nginx answers them 502 with its own body: S3's XML and Location never reach clients.

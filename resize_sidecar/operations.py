@@ -44,10 +44,10 @@ from resize_sidecar.errors import (
     StorageError,
     UnsupportedImageError,
 )
-from resize_sidecar.nginx import ORIGINAL_TYPES
 from resize_sidecar.s3 import BucketAdmin, UnsupportedByStoreError
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import (
+    ORIGINAL_TYPES,
     PRIVATE_PREFIX,
     DerivativePath,
     DerivativeSpec,

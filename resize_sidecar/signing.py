@@ -86,6 +86,19 @@ class DerivativePath:
         return f"{derivatives_prefix(self.key, derived_prefix)}{self.spec}-{self.signature}.{self.fmt}"
 
 
+#: The only types an original is served with, and the file extensions of each. nginx (and the middleware's
+#: development serving) types local originals by extension and S3 originals by their stored type;
+#: ``resize-sidecar upload`` refuses a file whose extension is not one of its sniffed type's. Anything else is served
+#: as ``application/octet-stream`` (a download, never a page).
+ORIGINAL_TYPES: dict[str, tuple[str, ...]] = {
+    "image/jpeg": ("jpg", "jpeg"),
+    "image/png": ("png",),
+    "image/webp": ("webp",),
+    "image/avif": ("avif",),
+    "image/gif": ("gif",),
+    "image/heic": ("heic", "heif"),
+}
+
 #: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest, readiness's write probe):
 #: no original's key starts with it, so nothing reaches them through a URL or the API, and nginx never serves them.
 PRIVATE_PREFIX = ".resize-sidecar/"

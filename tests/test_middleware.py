@@ -765,6 +765,29 @@ def test_development_serving_answers_originals_when_settings_allow(settings: Set
 
 
 @pytest.mark.parametrize(
+    ("name", "content_type"),
+    [("profile.html", "application/octet-stream"), ("page.svg", "application/octet-stream"), ("b.PNG", "image/png")],
+)
+def test_development_serving_types_originals_only_as_images_with_nosniff(
+    settings: Settings, media_root: Path, name: str, content_type: str
+) -> None:
+    (media_root / name).write_bytes(b"<script>alert(1)</script>")
+    response = Request.blank(f"/media/{name}").get_response(serving(settings, serve_originals=True))
+    assert (response.status_int, response.content_type) == (200, content_type)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_development_serving_never_answers_the_private_prefix(settings: Settings, media_root: Path) -> None:
+    manifest = media_root / ".resize-sidecar" / "upload" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    response = Request.blank("/media/.resize-sidecar/upload/manifest.json").get_response(
+        serving(settings, serve_originals=True)
+    )
+    assert response.status_int == 404
+
+
+@pytest.mark.parametrize(
     "path",
     [
         "/media/../outside.jpg",
@@ -791,6 +814,7 @@ def test_development_serving_answers_stored_derivatives_from_disk(
     stored.write_bytes(b"stored derivative")
     response = Request.blank(url).get_response(serving(settings))
     assert (response.status_int, response.body) == (200, b"stored derivative")
+    assert (response.content_type, response.headers["X-Content-Type-Options"]) == ("image/jpeg", "nosniff")
 
 
 def test_other_paths_go_to_the_app(settings: Settings, media_root: Path) -> None:

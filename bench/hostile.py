@@ -40,6 +40,7 @@ from tests.conftest import SECRET, photo  # noqa: E402
 from tests.faults import (  # noqa: E402
     dc_scan_flood_jpeg,
     flat_avif,
+    gradients,
     lossless_webp,
     peak_rss_kib,
     reset_peak_rss,
@@ -150,12 +151,8 @@ def decodes(*, unguarded_floods: bool) -> dict[str, Any]:
 
 
 def memory_per_megapixel() -> dict[str, Any]:
-    import pyvips
-
     width, height = MEMORY_SIZE
-    # Two gradients and their sum: content every codec has to work at, unlike a flat colour.
-    ramp = (pyvips.Image.xyz(width, height) % 256).cast("uchar")
-    image = ramp[0].bandjoin([ramp[1], ramp[0]]).copy(interpretation="srgb")
+    image = gradients(width, height)
     table = {}
     for name, (saver, options) in _SAVERS.items():
         cost = decode_cost(bytes(getattr(image, saver)(**options)), UNGUARDED)

@@ -30,7 +30,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import pyvips
 
 #: Headers that describe one connection, not the message: the proxy frames every message itself.
 _HOP_BY_HOP = frozenset(
@@ -520,16 +524,21 @@ def scan_flood_jpeg(width: int, height: int, scans: int) -> bytes:
     return data[:end] + segments[0] + scan * scans + data[end:]
 
 
+def gradients(width: int, height: int) -> pyvips.Image:
+    """An sRGB pyvips image of repeating horizontal and vertical ramps: content every codec has to work at, and that
+    compresses well losslessly."""
+    import pyvips
+
+    ramp = (pyvips.Image.xyz(width, height) % 256).cast("uchar")
+    return ramp[0].bandjoin([ramp[1], ramp[0]]).copy(interpretation="srgb")
+
+
 def dc_scan_flood_jpeg(width: int, height: int, scans: int) -> bytes:
     """A valid progressive JPEG of ``width`` x ``height``, colour without subsampling, followed by ``scans`` more DC
     scans of all three components: the costliest kind of scan per pixel, as each codes a symbol for every block
     (about 10 ms a scan at 9 MP, eight times an end-of-band scan), and the largest, about 3 bits per 64 pixels.
     """
-    import pyvips
-
-    ramp = (pyvips.Image.xyz(width, height) % 256).cast("uchar")
-    image = ramp[0].bandjoin([ramp[1], ramp[0]]).copy(interpretation="srgb")
-    data = bytes(image.jpegsave_buffer(Q=85, interlace=True, subsample_mode="off"))
+    data = bytes(gradients(width, height).jpegsave_buffer(Q=85, interlace=True, subsample_mode="off"))
     # One DC Huffman table (class 0, slot 3) whose only code, one bit "0", is a difference of 0.
     table = b"\x03" + bytes([1] + [0] * 15) + b"\x00"
     tables = b"\xff\xc4" + struct.pack(">H", 2 + len(table)) + table
@@ -554,11 +563,7 @@ def lossless_webp(width: int, height: int) -> bytes:
     Gradients, not one colour: libwebp packs an image of a few colours several pixels to a word, and decodes it in
     a fraction of the memory (50 MP of one colour: 26 MB; of gradients: about 200).
     """
-    import pyvips
-
-    ramp = (pyvips.Image.xyz(width, height) % 256).cast("uchar")
-    image = ramp[0].bandjoin([ramp[1], ramp[0]]).copy(interpretation="srgb")
-    return bytes(image.webpsave_buffer(lossless=True, effort=0))
+    return bytes(gradients(width, height).webpsave_buffer(lossless=True, effort=0))
 
 
 # Worker probes --------------------------------------------------------------------------------------------------------

@@ -279,7 +279,7 @@ def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar import operations
     from resize_sidecar.storage import open_storage
 
-    selection = operations.Selection.of(args.spec, args.preset)
+    selection = operations.Selection.of(args.spec, args.preset, presets=settings.presets)
     with BarProgress(args, "derivative") as progress:
         report = operations.regenerate(
             settings,

@@ -21,7 +21,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -426,27 +426,45 @@ class Selection:
     fmt: str | None = None
 
     @classmethod
-    def of(cls, spec_and_format: str | None = None, preset: str | None = None) -> Selection:
+    def of(
+        cls, spec_and_format: str | None = None, preset: str | None = None, *, presets: Collection[str] = ()
+    ) -> Selection:
         """From ``--spec SPEC.FMT`` or ``--preset NAME``; neither selects every derivative.
 
+        ``presets`` are the configured preset names: a name outside them selects nothing, so it is a mistake (the
+        derivatives of a removed preset are found by ``--existing --delete-stale``).
+
         Raises:
-            MalformedPathError: a spec that is not canonical, an unknown format, a name that cannot be a preset.
+            MalformedPathError: a spec that is not canonical, an unknown format, a name that cannot be a preset or
+                is not a configured one.
         """
         if preset is not None:
             if not is_preset_name(preset):
                 raise MalformedPathError(f"{preset!r} cannot be a preset name")
-            return cls(spec=preset)
+            return cls(spec=_known_preset(preset, presets))
         if spec_and_format is None:
             return cls()
         spec, dot, fmt = spec_and_format.rpartition(".")
         if not dot or fmt not in imaging.CONTENT_TYPES:
             raise MalformedPathError(f"expected SPEC.FMT such as 400x300.webp, got {spec_and_format!r}")
-        if not is_preset_name(spec):
+        if is_preset_name(spec):
+            _known_preset(spec, presets)
+        else:
             parse_spec(spec)  # only the canonical spelling names stored derivatives
         return cls(spec=spec, fmt=fmt)
 
     def picks(self, path: DerivativePath) -> bool:
         return self.spec in (None, path.spec) and self.fmt in (None, path.fmt)
+
+
+def _known_preset(name: str, presets: Collection[str]) -> str:
+    if name not in presets:
+        configured = ", ".join(sorted(presets)) or "none"
+        raise MalformedPathError(
+            f"unknown preset {name!r} (configured: {configured}); to delete the derivatives of a removed preset, "
+            "run with --existing --delete-stale"
+        )
+    return name
 
 
 class _Regenerator:

@@ -218,3 +218,37 @@ def test_the_dockerfile_health_check_asks_the_health_route() -> None:
     assert "http://127.0.0.1:8000/healthz" in text
     assert "--bind\", \"0.0.0.0:8000\"" in text
     assert re.search(r"^USER (?!root)\S+", text, re.MULTILINE), "the container must not run as root"
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        pytest.param(("--preset", "nope"), "unknown preset 'nope' (configured: card, thumb)", id="unknown preset"),
+        pytest.param(("--spec", "nope.webp"), "unknown preset 'nope'", id="unknown preset as a spec"),
+        pytest.param(("--spec", "400x300-fit.webp"), "400x300", id="spec not canonical"),
+        pytest.param(("--spec", "400x300.bmp"), "SPEC.FMT", id="unknown format"),
+        pytest.param(("--preset", "400x"), "cannot be a preset name", id="a size as a preset"),
+    ],
+)
+def test_regenerate_of_what_cannot_exist_is_a_mistake(tmp_path: Path, args: tuple[str, ...], names: str) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    result = run(
+        "regenerate", *args,
+        RESIZE_SIDECAR_SECRETS=SECRET, RESIZE_SIDECAR_LOCAL_ROOT=str(media),
+        RESIZE_SIDECAR_PRESETS="thumb=200x200-fill,card=600x",
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.count("\n") == 1
+    assert names in result.stderr
+
+
+def test_regenerate_of_a_configured_preset_runs(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    result = run(
+        "regenerate", "--preset", "card",
+        RESIZE_SIDECAR_SECRETS=SECRET, RESIZE_SIDECAR_LOCAL_ROOT=str(media), RESIZE_SIDECAR_PRESETS="card=600x",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("regenerate:")

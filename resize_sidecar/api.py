@@ -50,6 +50,7 @@ from resize_sidecar.errors import (
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import (
     MAX_KEY_BYTES,
+    PRIVATE_PREFIX,
     DerivativePath,
     encode_key,
     format_path,
@@ -273,6 +274,8 @@ class ApiApp:
             raise MalformedPathError(f"prefix is longer than {MAX_KEY_BYTES} bytes")
         if prefix.startswith(self.settings.derived_prefix):
             raise MalformedPathError("derivatives are not listed; list their originals")
+        if prefix.startswith(PRIVATE_PREFIX):
+            raise MalformedPathError(f"keys under {PRIVATE_PREFIX!r} are resize-sidecar's own and are not listed")
         pattern = _glob(self.query(request, "match"))
         limit = self.int_query(request, "limit", _LIST_DEFAULT, 1, _LIST_MAX)
         items, cursor = self.scan(prefix, _decode_cursor(self.query(request, "cursor")), pattern, limit)
@@ -536,7 +539,8 @@ class ApiApp:
     ) -> tuple[list[StoredObject], str | None]:
         """Up to ``limit`` originals after ``start_after`` that match, and the key to go on after (None: the end).
 
-        Derivatives are skipped, and so are uploads unless the prefix asks for them, each area with one jump.
+        Derivatives and the program's own objects (upload manifests, the write probe) are skipped, and so are
+        uploads unless the prefix asks for them, each area with one jump.
         """
         found: list[StoredObject] = []
         budget = _SCAN_BUDGET
@@ -560,8 +564,9 @@ class ApiApp:
         return found, start_after
 
     def hidden_area(self, key: str, prefix: str) -> str | None:
-        if key.startswith(self.settings.derived_prefix):
-            return self.settings.derived_prefix
+        for never_listed in (self.settings.derived_prefix, PRIVATE_PREFIX):
+            if key.startswith(never_listed):
+                return never_listed
         incoming = self.settings.incoming_prefix
         if key.startswith(incoming) and not prefix.startswith(incoming):
             return incoming

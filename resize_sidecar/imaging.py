@@ -201,9 +201,11 @@ class Deadline:
     ``eval`` after each strip on the image being computed, not on the images it is made from, and stops with an
     error once that image's kill flag is set: :meth:`watch` the image about to be computed. Measured with libvips
     8.18.7 (7000x5000 noise JPEG to ``3000x-sharp``, 2 busy cores): stopped 110 to 170 ms after the deadline into
-    jpg, png, webp and avif. Work inside one libvips call that reports no progress (a header, the AVIF and WebP
-    encoders' final passes, a GIF frame's quantisation) runs to its end: the source limits and encoder efforts bound
-    it. (gunicorn's timeout does not: a threaded worker keeps reporting to the arbiter while one thread is busy.)
+    jpg, png, webp and avif. Work inside one libvips call that reports no progress runs to its end: a header, the
+    decode of a kind decoded whole (:data:`WHOLE_DECODES`; a progressive JPEG's every scan, in libjpeg, which libvips
+    gives no progress monitor), the AVIF and WebP encoders' final passes, a GIF frame's quantisation. The limits
+    checked from the header and the encoder efforts bound those. (gunicorn's timeout does not: a threaded worker keeps
+    reporting to the arbiter while one thread is busy.)
     """
 
     def __init__(self, seconds: float) -> None:

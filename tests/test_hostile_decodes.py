@@ -25,7 +25,7 @@ from resize_sidecar import imaging, operations
 from resize_sidecar.derive import NodeLocks
 from resize_sidecar.errors import SourceTooLargeError
 from resize_sidecar.settings import Settings
-from resize_sidecar.signing import encode_key, format_path
+from resize_sidecar.signing import encode_key, format_path, parse_path
 from resize_sidecar.storage import Storage, open_storage
 from tests.conftest import SECRET, photo
 from tests.faults import (
@@ -305,6 +305,27 @@ def test_the_cli_upload_refuses_each_hostile_original_and_stores_nothing(
         (hostile.key.rpartition("/")[2], operations.FAILED, hostile.detail) for hostile in hostiles
     )
     assert [item.key for item in node.storage.list("cli-hostile/") if not item.key.endswith(".json")] == []
+
+
+def test_regenerate_reports_each_hostile_original_as_failed_and_keeps_its_old_derivative(
+    node: Node, stored: list[Hostile]
+) -> None:
+    # Derivatives made before the limits were set (or lowered): regenerate decodes their originals again.
+    old = photo(40, 30)
+    keys = []
+    for hostile in stored:
+        path = parse_path(format_path(hostile.key, "200x", "jpg", SECRET))
+        keys.append(path.storage_key("_r/"))
+        node.storage.put(keys[-1], old, "image/jpeg", "no-cache")
+    try:
+        report = operations.regenerate(node.settings, node.storage, prefix="hostile/")
+        assert sorted((outcome.item, outcome.status, outcome.detail) for outcome in report.outcomes) == sorted(
+            (key, operations.FAILED, hostile.detail) for key, hostile in zip(keys, stored, strict=True)
+        )
+        assert [node.storage.get(key) for key in keys] == [old] * len(keys)
+    finally:
+        for key in keys:
+            node.storage.delete(key)
 
 
 # The machine's transform slots ----------------------------------------------------------------------------------------

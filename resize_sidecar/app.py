@@ -7,6 +7,7 @@ gunicorn runs ``resize_sidecar.app:make_app()``. Domain code (``derive``) return
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -240,7 +241,10 @@ class SidecarApp:
             cache_control=self.settings.cache_control,
             conditional_response=True,
         )
-        response.md5_etag()
+        # S3's ETag of a single-part PUT, so the first answer and every later hit through nginx agree (and nginx's
+        # cache revalidates to a 304). nginx's own ETag of a local file is its mtime and size, which no ETag made
+        # from the bytes can equal: see docs/design.md.
+        response.etag = hashlib.md5(derivative.body, usedforsecurity=False).hexdigest()
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Derivative"] = _origin(derivative)
         return response

@@ -76,6 +76,7 @@ def render_nginx(
     }
     values["proxy_headers"] = _render("proxy-headers.conf", {}).rstrip("\n")
     values["not_served"] = _render("not-served.conf", values).rstrip("\n")
+    values["max_source"] = str(settings.max_source_bytes)
     values["max_body"] = str(settings.max_source_bytes + 65536)
     # An archive is spooled whole, so a client that reads it slowly holds a file of nginx's, not a sidecar thread.
     values["max_spool"] = str(settings.archive_max_bytes + (64 << 20))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from resize_sidecar import __version__
 from resize_sidecar import settings as settings_module
 from resize_sidecar.errors import MalformedPathError, SettingsError, SidecarError
 from resize_sidecar.settings import Settings
@@ -46,27 +47,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: The top-level help: plain text, as a terminal shows it.
+DESCRIPTION = (
+    "Signed, on-demand image derivatives served by nginx: run the sidecar, sign URLs, print the settings and "
+    "nginx's configuration, and look after the media in storage."
+)
+EPILOG = (
+    "Settings come from RESIZE_SIDECAR_* environment variables and --config FILE ('resize-sidecar config --defaults' "
+    "lists them). Each command has --help. Exit codes: 0 done, 1 something failed (the output says what), 2 a "
+    "mistake in the command or the settings, 130 interrupted."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resize-sidecar", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="resize-sidecar", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="FILE", help="YAML settings file (default: $RESIZE_SIDECAR_CONFIG)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the sidecar with gunicorn")
+    serve = subcommand(
+        commands,
+        "serve",
+        "run the sidecar with gunicorn",
+        "Threaded workers (waits on storage overlap), max_requests with jitter, one libvips thread per transform, "
+        "and metrics added up across workers; settings come from the environment, for the workers too. Clients "
+        "never reach this port: nginx goes in front (see the nginx command).",
+    )
     serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT to listen on (default: %(default)s)")
     serve.add_argument("--workers", type=int, default=2, help="worker processes, one per CPU (default: %(default)s)")
     serve.add_argument("--threads", type=int, default=4, help="threads per worker (default: %(default)s)")
     serve.set_defaults(run=serve_command)
 
-    url = commands.add_parser("url", help="print the signed path of a derivative")
+    url = subcommand(
+        commands,
+        "url",
+        "print the signed URL of a derivative",
+        "Signed with the first secret, after PUBLIC_BASE_URL (if set): MEDIA_URL _r/KEY/SPEC-SIGNATURE.FMT. SPEC is "
+        "a preset name or a spec in its one canonical spelling, e.g. 400x300-fill.",
+    )
     url.add_argument("key", help="the original's storage key, e.g. photos/cat.jpg")
     url.add_argument("spec", metavar="SPEC.FMT", help="a spec or preset and a format, e.g. 400x300-fill.webp")
     url.set_defaults(run=url_command)
 
-    config = commands.add_parser("config", help="print settings as YAML")
+    config = subcommand(
+        commands,
+        "config",
+        "print settings as YAML",
+        "The settings in effect (environment and --config file), secrets masked; with --defaults, every setting "
+        "with its default and what it does, as a file that --config reads.",
+    )
     config.add_argument("--defaults", action="store_true", help="every setting with its default and doc")
     config.set_defaults(run=config_command)
 
-    nginx = commands.add_parser("nginx", help="print an nginx configuration rendered from the settings")
+    nginx = subcommand(
+        commands,
+        "nginx",
+        "print an nginx configuration rendered from the settings",
+        "A whole nginx.conf that runs beside a system nginx, by any user, with its pid file, logs and temporary "
+        "files in one folder: nginx -p DIR/ -c DIR/nginx.conf. With --snippet, only the location blocks, to "
+        "include in a server { } of an nginx you already run (Debian's: /etc/nginx/sites-enabled/).",
+    )
     nginx.add_argument("--listen", default="8080", help="nginx listen address (default: %(default)s)")
     nginx.add_argument("--sidecar", default="http://127.0.0.1:8000", help="sidecar URL (default: %(default)s)")
     nginx.add_argument("--app", metavar="URL", help="proxy every other path to this web application")
@@ -79,11 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
+def subcommand(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, details: str
+) -> argparse.ArgumentParser:
+    """A command listed with ``summary`` in the top-level help, and described by both in its own."""
+    return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
 
-    upload = command(
+
+def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    upload = subcommand(
+        commands,
         "upload",
         "upload the images of a folder as originals, only those new or changed",
         "Images are recognised by their content, and must be named with an extension of their type; each key is "
@@ -96,7 +141,8 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     bulk_options(upload)
     upload.set_defaults(run=upload_command)
 
-    setup = command(
+    setup = subcommand(
+        commands,
         "setup-bucket",
         "create and configure an S3 bucket for the sidecar",
         "Creates the bucket if needed, then sets only what is asked for, keeping what others configured; prints what "
@@ -130,7 +176,8 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     setup.add_argument("--json", action="store_true", help="print the changes as JSON")
     setup.set_defaults(run=setup_bucket_command)
 
-    regenerate = command(
+    regenerate = subcommand(
+        commands,
         "regenerate",
         "rebuild stored derivatives after a settings change",
         "Renders the selected derivatives again and rewrites those whose bytes changed (each object is replaced "
@@ -146,10 +193,12 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     bulk_options(regenerate)
     regenerate.set_defaults(run=regenerate_command)
 
-    check = command(
+    check = subcommand(
+        commands,
         "check",
         "check settings, secrets, storage, image formats and the nginx configuration",
-        "Exits 0 when healthy, 1 when any check fails (warnings do not fail it).",
+        "Prints a line per check (ok, warn or fail, and what it found) and a verdict. Exits 0 when healthy, 1 when "
+        "any check fails (warnings do not fail it).",
     )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     check.set_defaults(run=check_command)

@@ -252,3 +252,50 @@ def test_regenerate_of_a_configured_preset_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("regenerate:")
+
+
+COMMANDS = ("serve", "url", "config", "nginx", "upload", "setup-bucket", "regenerate", "check")
+
+
+def test_the_top_level_help_is_plain_text_naming_every_command() -> None:
+    result = run("--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "``" not in result.stdout and ":class:" not in result.stdout and ":meth:" not in result.stdout
+    for name in COMMANDS:
+        assert re.search(rf"^    {name}\b", result.stdout, re.MULTILINE), name
+    assert "Exit codes: 0 done, 1 something failed" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_describes_itself_in_its_help(command: str) -> None:
+    result = run(command, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    usage, description = result.stdout.split("\n\n")[:2]
+    assert usage.startswith(f"usage: resize-sidecar {command}")
+    words = description.split()
+    # A summary sentence, then what the command does in more words.
+    assert len(words) >= 15 and " ".join(words).count(". ") >= 1, description
+
+
+def test_version_prints_the_package_version() -> None:
+    from resize_sidecar import __version__
+
+    result = run("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"resize-sidecar {__version__}\n", "")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((), id="no command"),
+        pytest.param(("resize",), id="unknown command"),
+        pytest.param(("url", "a.jpg"), id="missing argument"),
+        pytest.param(("regenerate", "--jobs", "0"), id="bad number"),
+        pytest.param(("regenerate", "--spec", "100x.jpg", "--preset", "thumb"), id="exclusive options"),
+    ],
+)
+def test_a_command_line_mistake_exits_2_with_the_usage(args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("usage: resize-sidecar")
+    assert "error:" in result.stderr

@@ -37,8 +37,8 @@ if str(HERE.parent) not in sys.path:
 
 from regex_rewriter_before import HTMLRewriter as RegexRewriter  # noqa: E402
 
-from middleware import MediaMiddleware, MediaURLs  # noqa: E402
-from middleware.rewrite import HTMLRewriter  # noqa: E402
+from resize_sidecar.middleware import MediaMiddleware, MediaURLs  # noqa: E402
+from resize_sidecar.middleware.rewrite import HTMLRewriter  # noqa: E402
 from resize_sidecar.settings import Settings  # noqa: E402
 from resize_sidecar.signing import DerivativeSpec, format_path  # noqa: E402
 from tests.test_rewrite_spec import CORPUS, MEDIA_MARKUP, WORST_CASES, insertions, same_to_a_parser  # noqa: E402
@@ -202,7 +202,8 @@ def bench_rewrite() -> dict[str, dict[str, object]]:
 def bench_worst_cases() -> dict[str, dict[str, object]]:
     """The worst-case inputs: the new rewriter over rounds, the old one once each in a subprocess with a time limit."""
     rewriter = HTMLRewriter(MediaURLs(SETTINGS), picture_formats=("webp",))
-    logging.getLogger("middleware.rewrite").setLevel(logging.ERROR)  # over-budget pages are logged; expected here
+    # Over-budget pages are logged; expected here.
+    logging.getLogger("resize_sidecar.middleware.rewrite").setLevel(logging.ERROR)
     results: dict[str, dict[str, object]] = {}
     for name, page in WORST_CASES.items():
         times = interleaved_rounds({name: partial(rewriter.rewrite, page)}, 1, rounds=5)[name]

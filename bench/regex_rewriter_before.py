@@ -15,7 +15,7 @@ Two rules, applied in one pass over the page that looks only at the tags holding
 
 Comments and the contents of ``<script>``, ``<style>``, ``<textarea>`` and the other raw-text elements are never
 touched. Rewriting its own output changes nothing, so a page can pass through twice. (Its handling of encoded
-response bodies, unchanged, is ``middleware.rewrite.rewrite_body``.)
+response bodies, unchanged, is ``resize_sidecar.middleware.rewrite.rewrite_body``.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote
 from resize_sidecar.errors import PolicyError
 
 if TYPE_CHECKING:
-    from middleware.urls import MediaURLs
+    from resize_sidecar.middleware.urls import MediaURLs
 
 Headers = list[tuple[str, str]]
 

@@ -1,4 +1,4 @@
-"""A Flask app wrapped in ``MediaMiddleware``, with the ``media_url`` Jinja2 global.
+"""A Flask app with the ``ResizeSidecar`` extension: ``MediaMiddleware`` and the ``media_url`` Jinja2 global.
 
 Run it with no nginx at all (development serving answers ``/media/``)::
 
@@ -14,8 +14,7 @@ import os
 
 from flask import Flask, render_template_string
 
-from middleware import MediaMiddleware
-from middleware.jinja import install
+from resize_sidecar.middleware.flask import ResizeSidecar
 
 EXAMPLE_KEY = os.environ.get("EXAMPLE_KEY", "example.jpg")
 
@@ -36,11 +35,10 @@ PAGE = """<!doctype html>
 """
 
 app = Flask(__name__)
-app.wsgi_app = MediaMiddleware(app.wsgi_app, serve_media=True)  # type: ignore[method-assign]
-install(app.jinja_env, app.wsgi_app.urls)
+media = ResizeSidecar(app, serve_media=True)
 
 
 @app.get("/")
 def index() -> str:
-    media_prefix = app.wsgi_app.settings.media_url  # type: ignore[attr-defined]
+    media_prefix = app.extensions["resize_sidecar"].settings.media_url
     return render_template_string(PAGE, key=EXAMPLE_KEY, media_prefix=media_prefix)

@@ -2,7 +2,7 @@
 
 ``make demo`` runs it with gunicorn (``gunicorn examples.gallery:application``) behind nginx, next to the sidecar;
 settings come from the ``RESIZE_SIDECAR_*`` environment (``STORAGE=local``, ``LOCAL_ROOT``, ``SECRETS``). The page
-shows each way of asking for derivatives: ``<img srcset>`` built with :class:`~middleware.urls.MediaURLs` (the
+shows each way of asking for derivatives: ``<img srcset>`` built with :class:`~resize_sidecar.middleware.MediaURLs` (the
 browser picks 1x or 2x by its pixel density), ``<picture>`` with AVIF and WebP, smart square crops, and plain
 ``<img src="/media/…" width height>`` that the middleware rewrites on the way out.
 """
@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from middleware import MediaMiddleware, MediaURLs
-from middleware.core import ENVIRON_KEY
 from resize_sidecar.errors import MalformedPathError
+from resize_sidecar.middleware import MediaMiddleware, MediaURLs
+from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.settings import Settings, load
 from resize_sidecar.signing import validate_key
 

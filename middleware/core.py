@@ -1,7 +1,7 @@
 """``MediaMiddleware``: wraps any WSGI application (Flask, Django, Pyramid, bare WSGI).
 
-For every request it puts a :class:`~middleware.urls.MediaURLs` in ``environ["resize_sidecar.urls"]``. It rewrites
-media URLs in the app's HTML pages (:mod:`middleware.rewrite`) and, in development, answers ``MEDIA_URL`` requests
+For every request it puts a :class:`~.urls.MediaURLs` in ``environ["resize_sidecar.urls"]``. It rewrites
+media URLs in the app's HTML pages (:mod:`.rewrite`) and, in development, answers ``MEDIA_URL`` requests
 itself so that ``flask run`` or ``manage.py runserver`` work without nginx. Everything else passes through as the
 app sent it: the middleware never reads the ``Host`` header, and it builds every URL from the settings.
 
@@ -16,9 +16,9 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
-from middleware.urls import MediaURLs
 from resize_sidecar.errors import SettingsError, SidecarError
+from resize_sidecar.middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
+from resize_sidecar.middleware.urls import MediaURLs
 from resize_sidecar.settings import Settings, load
 from resize_sidecar.signing import ORIGINAL_TYPES, encode_key, parse_path, validate_key
 
@@ -43,7 +43,7 @@ class MediaMiddleware:
     - ``rewrite_html``: rewrite media URLs in ``200 text/html`` responses; ``automatic`` also sizes plain
       ``<img src="/media/…" width height>``, with a srcset of ``densities``; ``picture_formats`` (e.g.
       ``("avif", "webp")``) wraps those images in a ``<picture>``. Whatever a page says, only variants of the
-      configured set are signed (:mod:`middleware.variants`).
+      configured set are signed (:mod:`~resize_sidecar.middleware.variants`).
     - ``rewrite_scope``: ``"all"`` rewrites every element; ``"marked"`` only the app's own, which carry the
       ``data-resize`` attribute (``MediaURLs.marker`` prints it): the choice for pages with user HTML whose keys
       are not all public (see also ``REWRITE_KEY_PREFIXES``).

@@ -1,27 +1,35 @@
-"""Jinja2 glue: ``media_url`` as a global and a filter in any Jinja2 environment (Flask's ``app.jinja_env``).
+"""Jinja2 glue: ``media_url`` as a global and a filter in any Jinja2 environment (Flask's ``app.jinja_env``,
+Django's Jinja2 backend, a bare ``jinja2.Environment``).
 
 In templates::
 
     <img src="{{ media_url('photos/cat.jpg', width=400, height=300, fit='fill') }}">
-    <a href="{{ 'docs/scan.png'|media_url }}">original</a>
-    {{ media_url.picture('photos/cat.jpg', width=400, height=300, alt='A cat') }}
+    <a href="{{ photo.image|media_url }}">original</a>
+    {{ media_url.img(photo.image, width=400, height=300, fit='fill', alt='A cat', attrs={'loading': 'lazy'}) }}
+    {{ media_url.picture('photos/cat.jpg', width=400, alt='A cat') }}
+    {{ media_url.responsive(photo.image, sizes='(min-width: 60em) 50vw, 100vw', alt='A cat') }}
     <img srcset="{{ media_url.srcset('photos/cat.jpg', [400, 800, 1600]) }}" sizes="100vw" ...>
+    <img src="…" {{ media_url.marker }}>
 
-``media_url`` is the :class:`~middleware.urls.MediaURLs` itself, so its methods are there too; markup it returns
-(``img``, ``picture``) is already escaped and not escaped again. Jinja2 is not imported here.
+``media_url`` is a :class:`~resize_sidecar.middleware.images.MediaImages`: it takes a storage key, a media URL or
+a Django file field, and the markup it returns (``img``, ``picture``, ``responsive``) carries the image's width and
+height, is already escaped and is not escaped again. Jinja2 is not imported here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from resize_sidecar.middleware.images import MediaImages
+from resize_sidecar.middleware.urls import MediaURLs
+
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from middleware.urls import MediaURLs
 
-
-def install(environment: Environment, urls: MediaURLs) -> None:
-    """Make ``media_url`` a global and a filter of ``environment``."""
-    environment.globals["media_url"] = urls
-    environment.filters["media_url"] = urls
+def install(environment: Environment, urls: MediaURLs | MediaImages) -> MediaImages:
+    """Make ``media_url`` a global and a filter of ``environment``; returns what they call."""
+    images = urls if isinstance(urls, MediaImages) else MediaImages(urls)
+    environment.globals["media_url"] = images
+    environment.filters["media_url"] = images
+    return images

@@ -8,7 +8,7 @@ Attribute values are read as the parser decodes them and written back escaped an
 - explicit: a media URL with query parameters in ``src``, ``srcset``, ``href``, ``poster`` or an inline ``style``
   ``url(…)``, such as ``/media/photos/cat.jpg?w=400&h=300&fit=fill&fmt=webp``, becomes a signed derivative URL.
   Parameters: ``w``, ``h``, ``fit`` (fit, fill, pad), ``g`` (gravity), ``fmt``, ``q``, ``blur``, ``sharp``,
-  ``preset``. Sizes, qualities and blurs snap to the configured variant set (:mod:`middleware.variants`); a URL
+  ``preset``. Sizes, qualities and blurs snap to the configured variant set (:mod:`.variants`); a URL
   with other parameters, none of size, or values the contract refuses is left as it is;
 - automatic: an ``<img>`` without ``srcset`` whose ``src`` is an original under ``MEDIA_URL`` and whose ``width``
   and/or ``height`` are whole numbers gets a derivative of that box as ``src`` and a ``srcset`` of its densities:
@@ -35,12 +35,12 @@ from urllib.parse import unquote
 
 import lolhtml
 
-from middleware.urls import REWRITE_MARKER
-from middleware.variants import Variant, VariantPolicy
 from resize_sidecar.errors import PolicyError
+from resize_sidecar.middleware.urls import REWRITE_MARKER
+from resize_sidecar.middleware.variants import Variant, VariantPolicy
 
 if TYPE_CHECKING:
-    from middleware.urls import MediaURLs
+    from resize_sidecar.middleware.urls import MediaURLs
 
 Headers = list[tuple[str, str]]
 logger = logging.getLogger(__name__)

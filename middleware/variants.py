@@ -32,7 +32,7 @@ DEFAULT_BLURS = (5, 20)
 
 @dataclass(frozen=True)
 class Variant:
-    """The arguments of :meth:`middleware.urls.MediaURLs.derivative` for one rewritten URL."""
+    """The arguments of :meth:`~resize_sidecar.middleware.urls.MediaURLs.derivative` for one rewritten URL."""
 
     width: int | None = None
     height: int | None = None

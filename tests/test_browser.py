@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from middleware.variants import VariantPolicy
+from resize_sidecar.middleware.variants import VariantPolicy
 from resize_sidecar.settings import Settings
 from tests.conftest import photo
 from tests.servers import REPO, NginxServer

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from middleware.client import MediaAPIError, MediaClient
+from resize_sidecar.middleware.client import MediaAPIError, MediaClient
 from resize_sidecar.signing import format_path
 from resize_sidecar.storage import LocalStorage
 from tests.conftest import SECRET, photo

@@ -21,10 +21,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from webob import Request
 
-from middleware import HTML, MediaMiddleware, MediaURLs
-from middleware.core import ENVIRON_KEY
-from middleware.rewrite import HTMLRewriter, rewrite_body
 from resize_sidecar.errors import MalformedPathError, PolicyError, SettingsError
+from resize_sidecar.middleware import HTML, MediaMiddleware, MediaURLs
+from resize_sidecar.middleware.core import ENVIRON_KEY
+from resize_sidecar.middleware.rewrite import HTMLRewriter, rewrite_body
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import parse_path, resolve_spec, verify
 from tests.conftest import SECRET, photo
@@ -83,8 +83,8 @@ def rewriter(urls: MediaURLs) -> HTMLRewriter:
 
 def test_importing_the_middleware_loads_neither_pyvips_nor_boto3() -> None:
     code = (
-        "import sys, middleware\n"
-        "from middleware import MediaMiddleware, MediaURLs\n"
+        "import sys\n"
+        "from resize_sidecar.middleware import MediaMiddleware, MediaURLs\n"
         "heavy = sorted(m for m in ('pyvips', 'boto3', 'botocore') if m in sys.modules)\n"
         "print(','.join(heavy))"
     )
@@ -870,7 +870,7 @@ def test_the_sidecar_answers_every_url_the_builder_makes(settings: Settings, url
 
 def test_jinja_gets_media_url_as_a_global_and_a_filter(urls: MediaURLs) -> None:
     jinja2 = pytest.importorskip("jinja2")
-    from middleware.jinja import install
+    from resize_sidecar.middleware.jinja import install
 
     environment = jinja2.Environment(autoescape=True)
     install(environment, urls)
@@ -896,7 +896,7 @@ def test_django_template_tags_use_the_builder_from_the_request(urls: MediaURLs) 
     if not django_settings.configured:
         django_settings.configure()
         django.setup()
-    engine = Engine(libraries={"media_urls": "middleware.templatetags.media_urls"})
+    engine = Engine(libraries={"media_urls": "resize_sidecar.middleware.django.templatetags.media_urls"})
     template = engine.from_string(
         '{% load media_urls %}{% media_url key width=10 fit="fill" height=10 %}|{% media_url key %}|'
         '{% media_srcset key "100,200" format="webp" %}|'

@@ -35,10 +35,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from webob import Request
 
-from middleware import MediaURLs
-from middleware.rewrite import HTMLRewriter, decode_attribute, srcset_urls
-from middleware.variants import DEFAULT_BLURS, DEFAULT_QUALITIES, DEFAULT_WIDTHS, VariantPolicy
 from resize_sidecar.app import make_app
+from resize_sidecar.middleware import MediaURLs
+from resize_sidecar.middleware.rewrite import HTMLRewriter, decode_attribute, srcset_urls
+from resize_sidecar.middleware.variants import DEFAULT_BLURS, DEFAULT_QUALITIES, DEFAULT_WIDTHS, VariantPolicy
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import parse_path, resolve_spec
 from resize_sidecar.storage import LocalStorage
@@ -421,7 +421,7 @@ def test_a_page_with_more_elements_than_the_budget_passes_through_and_is_logged(
 ) -> None:
     rewriter = make_rewriter(max_elements=3)
     page = f"<img src={ASKED}>" * 4
-    with caplog.at_level(logging.WARNING, logger="middleware.rewrite"):
+    with caplog.at_level(logging.WARNING, logger="resize_sidecar.middleware.rewrite"):
         assert rewriter.rewrite(page) is page
     assert "more than 3 elements" in caplog.text
     assert rewriter.rewrite(f"<img src={ASKED}>" * 3) == f'<img src="{SIGNED}">' * 3
@@ -430,7 +430,7 @@ def test_a_page_with_more_elements_than_the_budget_passes_through_and_is_logged(
 def test_a_page_that_would_grow_past_its_budget_passes_through_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     rewriter = make_rewriter(picture_formats=("avif", "webp"), densities=(1, 2, 3), max_elements=10**6)
     page = "<img src=/media/a.jpg width=9>" * 20000
-    with caplog.at_level(logging.WARNING, logger="middleware.rewrite"):
+    with caplog.at_level(logging.WARNING, logger="resize_sidecar.middleware.rewrite"):
         assert rewriter.rewrite(page) is page
     assert "bytes" in caplog.text
 

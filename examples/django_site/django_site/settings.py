@@ -13,7 +13,7 @@ BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-site-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "true") == "true"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-INSTALLED_APPS = ["middleware"]  # for {% load media_urls %}
+INSTALLED_APPS = ["resize_sidecar.middleware.django"]  # for {% load media_urls %}
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "django_site.urls"
 WSGI_APPLICATION = "django_site.wsgi.application"

@@ -6,9 +6,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from middleware import MediaMiddleware
+from resize_sidecar.middleware.django.wsgi import wrap
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
 
 # Development serving answers /media/ without nginx; behind nginx in production, leave it off.
-application = MediaMiddleware(get_wsgi_application(), serve_media=os.environ.get("DJANGO_DEBUG", "true") == "true")
+application = wrap(get_wsgi_application(), serve_media=os.environ.get("DJANGO_DEBUG", "true") == "true")

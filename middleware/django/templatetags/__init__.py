@@ -1,1 +1,1 @@
-"""Django template tag libraries; add ``"middleware"`` to ``INSTALLED_APPS`` to load them."""
+"""Django template tag libraries of ``"resize_sidecar.middleware.django"``."""

@@ -1,28 +1,34 @@
-"""Django template tags: ``{% load media_urls %}`` after adding ``"middleware"`` to ``INSTALLED_APPS``.
+"""Django template tags: ``{% load media_urls %}`` with ``"resize_sidecar.middleware.django"`` in ``INSTALLED_APPS``.
 
-In templates::
+Each takes a file field (``photo.image``), a media URL (``photo.image.url``) or a storage key::
 
-    <img src="{% media_url "photos/cat.jpg" width=400 height=300 fit="fill" %}">
-    <a href="{% media_url photo.key %}">original</a>
-    {% media_img "photos/cat.jpg" width=400 height=300 alt="A cat" loading="lazy" %}
-    {% media_picture "photos/cat.jpg" width=400 height=300 alt="A cat" %}
+    <img src="{% media_url photo.image width=400 height=300 fit="fill" %}" width="400" height="300" alt="">
+    <a href="{% media_url photo.image %}">original</a>
+    {% media_img photo.image width=400 alt="A cat" loading="lazy" %}
+    {% media_picture photo.image width=400 height=300 fit="fill" alt="A cat" %}
+    {% media_responsive photo.image sizes="(min-width: 60em) 50vw, 100vw" alt="A cat" %}
     <img srcset="{% media_srcset "photos/cat.jpg" "400,800,1600" %}" sizes="100vw" ...>
+    <img src="{{ photo.image.url }}" width="240" height="160" alt="" {% media_marker %}>
 
-The URL builder is the one ``MediaMiddleware`` put in the request (``request.META``, which is the WSGI environ);
-outside a request (an e-mail, a management command) one is made from :func:`resize_sidecar.settings.load`.
+``media_img``, ``media_picture`` and ``media_responsive`` write ``width`` and ``height`` (the field's stored size, or
+the box), so the page does not shift while images load; other keywords become attributes (``loading="lazy"``).
+
+The URL builder is the one ``MediaMiddleware`` put in the request (``request.META``, the WSGI environ); outside a
+request (an e-mail, a management command) one is made from the project's settings (:mod:`..conf`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from django import template
 
-from middleware.core import ENVIRON_KEY
-from middleware.urls import HTML, MediaURLs
-from resize_sidecar.settings import load
+from resize_sidecar.middleware.core import ENVIRON_KEY
+from resize_sidecar.middleware.django.conf import default_images
+from resize_sidecar.middleware.images import MediaImages
+from resize_sidecar.middleware.urls import HTML, MediaURLs
 
 register = template.Library()
 # Django has no type hints; this names what register.simple_tag(takes_context=True) returns.
@@ -30,19 +36,19 @@ _tag: Callable[[Callable[..., Any]], Callable[..., Any]] = register.simple_tag(t
 # Template keywords that are arguments of the builder; the others become HTML attributes.
 _ARGUMENTS = frozenset(
     {"fit", "gravity", "format", "quality", "upscale", "background", "blur", "sharpen", "preset"}
-    | {"width", "height", "alt", "sizes", "formats", "fallback"}
+    | {"width", "height", "alt", "sizes", "formats", "fallback", "aspect_ratio"}
 )
 
 
-@cache
-def _default_urls() -> MediaURLs:
-    return MediaURLs(load())
+@lru_cache(maxsize=8)
+def _images_of(urls: MediaURLs) -> MediaImages:
+    return MediaImages(urls)
 
 
-def _urls(context: template.Context) -> MediaURLs:
+def _images(context: template.Context) -> MediaImages:
     request = context.get("request")
     urls = getattr(request, "META", {}).get(ENVIRON_KEY)
-    return urls if isinstance(urls, MediaURLs) else _default_urls()
+    return _images_of(urls) if isinstance(urls, MediaURLs) else default_images()
 
 
 def _numbers(value: str | Any) -> list[int]:
@@ -55,30 +61,48 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     arguments = {k: v for k, v in options.items() if k in _ARGUMENTS}
     if "formats" in arguments:
         arguments["formats"] = [fmt.strip() for fmt in arguments["formats"].split(",")]
+    if "aspect_ratio" in arguments:
+        arguments["aspect_ratio"] = float(arguments["aspect_ratio"])
     return arguments, {k: v for k, v in options.items() if k not in arguments}
 
 
 @_tag
-def media_url(context: template.Context, key: str, **options: Any) -> str:
+def media_url(context: template.Context, image: object, **options: Any) -> str:
     """The original's URL, or with options (``width=400 fit="fill"``…) the signed derivative's."""
-    return _urls(context)(key, **options)
+    return _images(context)(image, **options)
 
 
 @_tag
-def media_srcset(context: template.Context, key: str, widths: str | list[int], **options: Any) -> str:
+def media_srcset(context: template.Context, image: object, widths: str | list[int], **options: Any) -> str:
     """A ``srcset`` value with one candidate per width ("400,800")."""
-    return _urls(context).srcset(key, _numbers(widths), **options)
+    return _images(context).srcset(image, _numbers(widths), **options)
 
 
 @_tag
-def media_img(context: template.Context, key: str, densities: str = "1,2", **options: Any) -> HTML:
-    """An ``<img>`` with a density srcset; unknown keywords become attributes (``loading="lazy"``)."""
+def media_img(context: template.Context, image: object, densities: str = "1,2", **options: Any) -> HTML:
+    """An ``<img>`` with a density srcset and its width and height; other keywords become attributes."""
     arguments, attrs = _split(options)
-    return _urls(context).img(key, densities=_numbers(densities), attrs=attrs, **arguments)
+    return _images(context).img(image, densities=_numbers(densities), attrs=attrs, **arguments)
 
 
 @_tag
-def media_picture(context: template.Context, key: str, densities: str = "1,2", **options: Any) -> HTML:
-    """A ``<picture>`` with AVIF and WebP sources (``formats="avif,webp"``) and a fallback ``<img>``."""
+def media_picture(context: template.Context, image: object, densities: str = "1,2", **options: Any) -> HTML:
+    """A ``<picture>`` with AVIF and WebP sources (``formats="avif,webp"``) and a sized fallback ``<img>``."""
     arguments, attrs = _split(options)
-    return _urls(context).picture(key, densities=_numbers(densities), attrs=attrs, **arguments)
+    return _images(context).picture(image, densities=_numbers(densities), attrs=attrs, **arguments)
+
+
+@_tag
+def media_responsive(context: template.Context, image: object, **options: Any) -> HTML:
+    """A ``<picture>`` offering the width ladder up to the original's width, for ``sizes`` (default ``100vw``);
+    ``aspect_ratio=1.5`` crops every candidate to that shape, ``widths="320,640"`` replaces the ladder."""
+    arguments, attrs = _split(options)
+    if "widths" in attrs:
+        arguments["widths"] = _numbers(attrs.pop("widths"))
+    return _images(context).responsive(image, attrs=attrs, **arguments)
+
+
+@_tag
+def media_marker(context: template.Context) -> HTML:
+    """`` data-resize``: marks the app's own elements for the middleware's ``rewrite_scope="marked"``."""
+    return _images(context).marker

@@ -1,0 +1,35 @@
+"""The former import name of :mod:`resize_sidecar.middleware`, kept for one release: it warns and re-exports.
+
+``import middleware`` collides with any project's own ``middleware.py`` or ``middleware/`` package; import
+``resize_sidecar.middleware`` instead, and put ``"resize_sidecar.middleware.django"`` in ``INSTALLED_APPS``.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from importlib import import_module
+
+from resize_sidecar.middleware import HTML, MediaAPIError, MediaClient, MediaMiddleware, MediaURLs
+
+__all__ = ["HTML", "MediaAPIError", "MediaClient", "MediaMiddleware", "MediaURLs"]
+
+warnings.warn(
+    "the import name 'middleware' is deprecated and goes away in the next release: import resize_sidecar.middleware "
+    "(and use 'resize_sidecar.middleware.django' in INSTALLED_APPS)",
+    DeprecationWarning,
+    stacklevel=2,
+)
+
+# The former submodules (``from middleware.urls import MediaURLs``, ``{% load media_urls %}`` with "middleware" in
+# INSTALLED_APPS) are the new ones under their old names.
+for _old, _new in {
+    "client": "client",
+    "core": "core",
+    "jinja": "jinja",
+    "rewrite": "rewrite",
+    "urls": "urls",
+    "variants": "variants",
+    "templatetags": "django.templatetags",
+}.items():
+    sys.modules[f"{__name__}.{_old}"] = import_module(f"resize_sidecar.middleware.{_new}")

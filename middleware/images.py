@@ -1,0 +1,255 @@
+"""Images as templates name them: a model's file field, a storage key or a media URL, shown without layout shift.
+
+:class:`MediaImages` is what Django's tags and the Jinja2 ``media_url`` global call. It takes any of:
+
+- a Django ``FieldFile`` / ``ImageFieldFile`` (``photo.image``): its key is the file's name in the storage the
+  sidecar reads (``MEDIA_ROOT`` or the bucket and ``location``), and its size the one the model stored in the
+  field's ``width_field`` / ``height_field``;
+- a media URL (``photo.image.url``, ``/media/photos/cat.jpg``, or one on ``PUBLIC_BASE_URL``);
+- a storage key (``photos/cat.jpg``).
+
+Every ``<img>`` it writes carries ``width`` and ``height`` so that the browser reserves the box before the image
+arrives: the box itself for ``fill`` and ``pad``, the fitted size for ``fit`` when the original's size is known
+(from the model), and only the sides the spec fixes otherwise. Nothing here reads a file or calls a storage: a page
+renders from what the database row already holds.
+
+Standard library and the project's contract modules only; Django is duck-typed, never imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from resize_sidecar.errors import MalformedPathError
+from resize_sidecar.middleware.urls import HTML, MediaURLs
+from resize_sidecar.middleware.variants import VariantPolicy
+
+if TYPE_CHECKING:
+    from resize_sidecar.settings import Settings
+
+Size = tuple[int | None, int | None]
+#: The width of a responsive image's ``src``, for the browsers that do not read ``srcset``.
+_FALLBACK_WIDTH = 1080
+
+
+@dataclass(frozen=True)
+class Original:
+    """An original as the sidecar reads it: its key, and its upright size when the app stored it."""
+
+    key: str
+    width: int | None = None
+    height: int | None = None
+
+
+def original(image: object, settings: Settings) -> Original:
+    """The original that ``image`` (a file field, a media URL or a key) names.
+
+    Raises:
+        MalformedPathError: an empty file field, a URL outside ``MEDIA_URL``, or a file the sidecar cannot read
+            (another folder, bucket or prefix than its settings').
+        TypeError: anything else.
+    """
+    if isinstance(image, Original):
+        return image
+    if isinstance(image, str):
+        return Original(_key_of_text(image, settings))
+    name, storage = getattr(image, "name", None), getattr(image, "storage", None)
+    if storage is None or not (name is None or isinstance(name, str)):
+        raise TypeError(f"expected a file field, a media URL or a storage key, got {type(image).__name__}")
+    if not name:
+        raise MalformedPathError("the file field holds no file")
+    return Original(_key_in_storage(storage, name, settings), *_stored_size(image))
+
+
+def _key_of_text(text: str, settings: Settings) -> str:
+    """A key as given, or the key a media URL (percent-encoded, as ``FieldFile.url`` writes it) points at."""
+    base = settings.public_base_url.rstrip("/")
+    for prefix in ([base + settings.media_url] if base else []) + [settings.media_url]:
+        if text.startswith(prefix):
+            key = unquote(text[len(prefix) :].partition("?")[0])
+            if key.startswith(settings.derived_prefix):
+                raise MalformedPathError(f"{text!r} is a derivative's URL, not an original's")
+            return key
+    if text.startswith("/") or "://" in text:
+        raise MalformedPathError(f"{text!r} is not under MEDIA_URL {settings.media_url!r}")
+    return text
+
+
+def _key_in_storage(storage: Any, name: str, settings: Settings) -> str:
+    """The sidecar's key of a file a Django storage holds under ``name``, from names alone (no storage call)."""
+    if settings.storage == "local":
+        try:
+            path = Path(storage.path(name)).resolve()
+        except NotImplementedError:
+            raise MalformedPathError(
+                f"{name!r} is in {type(storage).__name__}, not a folder: the sidecar reads local storage"
+            ) from None
+        root = Path(settings.local_root).resolve()
+        if not path.is_relative_to(root):
+            raise MalformedPathError(f"{name!r} is stored at {path}, outside LOCAL_ROOT {root}")
+        return path.relative_to(root).as_posix()
+    bucket = getattr(storage, "bucket_name", None)
+    if bucket != settings.s3_bucket:
+        raise MalformedPathError(f"{name!r} is in bucket {bucket!r}, not S3_BUCKET {settings.s3_bucket!r}")
+    location = str(getattr(storage, "location", "") or "").strip("/")
+    full = str(PurePosixPath(location, name)) if location else name
+    if not full.startswith(settings.s3_prefix):
+        raise MalformedPathError(f"{full!r} is outside S3_PREFIX {settings.s3_prefix!r}")
+    return full[len(settings.s3_prefix) :]
+
+
+def _stored_size(field_file: object) -> Size:
+    """The size an ``ImageField`` keeps in its model's ``width_field`` and ``height_field`` columns, if it does.
+
+    ``ImageFieldFile.width`` would open the file to measure it: never read here.
+    """
+    field, instance = getattr(field_file, "field", None), getattr(field_file, "instance", None)
+    columns = getattr(field, "width_field", None), getattr(field, "height_field", None)
+    if instance is None or not all(columns):
+        return None, None
+    width, height = (getattr(instance, column, None) for column in columns)
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        return width, height
+    return None, None
+
+
+def shown_size(
+    source: Original, width: int | None, height: int | None, fit: str = "fit", upscale: bool = False
+) -> Size:
+    """The size of the derivative of ``source`` in a ``width`` × ``height`` box, as far as it can be known.
+
+    ``fill`` and ``pad`` are the box; ``fit`` is the original scaled into the box (never enlarged without
+    ``upscale``), which needs the original's size: without it, only a single given side is known.
+    """
+    if fit != "fit" and width and height:
+        return width, height
+    if source.width and source.height:
+        scale = min(width / source.width if width else float("inf"), height / source.height if height else float("inf"))
+        if scale == float("inf") or (scale > 1 and not upscale):
+            scale = 1.0
+        return max(1, round(source.width * scale)), max(1, round(source.height * scale))
+    return (width, None) if height is None else (None, height) if width is None else (None, None)
+
+
+class MediaImages:
+    """The template helpers: :class:`~resize_sidecar.middleware.urls.MediaURLs` taking file fields and media URLs
+    as well as keys, and writing the size of every ``<img>``. Cheap to build, safe to share between threads."""
+
+    def __init__(self, urls: MediaURLs) -> None:
+        self.urls = urls
+        self.settings = urls.settings
+
+    @property
+    def marker(self) -> HTML:
+        """The attribute that marks the app's own elements for ``rewrite_scope="marked"``."""
+        return self.urls.marker
+
+    @cached_property
+    def ladder(self) -> tuple[int, ...]:
+        """The widths responsive images choose from: the HTML rewriter's variant set (ALLOWED_WIDTHS, else 16-3840)."""
+        return VariantPolicy(self.settings).widths
+
+    def original(self, image: object) -> Original:
+        """See :func:`original`."""
+        return original(image, self.settings)
+
+    def __call__(self, image: object, **options: Any) -> str:
+        """The original's URL, or with options the signed derivative's (as ``MediaURLs.__call__``)."""
+        return self.urls(self.original(image).key, **options)
+
+    def url(self, image: object) -> str:
+        return self.urls.url(self.original(image).key)
+
+    def derivative(self, image: object, **options: Any) -> str:
+        return self.urls.derivative(self.original(image).key, **options)
+
+    def srcset(self, image: object, widths: Iterable[int], **options: Any) -> str:
+        return self.urls.srcset(self.original(image).key, widths, **options)
+
+    def img(
+        self,
+        image: object,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        attrs: Mapping[str, object] | None = None,
+        **options: Any,
+    ) -> HTML:
+        """``MediaURLs.img`` with ``width`` and ``height`` attributes of the size shown (:func:`shown_size`)."""
+        return self._markup(self.urls.img, image, width, height, attrs, options)
+
+    def picture(
+        self,
+        image: object,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        attrs: Mapping[str, object] | None = None,
+        **options: Any,
+    ) -> HTML:
+        """``MediaURLs.picture`` (AVIF and WebP sources, a fallback ``<img>``), sized as :meth:`img`."""
+        return self._markup(self.urls.picture, image, width, height, attrs, options)
+
+    def responsive(
+        self,
+        image: object,
+        *,
+        sizes: str = "100vw",
+        aspect_ratio: float | None = None,
+        widths: Iterable[int] | None = None,
+        attrs: Mapping[str, object] | None = None,
+        **options: Any,
+    ) -> HTML:
+        """A ``<picture>`` whose sources offer every width of the ladder up to the original's, for ``sizes``.
+
+        ``aspect_ratio`` (width / height) crops every candidate to that shape; without it they keep the original's.
+        ``width`` and ``height`` are the largest candidate's, which gives the browser the box's aspect ratio (style it
+        ``max-width: 100%; height: auto``); with neither ``aspect_ratio`` nor a stored size they are left out.
+
+        Raises:
+            MalformedPathError, PolicyError: as ``MediaURLs.derivative``.
+        """
+        source = self.original(image)
+        ladder = tuple(widths) if widths is not None else self.ladder
+        if source.width:
+            ladder = tuple(step for step in ladder if step < source.width) + (min(source.width, max(ladder)),)
+        largest = max(ladder)
+        fit = "fill" if aspect_ratio else options.pop("fit", "fit")
+        size: Size = (largest, round(largest / aspect_ratio)) if aspect_ratio else (None, None)
+        if source.width and not aspect_ratio:
+            size = shown_size(source, largest, None)
+        # The src of browsers without srcset: the step nearest a common content width, not the largest.
+        src_width = min(ladder, key=lambda step: abs(step - _FALLBACK_WIDTH))
+        box = {"width": src_width, "height": round(src_width / aspect_ratio) if aspect_ratio else None, "fit": fit}
+        sized = {"width": size[0], "height": size[1], **(attrs or {})}
+        return self.urls.picture(source.key, widths=ladder, sizes=sizes, attrs=sized, **box, **options)
+
+    def _markup(
+        self,
+        build: Callable[..., HTML],
+        image: object,
+        width: int | None,
+        height: int | None,
+        attrs: Mapping[str, object] | None,
+        options: dict[str, Any],
+    ) -> HTML:
+        source = self.original(image)
+        sized = {**self._size_attributes(source, width, height, options), **(attrs or {})}
+        return build(source.key, width=width, height=height, attrs=sized, **options)
+
+    def _size_attributes(
+        self, source: Original, width: int | None, height: int | None, options: Mapping[str, Any]
+    ) -> dict[str, object]:
+        """``width`` and ``height`` attributes of the size shown (a preset's box, if one is named)."""
+        fit, upscale = options.get("fit", "fit"), bool(options.get("upscale", False))
+        preset = options.get("preset")
+        if preset and preset in self.settings.preset_specs:
+            spec = self.settings.preset_specs[preset]
+            width, height, fit, upscale = spec.width, spec.height, spec.mode, spec.upscale
+        shown_width, shown_height = shown_size(source, width, height, fit, upscale)
+        return {"width": shown_width, "height": shown_height}

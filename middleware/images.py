@@ -6,7 +6,8 @@
   sidecar reads (``MEDIA_ROOT`` or the bucket and ``location``), and its size the one the model stored in the
   field's ``width_field`` / ``height_field``;
 - a media URL (``photo.image.url``, ``/media/photos/cat.jpg``, or one on ``PUBLIC_BASE_URL``);
-- a storage key (``photos/cat.jpg``).
+- a storage key (``photos/cat.jpg``);
+- a mapping with ``key``, ``width`` and ``height``, such as the media API's answer to an upload, kept by the app.
 
 Every ``<img>`` it writes carries ``width`` and ``height`` so that the browser reserves the box before the image
 arrives: the box itself for ``fill`` and ``pad``, the fitted size for ``fit`` when the original's size is known
@@ -58,9 +59,12 @@ def original(image: object, settings: Settings) -> Original:
         return image
     if isinstance(image, str):
         return Original(_key_of_text(image, settings))
+    if isinstance(image, Mapping) and isinstance(image.get("key"), str):
+        # A row the app kept from the media API's upload answer: key, width and height.
+        return Original(image["key"], *_positive_size(image.get("width"), image.get("height")))
     name, storage = getattr(image, "name", None), getattr(image, "storage", None)
     if storage is None or not (name is None or isinstance(name, str)):
-        raise TypeError(f"expected a file field, a media URL or a storage key, got {type(image).__name__}")
+        raise TypeError(f"expected a file field, a media URL, a storage key or a mapping, got {type(image).__name__}")
     if not name:
         raise MalformedPathError("the file field holds no file")
     return Original(_key_in_storage(storage, name, settings), *_stored_size(image))
@@ -112,7 +116,10 @@ def _stored_size(field_file: object) -> Size:
     columns = getattr(field, "width_field", None), getattr(field, "height_field", None)
     if instance is None or not all(columns):
         return None, None
-    width, height = (getattr(instance, column, None) for column in columns)
+    return _positive_size(*(getattr(instance, column, None) for column in columns))
+
+
+def _positive_size(width: object, height: object) -> Size:
     if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
         return width, height
     return None, None

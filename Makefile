@@ -2,12 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# ceph-mon, ceph-osd and radosgw: the suite's second S3 store, Ceph's RADOS Gateway (tests/rgw.py).
-APT_PACKAGES := nginx libnginx-mod-http-js chromium chromium-driver ceph-mon ceph-osd radosgw
+# What the demo runs: a virtualenv, and nginx with njs.
+DEMO_PACKAGES := python3-venv nginx libnginx-mod-http-js
+# The suite adds headless Chromium, and Ceph's RADOS Gateway as its second S3 store (tests/rgw.py).
+APT_PACKAGES := $(DEMO_PACKAGES) chromium chromium-driver ceph-mon ceph-osd radosgw
 
-.PHONY: setup system-packages test demo bench clean
+.PHONY: setup system-packages demo-packages test demo bench clean
 
-setup: $(VENV)/.installed system-packages
+setup: system-packages $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,21 +17,28 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-# Debian packages the tests and the demo run for real; installed when missing and allowed (root).
-system-packages:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Debian packages installed when missing and allowed (root); otherwise one line saying the command to run.
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else \
-			echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
+			echo "missing Debian packages:$$missing; run: sudo apt-get install$$missing" >&2; exit 1; \
 		fi; \
 	fi
+endef
+
+system-packages:
+	$(call install_missing,$(APT_PACKAGES))
+
+demo-packages:
+	$(call install_missing,$(DEMO_PACKAGES))
 
 test: setup
 	$(PY) -m pytest
 
-demo: setup
+demo: demo-packages $(VENV)/.installed
 	$(PY) deploy/demo.py
 
 # About 10 minutes on 2 cores: writes bench/results/latest.{md,png,json}; see bench/README.md.

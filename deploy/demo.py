@@ -1,44 +1,82 @@
-"""Run the whole product on this machine: sample images in a local folder, the sidecar, the gallery, nginx.
+"""Run the whole product on this machine: sample photographs in a local folder, the sidecar, the gallery, nginx.
 
-``make demo`` runs this. Everything lives under ``.demo/`` in the checkout (or ``$DEMO_DIR``); Ctrl-C stops it
-all. ``DEMO_PORT`` (default 8080) is nginx's port; the sidecar and the gallery take the next two.
+``make demo`` runs this. Everything lives under ``.demo/`` in the checkout (or ``$DEMO_DIR``); Ctrl-C or SIGTERM
+stops it all. ``DEMO_PORT`` (default 8080) is nginx's port; the sidecar and the gallery take the next two. The
+photographs, and their licences, are in ``deploy/demo-media/`` (NOTICE.md).
 """
 
 from __future__ import annotations
 
+import html
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("DEMO_DIR", REPO / ".demo")).resolve()
 MEDIA = WORK / "media"
-SHARED_IMAGES = REPO.parent / "shared" / "testdata" / "images"
-# Real photos that show what the sidecar does: EXIF rotation, GPS stripping, CMYK, progressive, animation.
-SHARED_SAMPLES = {
-    "photos/rotated-exif-6.jpg": "orientation/Landscape_6.jpg",
-    "photos/camera-with-gps.jpg": "exif/DSCN0010.jpg",
-    "photos/fox-progressive.jpg": "formats/fox.progressive.jpg",
-    "photos/cmyk-print.jpg": "formats/Channel_digital_image_CMYK_color.jpg",
-    "animations/loop.webp": "formats/animated-loop-3.webp",
+PHOTOS = REPO / "deploy" / "demo-media"
+#: Keys in the demo's storage and the photographs they are copied from. Sorted by key, as the gallery shows them:
+#: the subjects of the coffee and the rocket stand off-centre, for the smart crops.
+SAMPLES = {
+    "photos/astronaut.jpg": "astronaut.jpg",
+    "photos/coffee-cup-right-of-centre.jpg": "coffee.jpg",
+    "photos/rocket-right-of-centre.jpg": "rocket.jpg",
 }
+#: Made from a photograph: its pixels turned, with the EXIF tag that turns them back (see NOTICE.md).
+SIDEWAYS = ("photos/cat-stored-sideways-exif-orientation-6.jpg", "chelsea.jpg")
+EXAMPLE = ("photos/coffee-cup-right-of-centre.jpg", "thumb.webp")
 PRESETS = "thumb=240x240-fill-sm,card=640x400-fill,large=1600x"
+#: Extensions whose files the gallery cannot show, and why.
+UNDECODABLE = {".heic": "HEIC", ".heif": "HEIF"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: How long a server may take to stop before it and everything it started are killed.
+STOP_SECONDS = 10
+
+
+class Stop(Exception):
+    """SIGINT or SIGTERM: stop everything and exit 0."""
+
+
+class StartError(Exception):
+    """The demo cannot start; the message is one line saying why and what to do."""
 
 
 def main() -> int:
+    for number in STOP_SIGNALS:
+        signal.signal(number, _stop)
+    try:
+        return run()
+    except StartError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 1
+    except Stop:
+        return 0
+
+
+def run() -> int:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
-        print("nginx is not installed: run `make demo` (installs it as root) or `sudo apt-get install nginx`")
-        return 1
+        raise StartError("nginx is not installed; run: sudo apt-get install nginx libnginx-mod-http-js")
+    port = int(os.environ.get("DEMO_PORT", "8080"))
+    ports = {"nginx": port, "the sidecar": port + 1, "the gallery": port + 2}
+    for name, taken in ports.items():
+        if not free(taken):
+            raise StartError(
+                f"port {taken} (for {name}) is already in use: stop what holds it, or choose other ports, e.g. "
+                f"DEMO_PORT={port + 10} make demo"
+            )
     prepare_media()
     check_readable_by_nginx_workers(MEDIA)
-    port = int(os.environ.get("DEMO_PORT", "8080"))
     env = {
         **os.environ,
         "RESIZE_SIDECAR_STORAGE": "local",
@@ -47,86 +85,89 @@ def main() -> int:
         "RESIZE_SIDECAR_PRESETS": PRESETS,
         "RESIZE_SIDECAR_SERVE_ORIGINALS": "false",
     }
+    nginx_url = f"http://127.0.0.1:{port}"
     sidecar_url, gallery_url = f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1:{port + 2}"
-    python = sys.executable
     nginx_prefix = WORK / "nginx"
     nginx_prefix.mkdir(exist_ok=True)
-    config = subprocess.run(
-        [python, "-m", "resize_sidecar.cli", "nginx", "--listen", f"127.0.0.1:{port}",
-         "--sidecar", sidecar_url, "--app", gallery_url],
-        env=env, check=True, capture_output=True, text=True, cwd=REPO,
-    ).stdout  # fmt: skip
-    (nginx_prefix / "nginx.conf").write_text(config)
+    (nginx_prefix / "nginx.conf").write_text(
+        cli(env, "nginx", "--listen", f"127.0.0.1:{port}", "--sidecar", sidecar_url, "--app", gallery_url)
+    )
+    nginx_log = nginx_prefix / "error.log"
+    nginx_log.unlink(missing_ok=True)
     commands = {
-        "sidecar": [python, "-m", "resize_sidecar.cli", "serve", "--bind", sidecar_url[7:], "--workers", "2"],
-        "gallery": [python, "-m", "gunicorn", "--bind", gallery_url[7:], "examples.gallery:application"],
-        "nginx": [nginx, "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"), "-e", "stderr",
+        "the sidecar": [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", sidecar_url[7:], "--workers",
+                        "2"],
+        "the gallery": [sys.executable, "-m", "gunicorn", "--bind", gallery_url[7:], "examples.gallery:application"],
+        # -e: nginx's start-up errors go to its log, where a failed start is read from.
+        "nginx": [nginx, "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"), "-e", str(nginx_log),
                   "-g", "daemon off;"],
     }  # fmt: skip
-    processes = {name: subprocess.Popen(command, env=env, cwd=REPO) for name, command in commands.items()}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        wait_until_up(f"{sidecar_url}/healthz", f"http://127.0.0.1:{port}/")
-        example = subprocess.run(
-            [python, "-m", "resize_sidecar.cli", "url", "generated/dawn.jpg", "card.webp"],
-            env=env, check=True, capture_output=True, text=True, cwd=REPO,
-        ).stdout.strip()  # fmt: skip
+        for name, command in commands.items():
+            # A session of its own: the terminal's Ctrl-C reaches only this script, which stops each server in turn.
+            processes[name] = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True)
+        wait_until_up(processes, nginx_log, f"{sidecar_url}/healthz", f"{nginx_url}/")
+        example = cli(env, "url", *EXAMPLE).strip()
         print(
             f"\nresize-sidecar demo is running (Ctrl-C stops it):\n"
-            f"  gallery            http://127.0.0.1:{port}/\n"
-            f"  one derivative     http://127.0.0.1:{port}{example}\n"
+            f"  gallery            {nginx_url}/\n"
+            f"  one derivative     {nginx_url}{example}\n"
             f"  sidecar metrics    {sidecar_url}/metrics\n"
-            f"  originals          {MEDIA}\n"
+            f"  originals          {MEDIA} (add images and reload)\n"
             f"  nginx config       {nginx_prefix / 'nginx.conf'}\n",
             flush=True,
         )
-        while all(process.poll() is None for process in processes.values()):
-            time.sleep(0.5)
-        stopped = [name for name, process in processes.items() if process.poll() is not None]
-        print(f"stopped unexpectedly: {', '.join(stopped)}", file=sys.stderr)
+        watch(processes, nginx_url)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            process.wait(timeout=15)
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        stop(processes)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "resize_sidecar.cli", *args], env=env, check=True, capture_output=True, text=True,
+        cwd=REPO,
+    ).stdout  # fmt: skip
+
+
+def free(port: int) -> bool:
+    """Whether nginx or gunicorn could listen on the port (both set SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def prepare_media() -> None:
-    """Sample originals: generated ones always, and a few real photos when the shared test images are here."""
+    """The sample photographs, copied into the media folder unless they are there already."""
+    import pyvips
+
     MEDIA.mkdir(parents=True, exist_ok=True)
     for folder in (WORK, MEDIA):
         folder.chmod(0o755)
-    import pyvips
-
-    for name, (width, height, hue) in {
-        "generated/dawn.jpg": (3000, 2000, (250, 140, 90)),
-        "generated/tower.jpg": (1600, 2400, (90, 150, 240)),
-        "generated/square.png": (1200, 1200, (120, 220, 160)),
-    }.items():
-        target = MEDIA / name
+    for key, name in SAMPLES.items():
+        target = MEDIA / key
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            sample_image(pyvips, width, height, hue).write_to_file(str(target))
-    if SHARED_IMAGES.is_dir():
-        for name, source in SHARED_SAMPLES.items():
-            target = MEDIA / name
-            if not target.exists() and (SHARED_IMAGES / source).is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(SHARED_IMAGES / source, target)
+            shutil.copyfile(PHOTOS / name, target)
+    key, name = SIDEWAYS
+    if not (MEDIA / key).exists():
+        # Turned a quarter anticlockwise, with Orientation 6 ("turn 90° clockwise to display") written by libvips.
+        turned = pyvips.Image.new_from_file(str(PHOTOS / name)).rot270().copy()
+        turned.set_type(pyvips.GValue.gint_type, "orientation", 6)
+        turned.jpegsave(str(MEDIA / key), Q=85)
     for path in MEDIA.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def sample_image(pyvips: object, width: int, height: int, hue: tuple[int, int, int]) -> object:
-    """A soft gradient with rings: enough structure to see crops and sharpness at a glance."""
-    xy = pyvips.Image.xyz(width, height)  # type: ignore[attr-defined]
-    fade = xy[1] / height
-    rings = ((((xy[0] - width / 2) ** 2 + (xy[1] - height / 2) ** 2) ** 0.5) % 160) / 160
-    bands = [(fade * channel + rings * (255 - channel) * 0.35) for channel in hue]
-    return bands[0].bandjoin(bands[1:]).cast("uchar")
 
 
 def demo_secret() -> str:
@@ -152,17 +193,89 @@ def check_readable_by_nginx_workers(folder: Path) -> None:
             return
 
 
-def wait_until_up(*urls: str, timeout: float = 30.0) -> None:
+def wait_until_up(
+    processes: dict[str, subprocess.Popen[bytes]], nginx_log: Path, *urls: str, timeout: float = 60.0
+) -> None:
+    """Return when every URL answers; stop at once if a server exits (a port taken since the check, a bad setting).
+
+    Raises:
+        StartError: a server exited, saying why when nginx did, or the URLs did not answer in time.
+    """
     deadline = time.monotonic() + timeout
     for url in urls:
         while True:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    raise StartError(f"{name} could not start (exit {process.returncode}): {why(name, nginx_log)}")
             try:
                 urllib.request.urlopen(url, timeout=2).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s") from None
+                    raise StartError(f"{url} did not answer within {timeout:.0f} s") from None
                 time.sleep(0.2)
+
+
+def why(name: str, nginx_log: Path) -> str:
+    if name == "nginx" and nginx_log.exists():
+        errors = [line for line in nginx_log.read_text(errors="replace").splitlines() if "[emerg]" in line]
+        if errors:
+            return errors[-1].split("[emerg] ", 1)[-1]
+    return "its messages are above"
+
+
+def watch(processes: dict[str, subprocess.Popen[bytes]], nginx_url: str) -> None:
+    """Until a server stops: say which files dropped into the media folder the gallery leaves out, and why."""
+    seen: set[str] = set()
+    while all(process.poll() is None for process in processes.values()):
+        keys = set(original_keys())
+        if keys != seen:
+            for key, reason in left_out(sorted(keys - seen), nginx_url):
+                print(f"demo: the gallery leaves out {key}: {reason}", file=sys.stderr, flush=True)
+            seen = keys
+        time.sleep(1)
+    stopped = [name for name, process in processes.items() if process.poll() is not None]
+    print(f"demo: stopped unexpectedly: {', '.join(stopped)}", file=sys.stderr)
+
+
+def original_keys() -> Iterator[str]:
+    """Keys of the files in the media folder, without derivatives and hidden files."""
+    for folder, folders, files in os.walk(MEDIA):
+        folders[:] = [name for name in folders if not name.startswith((".", "_r"))]
+        for name in files:
+            if not name.startswith("."):
+                yield (Path(folder) / name).relative_to(MEDIA).as_posix()
+
+
+def left_out(keys: list[str], nginx_url: str) -> Iterator[tuple[str, str]]:
+    """The keys the gallery's page does not show (it names each original it shows), with the reason."""
+    if not keys:
+        return
+    with urllib.request.urlopen(f"{nginx_url}/", timeout=10) as response:
+        page = response.read().decode()
+    for key in keys:
+        if f">{html.escape(key)}<" in page:
+            continue
+        kind = UNDECODABLE.get(Path(key).suffix.lower())
+        if kind:
+            yield key, f"{kind} images are not decodable by this build; convert it to JPEG to show it"
+        else:
+            yield key, "the gallery shows .jpg, .jpeg, .png, .webp, .avif and .gif files (and 60 at most)"
+
+
+def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Stop every server and all it started: a quick stop, then a kill of its whole session after STOP_SECONDS."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown, nginx's fast one
+    deadline = time.monotonic() + STOP_SECONDS
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"demo: {name} did not stop in {STOP_SECONDS} s; killing it", file=sys.stderr)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 if __name__ == "__main__":

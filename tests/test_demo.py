@@ -1,20 +1,35 @@
-"""`make demo` runs what the README promises: nginx, the sidecar and the gallery, with working image URLs."""
+"""`make demo` as a newcomer meets it: only the demo's Debian packages, a gallery of photographs whose every image
+loads in Chromium, a word about files it leaves out, a clear line when a port is taken, and nothing left running
+after Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+import pyvips
 
+from resize_sidecar.signing import format_path
 from tests.servers import REPO, free_port, nginx_binary, world_readable_dir
+from tests.test_browser import ALL_LOADED, _browser
 
 pytestmark = pytest.mark.e2e
+
+PHOTOS = [
+    "photos/astronaut.jpg",
+    "photos/cat-stored-sideways-exif-orientation-6.jpg",
+    "photos/coffee-cup-right-of-centre.jpg",
+    "photos/rocket-right-of-centre.jpg",
+]
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:
@@ -22,31 +37,171 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return response.status, response.headers["Content-Type"], response.read()
 
 
-def test_the_demo_serves_the_gallery_and_the_derivative_it_prints() -> None:
-    nginx_binary()
-    port = free_port()  # the demo also takes the next two ports, for the sidecar and the gallery
-    env = {**os.environ, "DEMO_PORT": str(port), "DEMO_DIR": str(world_readable_dir("resize-sidecar-demo-"))}
-    env = {name: value for name, value in env.items() if not name.startswith("RESIZE_SIDECAR_")}
-    demo = subprocess.Popen(
-        [sys.executable, "deploy/demo.py"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+class Demo:
+    """deploy/demo.py in a process of its own, its output read line by line as it comes."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.folder = world_readable_dir("resize-sidecar-demo-")
+        env = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
+        env |= {"DEMO_PORT": str(port), "DEMO_DIR": str(self.folder)}
+        self.process = subprocess.Popen(
+            [sys.executable, "deploy/demo.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if found := re.search(pattern, line):
+                    return found
+            if self.process.poll() is not None and not self.lines[-1:]:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} in the demo's output:\n{''.join(self.lines)}")
+
+    def secret(self) -> str:
+        return (self.folder / "secret").read_text().strip()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process started, directly or not, by ``pid``."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(pid: int) -> bool:
     try:
-        output = ""
-        deadline = time.monotonic() + 60
-        assert demo.stdout is not None
-        while "one derivative" not in output and time.monotonic() < deadline and demo.poll() is None:
-            output += demo.stdout.readline()
-        example = re.search(r"one derivative\s+(\S+)", output)
-        assert example, output
-        status, content_type, page = fetch(f"http://127.0.0.1:{port}/")
-        assert (status, content_type.split(";")[0]) == (200, "text/html")
-        images = re.findall(r'src="(/media/_r/[^"]+)"', page.decode())
-        assert len(images) >= 3
-        for path in [example[1].removeprefix(f"http://127.0.0.1:{port}"), *images]:
-            status, content_type, body = fetch(f"http://127.0.0.1:{port}{path.replace('&amp;', '&')}")
-            assert status == 200 and content_type.startswith("image/") and body, path
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def demo_port() -> int:
+    """A free port whose next two are free too: nginx's, then the sidecar's and the gallery's."""
+    for _ in range(20):
+        port = free_port()
+        if port < 65533 and not any(listening(port + offset) for offset in (1, 2)):
+            return port
+    raise AssertionError("no three free ports in a row")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_the_demo_shows_every_photo_in_chromium_and_a_signal_leaves_nothing_running(
+    stop_signal: signal.Signals,
+) -> None:
+    nginx_binary()
+    browser = _browser(1)
+    port = demo_port()
+    demo = Demo(port)
+    try:
+        example = demo.wait_for(r"one derivative\s+(\S+)")[1]
+        status, content_type, body = fetch(example)
+        assert (status, content_type, body[:4]) == (200, "image/webp", b"RIFF")
+
+        browser.set_script_timeout(60)
+        browser.get(f"http://127.0.0.1:{port}/")
+        images = browser.execute_async_script(ALL_LOADED)
+        page = browser.page_source
+        assert len(images) >= 4 * 3, images
+        assert all(image["natural"] > 0 for image in images), images
+        for key in PHOTOS:
+            assert f">{key}<" in page, key
+
+        # The sideways photo is shown upright: its EXIF orientation is applied.
+        cat = format_path(PHOTOS[1], "large", "jpg", demo.secret())
+        upright = pyvips.Image.new_from_buffer(fetch(f"http://127.0.0.1:{port}{cat}")[2], "")
+        assert (upright.width, upright.height) == (451, 300)
+
+        (demo.folder / "media" / "photos" / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+        demo.wait_for(
+            r"demo: the gallery leaves out photos/IMG_0001\.HEIC: HEIC images are not decodable by this build"
+        )
+        started = descendants(demo.process.pid)
+        assert len(started) >= 3 + 3  # two gunicorn masters, nginx, and their workers
     finally:
-        demo.send_signal(signal.SIGINT)
-        demo.wait(timeout=30)
-    assert demo.returncode == 0
+        browser.quit()
+        demo.process.send_signal(stop_signal)
+        demo.process.wait(timeout=60)
+    leftovers = [pid for pid in started if alive(pid)]
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)  # so that a failure here leaves nothing running either
+    assert demo.process.returncode == 0, "".join(demo.lines)
+    assert leftovers == []
+    assert [port + offset for offset in (0, 1, 2) if listening(port + offset)] == []
+
+
+def test_a_port_in_use_stops_the_demo_at_once_with_one_line_and_starts_nothing() -> None:
+    nginx_binary()
+    port = demo_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port + 1))
+        holder.listen()
+        demo = Demo(port)
+        demo.process.wait(timeout=60)
+        output = "".join(demo.lines)
+        assert demo.process.returncode == 1, output
+        assert output == (
+            f"demo: port {port + 1} (for the sidecar) is already in use: stop what holds it, or choose other ports, "
+            f"e.g. DEMO_PORT={port + 10} make demo\n"
+        )
+        assert not listening(port) and not listening(port + 2)
+
+
+def make(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": path or os.environ["PATH"]}
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_make_demo_needs_only_the_demos_debian_packages() -> None:
+    demo = make("-n", "demo-packages").stdout
+    packages = re.search(r"for p in ([^;]+);", demo)
+    assert packages, demo
+    assert packages[1].split() == ["python3-venv", "nginx", "libnginx-mod-http-js"]
+    suite = re.search(r"for p in ([^;]+);", make("-n", "system-packages").stdout)
+    assert suite and {"chromium", "chromium-driver", *packages[1].split()} <= set(suite[1].split())
+    assert re.search(r"^demo: demo-packages \S+", (REPO / "Makefile").read_text(), re.MULTILINE)
+
+
+def test_a_missing_package_is_named_on_one_line_with_the_command_to_run(tmp_path: Path) -> None:
+    # Not root: `id -u` answers 1000, so make says what to run instead of installing.
+    (tmp_path / "id").write_text("#!/bin/sh\necho 1000\n")
+    (tmp_path / "id").chmod(0o755)
+    result = make(
+        "demo-packages", "DEMO_PACKAGES=nginx resize-sidecar-no-such-package other-missing-one",
+        path=f"{tmp_path}:{os.environ['PATH']}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[0] == (
+        "missing Debian packages: resize-sidecar-no-such-package other-missing-one; "
+        "run: sudo apt-get install resize-sidecar-no-such-package other-missing-one"
+    )
+    assert result.stderr.splitlines()[1].startswith("make: ***")

@@ -10,14 +10,19 @@ the original in place (a memory ``Source``) rather than copy it into libvips.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
 import struct
 import sys
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import pi_heif
+from PIL import Image as PillowImage
 
 from resize_sidecar.errors import (
     InterlacedTooLargeError,
@@ -56,7 +61,17 @@ FORMAT_OF_LOADER: dict[str, str] = {
     "webpload": "webp",
     "gifload": "gif",
     "heifload": "avif",
+    "tiffload": "png",
+    "bmpload": "png",
 }
+#: Loaders that read what libvips has no trusted loader for, here Pillow's BMP reader; libvips' own BMP reading goes
+#: through ImageMagick, which is blocked.
+PILLOW_LOADERS = {"bmpload": "BMP"}
+# Decoded with pi-heif (libheif with libde265): pyvips-binary's libheif has no HEVC decoder.
+_HEVC = "hevc"
+# Header fields that are metadata, copied onto pixels decoded outside libvips so they are colour-managed and, for
+# stored originals, keep their EXIF as libvips-decoded ones do.
+_METADATA_FIELDS = ("icc-profile-data", "exif-data", "xmp-data")
 
 #: The loaders whose pages are frames of an animation; heifload's pages are separate pictures of a collection.
 ANIMATED_LOADERS = ("gifload", "webpload")
@@ -130,6 +145,8 @@ class SourceInfo:
     scans: int = 0
     # A lossless (VP8L) WebP, which libwebp decodes whole where lossy WebP is decoded in rows.
     lossless: bool = False
+    # Who decodes the pixels: "libvips", "libheif" (pi-heif, for HEVC-coded HEIF) or "pillow" (PILLOW_LOADERS).
+    decoder: str = "libvips"
 
 
 @dataclass(frozen=True)
@@ -145,9 +162,12 @@ class WholeDecode:
 
 # Peak RSS of one decode to a 400 px derivative, per megapixel, measured with libvips 8.18.7 (bench/hostile.py,
 # memory_per_megapixel): AVIF 15.6 MB, GIF 5.6, interlaced PNG 4.2, lossless WebP 4.0, progressive JPEG 3.3, against
-# 0.5 for a baseline JPEG, 0.3 for lossy WebP and 1.8 for a PNG, which are decoded strip by strip. The limits keep
-# one decode near or under 256 MB; GIF, whose frames are decoded whole too, stays within MAX_SOURCE_PIXELS (285 MB
-# at 50 MP).
+# 0.5 for a baseline JPEG, 0.3 for lossy WebP and 1.8 for a PNG, which are decoded strip by strip. HEIC (pi-heif
+# 1.4.0, libheif 1.23): 4.9 MB 8-bit, 9.2 MB 10-bit; BMP (Pillow 13) 13.4 MB, and an RLE8 BMP of one-pixel runs
+# 0.42 CPU seconds a megapixel in Pillow's Python decoder; TIFF 2.0 MB in strips of a few rows, 7.1 MB as one
+# deflate tile. The limits keep one decode near or under 256 MB (the interlaced one: 60 MP at 4.2 MB), and a BMP's
+# decode, which the deadline cannot stop, near 7 s; GIF, whose frames are decoded whole too, stays within
+# MAX_SOURCE_PIXELS (285 MB at 50 MP).
 #: Kinds of original decoded whole, each refused from its header over its own pixel limit.
 WHOLE_DECODES: tuple[WholeDecode, ...] = (
     WholeDecode("progressive JPEG", "jpegload", "max_interlaced_pixels", lambda info: info.interlaced,
@@ -158,6 +178,8 @@ WHOLE_DECODES: tuple[WholeDecode, ...] = (
                 InterlacedTooLargeError),
     WholeDecode("HEIF or AVIF", "heifload", "max_heif_pixels", lambda info: True),
     WholeDecode("lossless WebP", "webpload", "max_lossless_webp_pixels", lambda info: info.lossless),
+    WholeDecode("TIFF", "tiffload", "max_tiff_pixels", lambda info: True),
+    WholeDecode("BMP", "bmpload", "max_bmp_pixels", lambda info: True),
 )  # fmt: skip
 _JPEG_LOADERS = ("jpegload", "uhdrload")
 # Where entropy-coded data ends: 0xFF followed by neither a stuffed 0x00, a restart marker nor 0xFF (a fill byte:
@@ -270,6 +292,12 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
     name = loader.removesuffix("_buffer")
     if name not in settings.allowed_loaders:
         raise UnsupportedImageError(f"{name} originals are not allowed")
+    info = _pillow_header(data, name) if name in PILLOW_LOADERS else _libvips_header(data, name, settings)
+    _check_limits(info, settings)
+    return info
+
+
+def _libvips_header(data: bytes, name: str, settings: Settings) -> SourceInfo:
     try:
         # A source reads the bytes in place, where the buffer loader would copy the whole original first.
         header = pyvips.Operation.call(f"{name}_source", pyvips.Source.new_from_memory(data), access="sequential")
@@ -288,8 +316,105 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
         )
     except LIBVIPS_ERRORS as error:
         raise UndecodableImageError(f"{name}: {reason(error)}") from None
-    _check_limits(info, settings)
+    if name == "heifload" and _field(header, "heif-compression") == _HEVC:
+        # libheif has turned the picture by its irot and imir boxes; an EXIF orientation must then be ignored (MIAF).
+        info = replace(info, decoder="libheif", orientation=1)
     return info
+
+
+def _pillow_header(data: bytes, name: str) -> SourceInfo:
+    try:
+        with _pillow_open(data, name) as picture:
+            return SourceInfo(
+                loader=name,
+                width=picture.width,
+                height=picture.height,
+                pages=1,
+                orientation=1,
+                has_alpha=_pillow_alpha(picture),
+                has_icc=bool(picture.info.get("icc_profile")),
+                decoder="pillow",
+            )
+    except _PILLOW_ERRORS as error:
+        raise UndecodableImageError(f"{name}: {error}") from None
+
+
+# What Pillow raises for a corrupt or truncated file (its decompression-bomb error is a ValueError's sibling: the
+# pixel limits are checked from the header afterwards, with the settings that name them).
+_PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, PillowImage.DecompressionBombError)
+# What pi-heif raises for a corrupt file, or one libheif refuses.
+_LIBHEIF_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
+
+
+def _pillow_open(data: bytes, name: str) -> PillowImage.Image:
+    with warnings.catch_warnings():
+        # Pillow warns from its own pixel limit; ours are checked from the header instead.
+        warnings.simplefilter("ignore", PillowImage.DecompressionBombWarning)
+        return PillowImage.open(io.BytesIO(data), formats=[PILLOW_LOADERS[name]])
+
+
+def _pillow_alpha(picture: PillowImage.Image) -> bool:
+    return picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
+
+
+def _field(image: pyvips.Image, name: str) -> object:
+    return image.get(name) if image.get_typeof(name) else None
+
+
+def load(data: bytes, info: SourceInfo, **options: object) -> pyvips.Image:
+    """An original as an image of every page ``options`` ask libvips' loader for (``n``, ``access``, ``fail_on``),
+    computed when written out; the first picture, whole, when libvips does not decode it (:func:`decode_whole`)."""
+    if info.decoder != "libvips":
+        return decode_whole(data, info)
+    return pyvips.Operation.call(f"{info.loader}_buffer", data, **options)
+
+
+def decode_whole(data: bytes, info: SourceInfo) -> pyvips.Image:
+    """The first picture of an original that libvips does not decode itself (``info.decoder``), decoded whole into
+    memory, upright, with its colour profile and metadata, as libvips' own loaders give it.
+
+    Raises:
+        UndecodableImageError: the pixels are truncated or corrupt.
+    """
+    try:
+        if info.decoder == "libheif":
+            return _decode_hevc(data)
+        return _decode_pillow(data, info)
+    except (*_PILLOW_ERRORS, *_LIBHEIF_ERRORS) as error:
+        raise UndecodableImageError(f"{info.loader}: {error}") from None
+
+
+def _decode_hevc(data: bytes) -> pyvips.Image:
+    # libheif applies the irot and imir boxes by default; 10- and 12-bit pictures come as 16-bit, full range.
+    heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    deep = heif.mode.endswith(";16")
+    bands = 4 if heif.has_alpha else 3
+    if heif.stride != heif.size[0] * bands * (2 if deep else 1):
+        raise ValueError(f"libheif gave rows of {heif.stride} bytes for {heif.size[0]} pixels")
+    image = pyvips.Image.new_from_memory(heif.data, *heif.size, bands, "ushort" if deep else "uchar")
+    # The pixels belong to the decoded picture, not to the view of them that data is: keep the picture alive as long
+    # as the image and every image made from it (pyvips passes these references on), rather than copy them.
+    image._references.append(heif)
+    image = image.copy(interpretation="rgb16" if deep else "srgb")
+    header = pyvips.Image.heifload_buffer(data)
+    for name in header.get_fields():
+        if name in _METADATA_FIELDS or name.startswith("exif-ifd"):
+            image.set_type(header.get_typeof(name), name, header.get(name))
+    # Stored again, its EXIF must not turn the upright pixels a second time.
+    image.set_type(pyvips.GValue.gint_type, "orientation", 1)
+    return image
+
+
+def _decode_pillow(data: bytes, info: SourceInfo) -> pyvips.Image:
+    with _pillow_open(data, info.loader) as picture:
+        mode = "RGBA" if info.has_alpha else "RGB"
+        pixels = picture.convert(mode)
+        image = pyvips.Image.new_from_memory(pixels.tobytes(), picture.width, picture.height, len(mode), "uchar")
+        image = image.copy(interpretation="srgb")
+        profile = picture.info.get("icc_profile")
+        if profile:
+            image.set_type(pyvips.GValue.blob_type, "icc-profile-data", profile)
+    return image
 
 
 def render(data: bytes, spec: DerivativeSpec, fmt: str, settings: Settings, info: SourceInfo | None = None) -> Rendered:
@@ -347,7 +472,7 @@ def _find_loader(data: bytes) -> str | None:
     if found == pyvips.ffi.NULL:
         # Drop the "not a known format" message libvips left behind, so it does not prefix a later error.
         pyvips.vips_lib.vips_error_clear()
-        return None
+        return "bmpload" if data[:2] == b"BM" else None
     return str(pyvips.nickname_find(pyvips.type_from_name(pyvips.ffi.string(found).decode())))
 
 
@@ -496,6 +621,8 @@ def _load(data: bytes, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
             width = _UNBOUNDED
     size = "both" if _enlarges(spec) else "down"
     options: dict[str, object] = {"output_profile": "srgb"} if job.info.has_icc else {}
+    if job.info.decoder != "libvips":
+        return decode_whole(data, job.info).thumbnail_image(width, height=height, size=size, **options)
     # Read in place: a buffer loader would copy the whole original into libvips first.
     source = pyvips.Source.new_from_memory(data)
     if job.info.loader == "jpegload":

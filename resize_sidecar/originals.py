@@ -1,10 +1,13 @@
-"""Uploaded originals for the media API: made upright, cleaned of metadata and encoded again before they are stored
-(:func:`prepare_original`), and described for the metadata JSON (:func:`describe`).
+"""Uploaded originals for the media API: decoded in full, and made upright, cleaned of metadata or converted to a
+format browsers show before they are stored (:func:`prepare_original`), and described for the metadata JSON
+(:func:`describe`).
 
-Nothing a client sent is stored as sent: every pixel is decoded and encoded again in the original's own format,
-turned upright when ``auto_orient_original`` is set, keeping its colour profile and its EXIF less maker notes, the
-embedded thumbnail and (``strip_original_gps``) the GPS location. A description is the header, the colour
-profile's name, a small EXIF subset and a BlurHash placeholder. Both check an original with
+Every pixel of an upload is decoded: a file the sidecar could not render is refused. One that needs no change (a
+format browsers show, nothing to turn, no metadata to remove) is stored as uploaded, since a new encoding would only
+add a generation of compression or bytes (a PNG grew 55 %). Otherwise it is encoded again, turned upright when
+``auto_orient_original`` is set, keeping its colour profile and its EXIF less maker notes, the embedded thumbnail
+and (``strip_original_gps``) the GPS location; HEIC becomes AVIF, TIFF and BMP become PNG. A description is the
+header, the colour profile's name, a small EXIF subset and a BlurHash placeholder. Both check an original with
 :func:`~resize_sidecar.imaging.probe` first, so only the allowed loaders ever parse it.
 """
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 import pyvips
 
-from resize_sidecar.errors import SourceTooLargeError, UndecodableImageError, UnsupportedImageError
+from resize_sidecar.errors import SourceTooLargeError, UndecodableImageError
 
 # Importing imaging blocks libvips' untrusted loaders and turns its operation cache off, here too.
 from resize_sidecar.imaging import (
@@ -30,6 +33,7 @@ from resize_sidecar.imaging import (
     Deadline,
     SourceInfo,
     avif_effort,
+    load,
     probe,
     reason,
 )
@@ -64,6 +68,9 @@ class Description:
 # Stored originals are the source of every derivative: a quality high enough that no derivative shows a second
 # generation of compression artefacts.
 _ORIGINAL_QUALITY = 90
+# An iPhone's HEIC is coded at a quality that AVIF matches near 80: the 8.5 MP sample in the shared corpus (833 KB)
+# became 837 KB at 80 and 1.27 MB at 90 (libvips 8.18.7, aom, effort 0).
+_HEIC_QUALITY = 80
 # Kept in a stored original: its colour profile and its EXIF (camera, date, orientation), less the fields removed
 # by _clean_exif. XMP, IPTC and comments are dropped whole: they can hold anything, a location included.
 _KEEP_ORIGINAL = pyvips.ForeignKeep.EXIF | pyvips.ForeignKeep.ICC
@@ -79,6 +86,11 @@ _ALWAYS_REMOVED = (
     "exif-ifd0-XMLPacket",
 )
 _GPS_FIELDS = "exif-ifd3-"
+# Metadata the stored encoding leaves out (see _KEEP_ORIGINAL): an upload carrying any is encoded again.
+_DROPPED_BLOCKS = ("xmp-data", "iptc-data")
+# Loaders whose originals may be stored as uploaded: the formats browsers show (HEIC is shown by Safari only; TIFF
+# and BMP are converted for the same reason), read by libvips itself.
+_STORED_AS_UPLOADED = ("jpegload", "uhdrload", "pngload", "webpload", "gifload", "heifload")
 # BlurHash components across and down a landscape picture (swapped for a portrait one), and the size it is computed
 # at: 32 pixels hold all the detail 4x3 cosines can show.
 _BLURHASH_COMPONENTS = (4, 3)
@@ -95,15 +107,16 @@ _EXIF_OFFSET = re.compile(r"[+-]\d\d:\d\d")
 
 
 def prepare_original(data: bytes, settings: Settings) -> Original:
-    """Check an uploaded original, decode every pixel of it, and encode it again in its own format for storage.
+    """Check an uploaded original, decode every pixel of it, and keep it as uploaded or encode it again for storage.
 
-    Nothing a client sent is stored as sent: the new encoding keeps the pixels (turned upright when
-    ``auto_orient_original`` is set), the colour profile and the EXIF less maker notes, the embedded thumbnail and,
-    when ``strip_original_gps`` is set, the GPS location. Animations keep their frames, delays and loop count.
+    It is kept as uploaded when nothing has to change: a format stored as it is, no orientation to apply, no
+    metadata to remove. Otherwise the new encoding, in its own format (HEIC: AVIF; TIFF, BMP: PNG), keeps the pixels
+    (turned upright when ``auto_orient_original`` is set), the colour profile and the EXIF less maker notes, the
+    embedded thumbnail and, when ``strip_original_gps`` is set, the GPS location. Animations keep their frames,
+    delays and loop count.
 
     Raises:
-        UnsupportedImageError: not an image, a loader that is not allowed, or a variant libvips cannot decode
-            (HEVC-coded HEIC).
+        UnsupportedImageError: not an image, or a loader that is not allowed.
         SourceTooLargeError: more pixels, all frames together, than ``max_source_pixels``.
         UndecodableImageError: a corrupt header, or pixels that turn out truncated or corrupt.
         TransformTimeoutError: decoding and encoding took longer than ``transform_timeout``.
@@ -126,15 +139,20 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
     fmt = FORMAT_OF_LOADER[info.loader]
     deadline = Deadline(settings.transform_timeout)
     try:
-        image = _clean_exif(pyvips.Operation.call(f"{info.loader}_buffer", data, **options), settings)
-        if turn:
-            image = image.autorot()
-        body = _ORIGINAL_SAVERS[fmt](deadline.watch(image), data)
+        image = load(data, info, **options)
+        removed = _removed_fields(image, settings)
+        if info.loader in _STORED_AS_UPLOADED and info.decoder == "libvips" and not turn and not removed:
+            # Every pixel is still decoded, to refuse what could not be rendered (avg reads them and keeps none).
+            deadline.watch(image).avg()
+            body = data
+        else:
+            image = _without(image, removed)
+            if turn:
+                image = image.autorot()
+            body = _ORIGINAL_SAVERS[fmt](deadline.watch(image), info)
     except LIBVIPS_ERRORS as error:
         if deadline.expired:
             raise deadline.error() from None
-        if info.loader == "heifload" and _heif_compression(data) == "hevc":
-            raise UnsupportedImageError("HEVC-coded HEIF (HEIC) images cannot be decoded here") from None
         raise UndecodableImageError(f"{info.loader}: {reason(error)}") from None
     width, height = (info.height, info.width) if turn and info.orientation >= 5 else (info.width, info.height)
     return Original(body, fmt, CONTENT_TYPES[fmt], width, height, info.pages)
@@ -153,10 +171,13 @@ def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Descripti
     info = probe(data, settings)
     deadline = Deadline(settings.transform_timeout)
     try:
-        header = pyvips.Operation.call(f"{info.loader}_buffer", data, access="sequential")
-        thumbnail = pyvips.Image.thumbnail_buffer(
-            data, _BLURHASH_SIZE, height=_BLURHASH_SIZE, option_string="fail_on=error"
-        )
+        header = load(data, info, access="sequential")
+        if info.decoder == "libvips":
+            thumbnail = pyvips.Image.thumbnail_buffer(
+                data, _BLURHASH_SIZE, height=_BLURHASH_SIZE, option_string="fail_on=error"
+            )
+        else:
+            thumbnail = header.thumbnail_image(_BLURHASH_SIZE, height=_BLURHASH_SIZE)
         components = _BLURHASH_COMPONENTS if thumbnail.width >= thumbnail.height else _BLURHASH_COMPONENTS[::-1]
         placeholder = _blurhash(_srgb_pixels(thumbnail, deadline), thumbnail.width, thumbnail.height, *components)
     except LIBVIPS_ERRORS as error:
@@ -175,12 +196,20 @@ def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Descripti
     )
 
 
-def _clean_exif(image: pyvips.Image, settings: Settings) -> pyvips.Image:
-    removed = [
+def _removed_fields(image: pyvips.Image, settings: Settings) -> list[str]:
+    """The metadata fields an original is stored without."""
+    return [
         name
         for name in image.get_fields()
-        if name in _ALWAYS_REMOVED or (settings.strip_original_gps and name.startswith(_GPS_FIELDS))
+        if name in _ALWAYS_REMOVED
+        or name in _DROPPED_BLOCKS
+        or name.endswith("comment")
+        or "-comment-" in name
+        or (settings.strip_original_gps and name.startswith(_GPS_FIELDS))
     ]
+
+
+def _without(image: pyvips.Image, removed: list[str]) -> pyvips.Image:
     if not removed:
         return image
     # libvips rebuilds the EXIF block from these fields on save: a removed field is a tag left out. Metadata may
@@ -191,12 +220,7 @@ def _clean_exif(image: pyvips.Image, settings: Settings) -> pyvips.Image:
     return image
 
 
-def _heif_compression(data: bytes) -> str:
-    header = pyvips.Operation.call("heifload_buffer", data)
-    return str(header.get("heif-compression")) if header.get_typeof("heif-compression") else ""
-
-
-def _original_jpg(image: pyvips.Image, data: bytes) -> bytes:
+def _original_jpg(image: pyvips.Image, info: SourceInfo) -> bytes:
     # Chroma as the original had it: full-resolution colour for a 4:2:0 source only adds bytes.
     subsampled = image.get_typeof("jpeg-chroma-subsample") and image.get("jpeg-chroma-subsample") == "4:2:0"
     return bytes(
@@ -209,28 +233,26 @@ def _original_jpg(image: pyvips.Image, data: bytes) -> bytes:
     )
 
 
-def _original_png(image: pyvips.Image, data: bytes) -> bytes:
+def _original_png(image: pyvips.Image, info: SourceInfo) -> bytes:
     return bytes(image.pngsave_buffer(keep=_KEEP_ORIGINAL))
 
 
-def _original_webp(image: pyvips.Image, data: bytes) -> bytes:
+def _original_webp(image: pyvips.Image, info: SourceInfo) -> bytes:
     # A lossless original (VP8L bitstream) stays lossless.
-    lossless = b"VP8L" in data[:64]
-    return bytes(image.webpsave_buffer(Q=_ORIGINAL_QUALITY, lossless=lossless, keep=_KEEP_ORIGINAL))
+    return bytes(image.webpsave_buffer(Q=_ORIGINAL_QUALITY, lossless=info.lossless, keep=_KEEP_ORIGINAL))
 
 
-def _original_gif(image: pyvips.Image, data: bytes) -> bytes:
+def _original_gif(image: pyvips.Image, info: SourceInfo) -> bytes:
     # The original's palette, rather than a new quantisation of colours that already fit in one.
     return bytes(image.gifsave_buffer(reuse=True, keep=_KEEP_ORIGINAL))
 
 
-def _original_avif(image: pyvips.Image, data: bytes) -> bytes:
-    return bytes(
-        image.heifsave_buffer(Q=_ORIGINAL_QUALITY, compression="av1", effort=avif_effort(image), keep=_KEEP_ORIGINAL)
-    )
+def _original_avif(image: pyvips.Image, info: SourceInfo) -> bytes:
+    quality = _HEIC_QUALITY if info.decoder == "libheif" else _ORIGINAL_QUALITY
+    return bytes(image.heifsave_buffer(Q=quality, compression="av1", effort=avif_effort(image), keep=_KEEP_ORIGINAL))
 
 
-_ORIGINAL_SAVERS: dict[str, Callable[[pyvips.Image, bytes], bytes]] = {
+_ORIGINAL_SAVERS: dict[str, Callable[[pyvips.Image, SourceInfo], bytes]] = {
     "jpg": _original_jpg,
     "png": _original_png,
     "webp": _original_webp,

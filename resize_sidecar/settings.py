@@ -76,13 +76,20 @@ class Settings:
     max_frames: int = setting(100, "Animations with more frames are rendered from their first frame only.")
     max_output_dimension: int = setting(4096, "Refuse derivatives wider or taller than this many pixels.")
     max_interlaced_pixels: int = setting(
-        10_000_000, "Refuse progressive JPEGs and interlaced PNGs with more pixels (libvips decodes them whole)."
+        60_000_000,
+        "Refuse progressive JPEGs and interlaced PNGs with more pixels (decoded whole: about 4 MB a megapixel).",
     )
     max_heif_pixels: int = setting(
         16_000_000, "Refuse HEIF and AVIF originals with more pixels (decoded whole: about 16 MB a megapixel)."
     )
     max_lossless_webp_pixels: int = setting(
         50_000_000, "Refuse lossless WebP originals with more pixels (decoded whole: about 4 MB a megapixel)."
+    )
+    max_tiff_pixels: int = setting(
+        32_000_000, "Refuse TIFF originals with more pixels (one strip or tile may hold them all: 7 MB a megapixel)."
+    )
+    max_bmp_pixels: int = setting(
+        16_000_000, "Refuse BMP originals with more pixels (decoded whole by Pillow: about 13 MB a megapixel)."
     )
     max_jpeg_scan_pixels: int = setting(
         1_000_000_000, "Refuse JPEGs whose pixels times scans exceed this (each scan is a pass over the pixels)."
@@ -114,8 +121,9 @@ class Settings:
         "", "Folder of this machine's lock files, made 0700 (empty: resize-sidecar-locks-UID in the temp folder)."
     )
     allowed_loaders: tuple[str, ...] = setting(
-        ("jpegload", "pngload", "webpload", "gifload", "heifload", "uhdrload"),
-        "libvips loaders accepted for originals; others (SVG, PDF, TIFF, ImageMagick...) are refused.",
+        ("jpegload", "pngload", "webpload", "gifload", "heifload", "uhdrload", "tiffload", "bmpload"),
+        "Loaders accepted for originals (libvips' names; bmpload is Pillow's BMP reader); others (SVG, PDF, "
+        "ImageMagick...) are refused.",
     )
     api_secret: tuple[str, ...] = setting(
         (), "Bearer tokens of the media API under /api/, comma-separated, any one accepted; empty: no API.", secret=True
@@ -245,7 +253,8 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         check(name, 1 <= getattr(s, name) <= 100, "must be between 1 and 100")
     for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_dimension", "s3_max_attempts"):
         check(name, getattr(s, name) > 0, "must be positive")
-    for name in ("max_interlaced_pixels", "max_heif_pixels", "max_lossless_webp_pixels", "max_jpeg_scan_pixels"):
+    for name in ("max_interlaced_pixels", "max_heif_pixels", "max_lossless_webp_pixels", "max_tiff_pixels",
+                 "max_bmp_pixels", "max_jpeg_scan_pixels"):
         check(name, getattr(s, name) > 0, "must be positive")
     check("allowed_widths", all(re.fullmatch(r"[1-9][0-9]{0,4}", str(width)) for width in s.allowed_widths),
           "must be widths in pixels (1-99999), comma-separated")

@@ -85,12 +85,21 @@ def slow_original() -> bytes:
 
 
 @pytest.mark.parametrize("fmt", [pytest.param("jpg", id="progressive jpeg"), pytest.param("png", id="interlaced png")])
-def test_an_interlaced_original_over_10_mp_is_refused_from_its_header(make_settings: MakeSettings, fmt: str) -> None:
-    data = with_size(small(interlaced=True, fmt=fmt), 4000, 3000)
+def test_an_interlaced_original_over_its_limit_is_refused_from_its_header_naming_the_setting(
+    make_settings: MakeSettings, fmt: str
+) -> None:
+    data = with_size(small(interlaced=True, fmt=fmt), 10_000, 6001)
     with pytest.raises(InterlacedTooLargeError) as raised:
-        imaging.probe(data, make_settings())
+        imaging.probe(data, make_settings(max_source_pixels=10**9))
     assert raised.value.status == 422
     assert raised.value.reason == "interlaced_limit"
+    assert "over the limit of 60000000 pixels (MAX_INTERLACED_PIXELS)" in raised.value.detail
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png"])
+def test_a_12_mp_interlaced_original_passes_by_default(make_settings: MakeSettings, fmt: str) -> None:
+    info = imaging.probe(with_size(small(interlaced=True, fmt=fmt), 4000, 3000), make_settings())
+    assert (info.width, info.height, info.interlaced) == (4000, 3000, True)
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png"])
@@ -110,7 +119,7 @@ def test_a_progressive_original_over_the_limit_is_a_422_and_nothing_is_stored(
 ) -> None:
     storage.inner.put("big/progressive.jpg", with_size(small(interlaced=True, fmt="jpg"), 4000, 3000), "", "")
     refused = counter(app_module.REJECTIONS, "interlaced_limit")
-    response = get(sidecar_with(), url("big/progressive.jpg", "100x", "jpg"))
+    response = get(sidecar_with(max_interlaced_pixels=10_000_000), url("big/progressive.jpg", "100x", "jpg"))
     assert response.status_int == 422
     assert response.cache_control.no_store
     assert counter(app_module.REJECTIONS, "interlaced_limit") == refused + 1

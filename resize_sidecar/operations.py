@@ -619,7 +619,15 @@ def _check_storage(settings: Settings, storage: Storage) -> Finding:
     data = uuid.uuid4().bytes
     try:
         storage.check()
+    except SidecarError as error:
+        return Finding("storage", "fail", error.detail)
+    try:
         storage.put(key, data, "application/octet-stream", "no-store")
+    except SidecarError as error:
+        # Some S3-compatible stores (Ceph's RADOS Gateway) answer reads and refuse every write under this block.
+        advice = f"a public access block? see setup-bucket {NO_PUBLIC_ACCESS_BLOCK}"
+        return Finding("storage", "fail", f"reached, but it refuses writes: {error.detail} ({advice})")
+    try:
         try:
             read = storage.get(key)
         finally:

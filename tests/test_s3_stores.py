@@ -294,4 +294,7 @@ def test_a_store_that_refuses_writes_is_not_ready_and_its_misses_are_logged_unst
     checked = cli("check", "--json", env=stack_env(stack))
     assert checked.code == 1
     storage = next(finding for finding in checked.json()["findings"] if finding["name"] == "storage")
-    assert storage["status"] == "fail" and "AccessDenied" in storage["detail"]
+    assert storage["status"] == "fail"
+    assert storage["detail"].startswith("reached, but it refuses writes: S3 put s3://")
+    assert "HTTP 403 AccessDenied" in storage["detail"]
+    assert storage["detail"].endswith("(a public access block? see setup-bucket --no-public-access-block)")

@@ -22,6 +22,8 @@ from resize_sidecar.settings import Settings
 from resize_sidecar.storage import LocalStorage, WriteProbe
 from tests.conftest import SECRET, photo
 from tests.test_app import CountingStorage, get, url
+from tests.test_operations import Run, s3_env
+from tests.test_operations import cli as cli  # a fixture, used here by name
 
 
 @pytest.fixture
@@ -146,3 +148,12 @@ def test_setup_bucket_puts_back_a_public_access_block_after_which_writes_fail_an
     message = refused.value.detail
     assert message.startswith("setup-bucket could not verify bucket 'media': S3 put_object on bucket 'media': Access")
     assert "run setup-bucket again with --no-public-access-block. It was put back as it was." in message
+
+
+def test_setup_bucket_refuses_no_public_access_block_without_public_read_with_exit_2(cli: Run) -> None:
+    env = s3_env("http://127.0.0.1:9", "media")  # refused before any request
+
+    result = cli("setup-bucket", "media", "--no-public-access-block", env=env)
+
+    assert (result.code, result.out) == (2, "")
+    assert "--no-public-access-block: the block is set only with --public-read, add it" in result.err

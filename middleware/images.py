@@ -89,7 +89,7 @@ def _key_in_storage(storage: Any, name: str, settings: Settings) -> str:
     if settings.storage == "local":
         try:
             path = Path(storage.path(name)).resolve()
-        except NotImplementedError:
+        except (AttributeError, NotImplementedError):  # Django's remote storages raise NotImplementedError
             raise MalformedPathError(
                 f"{name!r} is in {type(storage).__name__}, not a folder: the sidecar reads local storage"
             ) from None

@@ -113,10 +113,10 @@ def _stored_size(field_file: object) -> Size:
     ``ImageFieldFile.width`` would open the file to measure it: never read here.
     """
     field, instance = getattr(field_file, "field", None), getattr(field_file, "instance", None)
-    columns = getattr(field, "width_field", None), getattr(field, "height_field", None)
-    if instance is None or not all(columns):
+    width_column, height_column = getattr(field, "width_field", None), getattr(field, "height_field", None)
+    if instance is None or not (isinstance(width_column, str) and isinstance(height_column, str)):
         return None, None
-    return _positive_size(*(getattr(instance, column, None) for column in columns))
+    return _positive_size(getattr(instance, width_column, None), getattr(instance, height_column, None))
 
 
 def _positive_size(width: object, height: object) -> Size:
@@ -232,9 +232,11 @@ class MediaImages:
             size = shown_size(source, largest, None)
         # The src of browsers without srcset: the step nearest a common content width, not the largest.
         src_width = min(ladder, key=lambda step: abs(step - _FALLBACK_WIDTH))
-        box = {"width": src_width, "height": round(src_width / aspect_ratio) if aspect_ratio else None, "fit": fit}
+        src_height = round(src_width / aspect_ratio) if aspect_ratio else None
         sized = {"width": size[0], "height": size[1], **(attrs or {})}
-        return self.urls.picture(source.key, widths=ladder, sizes=sizes, attrs=sized, **box, **options)
+        return self.urls.picture(
+            source.key, width=src_width, height=src_height, fit=fit, widths=ladder, sizes=sizes, attrs=sized, **options
+        )
 
     def _markup(
         self,

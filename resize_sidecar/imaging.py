@@ -267,6 +267,12 @@ def libvips_version() -> str:
     return ".".join(str(pyvips.version(part)) for part in range(3))
 
 
+def heic_decoder() -> str:
+    """What decodes HEVC-coded HEIF here, with versions, e.g. ``pi-heif 1.4.0, libheif 1.23.0, libde265 ...``."""
+    decoders = ", ".join(pi_heif.libheif_info()["decoders"].values())
+    return f"pi-heif {pi_heif.__version__}, libheif {pi_heif.libheif_version()}, {decoders}"
+
+
 def set_render_threads(count: int) -> None:
     """Give each image's pipeline in this process ``count`` libvips threads from now on (``VIPS_CONCURRENCY`` is read
     only when libvips starts, which importing this module does)."""

@@ -11,6 +11,7 @@ Bucket configuration (public access, policy, website, lifecycle, CORS) is not pa
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -74,6 +75,19 @@ _PAGE = 1000
 #: An upload saves its manifest this often, so an interrupted run resumes where it was.
 _CHECKPOINT_SECONDS = 30.0
 _HEIF_AVIF_BRANDS = (b"avif", b"avis")
+# A 16x16 HEIC of one colour, written by libheif with x265 (pillow-heif): nothing here can write one.
+_HEIC_SAMPLE = base64.b64decode(
+    "AAAAHGZ0eXBoZWljAAAAAG1pZjFoZWljbWlhZgAAAXxtZXRhAAAAAAAAACFoZGxyAAAAAAAAAABwaWN0AAAAAAAAAAAAAAAAAAAAACJpbG9j"
+    "AAAAAERAAAEAAQAAAAABoAABAAAAAAAAACYAAAAjaWluZgAAAAAAAQAAABVpbmZlAgAAAAABAABodmMxAAAAAA5waXRtAAAAAAABAAAA/Glw"
+    "cnAAAADcaXBjbwAAAHVodmNDAQNwAAAAkAAAAAAAHvAA/P34+AAADwNgAAEAGEABDAH//wNwAAADAJAAAAMAAAMAHroCQGEAAQApQgEBA3AA"
+    "AAMAkAAAAwAAAwAeoCCBBZbqrprm4CGgwIAAAAyAAAADAIRiAAEABkQBwXPBiQAAABNjb2xybmNseAABAA0ABoAAAAAUaXNwZQAAAAAAAABA"
+    "AAAAQAAAAChjbGFwAAAAEAAAAAEAAAAQAAAAAf///9AAAAAC////0AAAAAIAAAAQcGl4aQAAAAADCAgIAAAAGGlwbWEAAAAAAAAAAQABBYEC"
+    "AwWEAAAALm1kYXQAAAAiKAGvBBITTOD46cJoP9Kn+SZV668n7asr40mfd7EYkqn/oA=="
+)
+# What an upload renders to find whether the sidecar can: small, and quick to encode.
+_CHECK_SPEC = DerivativeSpec(64, 64)
+# Originals of formats browsers do not show: stored with their own type, and served from local storage as a download.
+_DOWNLOADED_TYPES: dict[str, tuple[str, ...]] = {"image/tiff": ("tif", "tiff"), "image/bmp": ("bmp",)}
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,7 @@ class _Uploader:
         self.dest = dest
         self.dry_run = dry_run
         self.urls = MediaURLs(settings)
+        self.deriver = Deriver(settings, storage)
         self.manifest_key = MANIFEST_PREFIX + dest + MANIFEST
         #: Where earlier versions kept the manifest, among the originals (and so public): moved on the first save.
         self.public_key = dest + MANIFEST
@@ -276,6 +291,8 @@ class _Uploader:
         url = self.urls.url(key)
         if known is not None and (known.md5, known.size) == (entry.md5, entry.size) and self.storage.exists(key):
             status = "unchanged"
+        elif (failure := self.unrenderable(data, info)) is not None:
+            return Outcome(relative, FAILED, failure)
         elif self.dry_run:
             status = "would upload"
         else:
@@ -286,6 +303,18 @@ class _Uploader:
         with self.lock:
             self.entries[key] = entry
         return Outcome(relative, status, url=url)
+
+    def unrenderable(self, data: bytes, info: imaging.SourceInfo) -> str | None:
+        """Why the sidecar could not render a file, found by rendering a small derivative of it as a miss would (every
+        pixel is decoded), in one of the machine's transform slots; None when it renders."""
+        settings = self.settings
+        try:
+            # A batch shares the slots with the sidecar's misses, and may wait a whole transform for one.
+            with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
+                imaging.render(data, _CHECK_SPEC, "png", settings, info)
+        except SidecarError as error:
+            return error.detail
+        return None
 
     def manifest(self) -> bytes:
         presets = sorted(self.settings.presets)
@@ -323,7 +352,7 @@ def _check_extension(name: str, content_type: str) -> None:
     Raises:
         UnsupportedImageError: naming the extensions the file could have.
     """
-    extensions = ORIGINAL_TYPES[content_type]
+    extensions = ORIGINAL_TYPES.get(content_type) or _DOWNLOADED_TYPES[content_type]
     if name.rpartition(".")[2].lower() not in extensions or "." not in name:
         expected = ", ".join(f".{extension}" for extension in extensions)
         raise UnsupportedImageError(f"it is {content_type}, and its name must end in {expected} to be served as one")
@@ -412,7 +441,13 @@ def _content_type(loader: str, data: bytes) -> str:
     if loader == "heifload":
         # One loader reads both HEIF kinds; the ISO-BMFF ftyp box names which (offset 8, the major brand).
         return "image/avif" if data[8:12] in _HEIF_AVIF_BRANDS else "image/heic"
-    return {"pngload": "image/png", "webpload": "image/webp", "gifload": "image/gif"}.get(loader, "image/jpeg")
+    return {
+        "pngload": "image/png",
+        "webpload": "image/webp",
+        "gifload": "image/gif",
+        "tiffload": "image/tiff",
+        "bmpload": "image/bmp",
+    }.get(loader, "image/jpeg")
 
 
 # Regenerate
@@ -590,9 +625,7 @@ def check(settings: Settings, storage: Storage) -> list[Finding]:
     findings.append(Finding("libvips", "ok", imaging.libvips_version()))
     findings.extend(_check_formats(settings))
     if "heifload" in settings.allowed_loaders:
-        # libvips writes HEIC only with an HEVC encoder, which builds such as pyvips-binary lack: no sample to try.
-        why = "HEIC originals decode only where libheif has an HEVC decoder (libde265)"
-        findings.append(Finding("heic", "warn", f"not checked: {why}, and no HEIC image can be made here to try"))
+        findings.append(_check_heic(settings))
     findings.append(_check_nginx(settings))
     return findings
 
@@ -656,6 +689,15 @@ def _check_formats(settings: Settings) -> list[Finding]:
             continue
         findings.append(Finding(f"format {fmt}", "ok", f"written and read back ({loader})"))
     return findings
+
+
+def _check_heic(settings: Settings) -> Finding:
+    try:
+        info = imaging.probe(_HEIC_SAMPLE, settings)
+        imaging.render(_HEIC_SAMPLE, DerivativeSpec(8, 8), "png", settings, info)
+    except SidecarError as error:
+        return Finding("heic", "fail", f"an HEIC original cannot be read: {error.detail}")
+    return Finding("heic", "ok", f"an HEIC original read and rendered ({info.decoder}: {imaging.heic_decoder()})")
 
 
 def _tiny_png(width: int = 16, height: int = 16) -> bytes:

@@ -36,6 +36,8 @@ SAMPLES = {
 SIDEWAYS = ("photos/cat-stored-sideways-exif-orientation-6.jpg", "chelsea.jpg")
 EXAMPLE = ("photos/coffee-cup-right-of-centre.jpg", "thumb.webp")
 PRESETS = "thumb=240x240-fill-sm,card=640x400-fill,large=1600x"
+#: The folder of derivatives in the media folder (the default DERIVED_PREFIX).
+DERIVED = "_r"
 #: Extensions whose files the gallery cannot show, and why.
 UNDECODABLE = {".heic": "HEIC", ".heif": "HEIF"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -230,9 +232,12 @@ def watch(processes: dict[str, subprocess.Popen[bytes]], nginx_url: str) -> None
     while all(process.poll() is None for process in processes.values()):
         keys = set(original_keys())
         if keys != seen:
-            for key, reason in left_out(sorted(keys - seen), nginx_url):
-                print(f"demo: the gallery leaves out {key}: {reason}", file=sys.stderr, flush=True)
-            seen = keys
+            try:
+                for key, reason in left_out(sorted(keys - seen), nginx_url):
+                    print(f"demo: the gallery leaves out {key}: {reason}", file=sys.stderr, flush=True)
+                seen = keys
+            except OSError:
+                pass  # the gallery did not answer this time: look again at the next round
         time.sleep(1)
     stopped = [name for name, process in processes.items() if process.poll() is not None]
     print(f"demo: stopped unexpectedly: {', '.join(stopped)}", file=sys.stderr)
@@ -241,7 +246,8 @@ def watch(processes: dict[str, subprocess.Popen[bytes]], nginx_url: str) -> None
 def original_keys() -> Iterator[str]:
     """Keys of the files in the media folder, without derivatives and hidden files."""
     for folder, folders, files in os.walk(MEDIA):
-        folders[:] = [name for name in folders if not name.startswith((".", "_r"))]
+        top = folder == str(MEDIA)
+        folders[:] = [name for name in folders if not name.startswith(".") and not (top and name == DERIVED)]
         for name in files:
             if not name.startswith("."):
                 yield (Path(folder) / name).relative_to(MEDIA).as_posix()

@@ -18,6 +18,7 @@ from typing import Any
 
 from tests.servers import REPO, NginxServer, Server, SidecarServer, free_port
 from tests.test_browser import _browser
+from tests.test_examples import Page, fetch, signed
 
 VENV_BIN = Path(sys.executable).parent
 _SNIPPET = re.compile(r"<!-- test: ([\w-]+) -->\n```[\w-]*\n(.*?)\n```", re.DOTALL)
@@ -72,6 +73,18 @@ def served(folder: Path, application: str, env: dict[str, str], logs: Path) -> I
         sidecar = servers.enter_context(SidecarServer(env, logs))
         app = servers.enter_context(Server(gunicorn, port=port, log=logs / f"app-{port}.log", env=env))
         yield servers.enter_context(NginxServer(env, sidecar_url=sidecar.url, app_url=app.url))
+
+
+def page_of(url: str, images: int) -> tuple[Page, list[dict[str, str]]]:
+    """The page at ``url`` (200, HTML) and its ``images`` images' attributes, each URL signed as the contract says."""
+    status, content_type, body = fetch(url)
+    assert (status, content_type) == (200, "text/html")
+    page = Page(body.decode())
+    found = [attributes for tag, attributes in page.tags if tag == "img"]
+    assert len(found) == images, found
+    for media_url in page.media_urls():
+        signed(media_url)
+    return page, found
 
 
 def images_in_chromium(url: str, device_pixel_ratio: int = 1) -> dict[str, Any]:

@@ -26,12 +26,13 @@ from tests.fresh_projects import (
     VENV_BIN,
     assert_every_image_loads_in_its_box,
     images_in_chromium,
+    page_of,
     run,
     served,
     snippet,
 )
 from tests.servers import public_derivatives_policy, world_readable_dir
-from tests.test_examples import Page, fetch, signed
+from tests.test_examples import signed
 
 #: The originals the site's users upload: a landscape and a portrait photo.
 UPLOADS = {"harbour.jpg": (1600, 1000), "tower.jpg": (1000, 1500)}
@@ -131,11 +132,7 @@ def check_site(base: Path, env: dict[str, str], logs: Path) -> None:
     python = str(VENV_BIN / "python")
     assert "System check identified no issues" in run([python, "manage.py", "check"], base, env)
     with served(base, "mysite.wsgi:application", env, logs) as nginx:
-        status, content_type, body = fetch(nginx.url + "/photos/")
-        assert (status, content_type) == (200, "text/html")
-        page = Page(body.decode())
-        images = [attributes for tag, attributes in page.tags if tag == "img"]
-        assert len(images) == IMAGES_PER_PHOTO * len(UPLOADS)
+        page, images = page_of(nginx.url + "/photos/", IMAGES_PER_PHOTO * len(UPLOADS))
         keys = {f"photos/{name}" for name in UPLOADS}
         assert {signed(url).key for url in page.media_urls()} == keys
         # The fitted 400-wide image takes its height from the model's stored size: no file read, no shift.

@@ -19,9 +19,9 @@ from resize_sidecar.middleware import MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.images import MediaImages, Original, original, shown_size
 from resize_sidecar.settings import Settings
 from tests.conftest import SECRET, photo
-from tests.fresh_projects import assert_every_image_loads_in_its_box, images_in_chromium, served, snippet
+from tests.fresh_projects import assert_every_image_loads_in_its_box, images_in_chromium, page_of, served, snippet
 from tests.servers import world_readable_dir
-from tests.test_examples import Page, fetch, signed
+from tests.test_examples import Page, signed
 
 IMAGES_PER_PHOTO = 4
 
@@ -55,11 +55,7 @@ def test_a_fresh_app_factory_shows_every_image_in_chromium(flask_project: tuple[
     env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": "local", "RESIZE_SIDECAR_LOCAL_ROOT": str(media)}
     rows = readme_photos()
     with served(folder, "app:create_app()", env, tmp_path) as nginx:
-        status, content_type, body = fetch(nginx.url + "/")
-        assert (status, content_type) == (200, "text/html")
-        page = Page(body.decode())
-        images = [attributes for tag, attributes in page.tags if tag == "img"]
-        assert len(images) == IMAGES_PER_PHOTO * len(rows)
+        page, images = page_of(nginx.url + "/", IMAGES_PER_PHOTO * len(rows))
         assert {signed(url).key for url in page.media_urls()} == {row["key"] for row in rows}
         # Fitted into 400 wide, its height from the row's size: 1600x1000 and 1000x1500.
         assert [(a["width"], a["height"]) for a in images if signed(a["src"]).spec == "400x"] == [

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.servers import REPO
-from tests.test_packaging import SOURCES
+from tests.test_packaging import source_tree
 
 REPORT = """
 import json, sys, warnings
@@ -45,14 +44,7 @@ def report(folder: Path, path: list[Path]) -> dict[str, object]:
 
 
 def test_the_wheel_installs_the_package_and_the_former_name_warns(tmp_path: Path) -> None:
-    tree = tmp_path / "tree"
-    for name in SOURCES:
-        source, copy = REPO / name, tree / name
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copyfile(source, copy)
+    tree = source_tree(tmp_path / "tree")
     pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(tmp_path / "site")]
     subprocess.run([*pip, str(tree)], check=True, capture_output=True)
     project = tmp_path / "project"

@@ -14,9 +14,8 @@ from tests.servers import REPO
 SOURCES = ("pyproject.toml", "README.md", "resize_sidecar", "middleware", "deploy/nginx")
 
 
-def test_the_wheel_carries_every_nginx_template_and_the_signing_script(tmp_path: Path) -> None:
-    # The Dockerfile installs the package (not editable): a file left out of the wheel is missing from the image.
-    tree = tmp_path / "tree"
+def source_tree(tree: Path) -> Path:
+    """A copy of what the Dockerfile copies, at ``tree``, for pip to build from."""
     for name in SOURCES:
         source, copy = REPO / name, tree / name
         copy.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +23,12 @@ def test_the_wheel_carries_every_nginx_template_and_the_signing_script(tmp_path:
             shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copyfile(source, copy)
+    return tree
+
+
+def test_the_wheel_carries_every_nginx_template_and_the_signing_script(tmp_path: Path) -> None:
+    # The Dockerfile installs the package (not editable): a file left out of the wheel is missing from the image.
+    tree = source_tree(tmp_path / "tree")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path), str(tree)],
         check=True,

@@ -107,7 +107,7 @@ def tiff(image: pyvips.Image, **options: object) -> bytes:
 
 def multipage_tiff(first: pyvips.Image, second: pyvips.Image) -> bytes:
     """A TIFF of two pages of the same size: the sidecar uses the first."""
-    strip = first.arrayjoin([second], across=1).copy()
+    strip = pyvips.Image.arrayjoin([first, second], across=1).copy()
     strip.set_type(pyvips.GValue.gint_type, "page-height", first.height)
     return bytes(strip.tiffsave_buffer())
 

@@ -64,7 +64,7 @@ S3_STORES = ["moto", pytest.param("rgw", marks=pytest.mark.rgw)]
 
 @pytest.fixture(scope="session")
 def rgw_endpoint() -> Iterator[str]:
-    """Ceph's RADOS Gateway on a free loopback port, started once per run (about 15 s) where Ceph is installed."""
+    """Ceph's RADOS Gateway on a free loopback port, started once per run (about 12 s) where Ceph is installed."""
     from tests.rgw import PACKAGES, RadosGateway, missing_programs
 
     missing = missing_programs()

@@ -74,6 +74,8 @@ def heic(
 def bmp(image: Image.Image, *, rle: bool = False, run: int = 255) -> bytes:
     """``image`` as a BMP: 32-bit with an alpha mask when it has alpha, else 24-bit; or, when ``rle``, RLE8-coded
     with a palette of 256 in runs of at most ``run`` pixels (Pillow reads RLE but does not write it)."""
+    if image.mode == "RGBA":
+        return _bmp_with_alpha(image)
     if not rle:
         out = io.BytesIO()
         image.save(out, "BMP")
@@ -98,6 +100,17 @@ def bmp(image: Image.Image, *, rle: bool = False, run: int = 255) -> bytes:
     header = b"BM" + struct.pack("<IHHI", offset + len(coded), 0, 0, offset)
     info = struct.pack("<IiiHHIIiiII", 40, width, indexed.height, 1, 8, 1, len(coded), 2835, 2835, 256, 0)
     return header + info + colours + bytes(coded)
+
+
+def _bmp_with_alpha(image: Image.Image) -> bytes:
+    """A 32-bit BI_BITFIELDS BMP with an alpha mask (a BITMAPV4HEADER), as image editors write one with alpha
+    (Pillow writes RGBA as 32-bit BI_RGB, whose fourth byte readers ignore)."""
+    red, green, blue, alpha = image.split()
+    rows = Image.merge("RGBA", (blue, green, red, alpha)).transpose(Image.Transpose.FLIP_TOP_BOTTOM).tobytes()
+    info = struct.pack("<IiiHHIIiiII", 108, image.width, image.height, 1, 32, 3, len(rows), 2835, 2835, 0, 0)
+    info += struct.pack("<IIII", 0x00FF0000, 0x0000FF00, 0x000000FF, 0xFF000000) + b"sRGB" + bytes(36 + 12)
+    offset = 14 + len(info)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + rows
 
 
 def tiff(image: pyvips.Image, **options: object) -> bytes:

@@ -34,7 +34,7 @@ def photos() -> dict[str, bytes]:
     """Synthetic photos of the formats the corpus has few of, each named with the extension its type needs."""
     landscape = picture(640, 480)
     cmyk = to_pyvips(landscape).icc_transform("cmyk", intent="relative")  # libvips' own CMYK profile
-    sixteen = to_pyvips(landscape).cast("ushort") * 257
+    sixteen = (to_pyvips(landscape).cast("ushort") * 257).cast("ushort")
     whole = heic(landscape, orientation=6, icc=display_p3_profile(), gps=True)
     return {
         "iphone-orientation-6-p3-gps.heic": whole,

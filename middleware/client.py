@@ -13,7 +13,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any, BinaryIO, TypedDict
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from resize_sidecar.signing import encode_key
 
@@ -77,6 +77,24 @@ class MediaClient:
         answer: Activated = self._call("POST", f"images/{encode_key(key)}/activate")
         return answer
 
+    def temporary_url(self, key: str, *, expires: int = 300) -> str:
+        """An absolute URL to the stored original that works without the token for ``expires`` seconds.
+
+        Raises:
+            MediaAPIError: 404 when there is no such original, or as for :meth:`upload`.
+        """
+        answer = self._call("GET", f"images/{encode_key(key)}/url?{urlencode({'expires': expires})}")
+        # S3 answers a presigned URL; local storage a path under the API's own host.
+        return urljoin(self.api_url, str(answer["url"]))
+
+    def read(self, key: str) -> bytes:
+        """The stored original's bytes, through a temporary URL.
+
+        Raises:
+            MediaAPIError: as :meth:`temporary_url`.
+        """
+        return self._fetch(urllib.request.Request(self.temporary_url(key, expires=60)))
+
     def delete(self, key: str) -> dict[str, Any]:
         """Delete an original and all its derivatives.
 
@@ -92,9 +110,13 @@ class MediaClient:
         request.add_header("Accept", "application/json")
         if content_type:
             request.add_header("Content-Type", content_type)
+        return json.loads(self._fetch(request))
+
+    def _fetch(self, request: urllib.request.Request) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.load(response)
+                body: bytes = response.read()
+                return body
         except urllib.error.HTTPError as error:
             raise MediaAPIError(error.code, _error_text(error.read())) from None
         except (urllib.error.URLError, OSError) as error:

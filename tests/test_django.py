@@ -31,8 +31,8 @@ from tests.fresh_projects import (
     served,
     snippet,
 )
-from tests.servers import public_derivatives_policy, world_readable_dir
-from tests.test_examples import signed
+from tests.servers import SidecarServer, public_derivatives_policy, world_readable_dir
+from tests.test_examples import Page, signed
 
 #: The originals the site's users upload: a landscape and a portrait photo.
 UPLOADS = {"harbour.jpg": (1600, 1000), "tower.jpg": (1000, 1500)}
@@ -261,3 +261,77 @@ def test_the_check_reports_a_storage_the_sidecar_cannot_read_and_image_fields_wi
 
     assert [m[0] for m in found] == ["resize_sidecar.I001", "resize_sidecar.W002"]
     assert found[0][1] == "gallery.Picture.image stores no dimensions: images shown with fit get no height"
+
+
+# --- the media API's storage ----------------------------------------------------------------------------------------
+
+API_TOKEN = "django-api-token-0123456789"
+GALLERY_MODELS = """
+from django.db import models
+
+
+class Photo(models.Model):
+    image = models.ImageField(upload_to="photos/", width_field="width", height_field="height")
+    width = models.PositiveIntegerField(null=True)
+    height = models.PositiveIntegerField(null=True)
+"""
+SAVE_AND_SHOW = """
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.template import Context, Template
+from gallery.models import Photo
+
+with connection.schema_editor() as editor:
+    editor.create_model(Photo)
+photo = Photo()
+photo.image.save("phone.jpg", ContentFile(open({source!r}, "rb").read()))
+shown = Template('{{% load media_urls %}}{{% media_img photo.image width=200 alt="" %}}').render(
+    Context({{"photo": photo}})
+)
+result = [photo.image.name, photo.width, photo.height, photo.image.url, shown]
+"""
+DELETE = """
+from django.core.files.storage import storages
+storage = storages["default"]
+result = [storage.exists({key!r}), storage.delete({key!r}), storage.exists({key!r})]
+"""
+
+
+@pytest.mark.e2e
+def test_image_fields_on_the_media_api_storage_are_stored_upright_and_measured_upright(tmp_path: Path) -> None:
+    import pyvips
+
+    # A phone photo: 600x400 pixels stored, to be shown turned a quarter (EXIF orientation 6), so 400x600 upright.
+    image = pyvips.Image.new_from_buffer(photo(600, 400), "").copy()
+    image.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    (tmp_path / "phone.jpg").write_bytes(image.write_to_buffer(".jpg"))
+    (tmp_path / "gallery").mkdir()
+    (tmp_path / "gallery" / "__init__.py").write_text("")
+    (tmp_path / "gallery" / "models.py").write_text(GALLERY_MODELS)
+    root = world_readable_dir("resize-sidecar-api-storage-")
+    env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_API_SECRET": API_TOKEN}
+    try:
+        with SidecarServer({**env, "RESIZE_SIDECAR_LOCAL_ROOT": str(root)}, tmp_path) as sidecar:
+            storage = {"BACKEND": "resize_sidecar.middleware.django.storage.MediaAPIStorage"}
+            settings = {
+                "INSTALLED_APPS": [*APP, "gallery"],
+                "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+                "STORAGES": {"default": {**storage, "OPTIONS": {"api_url": f"{sidecar.url}/api/"}}},
+                "TEMPLATES": [{"BACKEND": "django.template.backends.django.DjangoTemplates"}],
+            }
+            django_env = {**env, "PYTHONPATH": str(tmp_path)}
+            key, width, height, url, shown = django_says(
+                settings, SAVE_AND_SHOW.format(source=str(tmp_path / "phone.jpg")), django_env
+            )
+            stored = pyvips.Image.new_from_file(str(root / key))
+            assert key.startswith("uploads/") and key.endswith(".jpg")
+            assert (width, height) == (400, 600) == (stored.width, stored.height)
+            assert stored.get_typeof("orientation") == 0 or stored.get("orientation") == 1
+            assert url == f"/media/{key}"
+            img = Page(shown).tags[0][1]
+            assert (img["width"], img["height"]) == ("200", "300")
+            assert signed(img["src"]).key == key
+            assert django_says(settings, DELETE.format(key=key), django_env) == [True, None, False]
+            assert not (root / key).exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -6,7 +6,8 @@
   and ``location``) under any ``RESIZE_SIDECAR_*`` given explicitly;
 - :mod:`.checks`: ``manage.py check`` messages for settings that disagree;
 - :mod:`.wsgi`: ``wrap(get_wsgi_application())`` for ``wsgi.py``;
-- :mod:`.jinja2`: an environment factory for Django's Jinja2 template backend.
+- :mod:`.jinja2`: an environment factory for Django's Jinja2 template backend;
+- :mod:`.storage`: ``MediaAPIStorage``, which stores uploads through the sidecar's media API (upright, no GPS).
 
 Nothing is imported here, so that naming the package costs nothing outside a Django project.
 """

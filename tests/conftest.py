@@ -1,4 +1,5 @@
-"""Shared fixtures: the shared test images, moto's S3 server over HTTP, a fresh bucket per test, settings."""
+"""Shared fixtures: the shared test images, moto's S3 server over HTTP and Ceph's RADOS Gateway (each S3 store in
+turn for the tests that take ``s3_endpoint``), a fresh bucket per test, settings."""
 
 from __future__ import annotations
 

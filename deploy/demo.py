@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +39,6 @@ EXAMPLE = ("photos/coffee-cup-right-of-centre.jpg", "thumb.webp")
 PRESETS = "thumb=240x240-fill-sm,card=640x400-fill,large=1600x"
 #: The folder of derivatives in the media folder (the default DERIVED_PREFIX).
 DERIVED = "_r"
-#: Extensions whose files the gallery cannot show, and why.
-UNDECODABLE = {".heic": "HEIC", ".heif": "HEIF"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: How long a server may take to stop before it and everything it started are killed.
 STOP_SECONDS = 10
@@ -120,7 +119,7 @@ def run() -> int:
             f"  nginx config       {nginx_prefix / 'nginx.conf'}\n",
             flush=True,
         )
-        watch(processes, nginx_url)
+        watch(processes, nginx_url, env)
         return 1
     finally:
         for number in STOP_SIGNALS:
@@ -226,14 +225,14 @@ def why(name: str, nginx_log: Path) -> str:
     return "its messages are above"
 
 
-def watch(processes: dict[str, subprocess.Popen[bytes]], nginx_url: str) -> None:
+def watch(processes: dict[str, subprocess.Popen[bytes]], nginx_url: str, env: dict[str, str]) -> None:
     """Until a server stops: say which files dropped into the media folder the gallery leaves out, and why."""
     seen: set[str] = set()
     while all(process.poll() is None for process in processes.values()):
         keys = set(original_keys())
         if keys != seen:
             try:
-                for key, reason in left_out(sorted(keys - seen), nginx_url):
+                for key, reason in left_out(sorted(keys - seen), nginx_url, env):
                     print(f"demo: the gallery leaves out {key}: {reason}", file=sys.stderr, flush=True)
                 seen = keys
             except OSError:
@@ -253,20 +252,32 @@ def original_keys() -> Iterator[str]:
                 yield (Path(folder) / name).relative_to(MEDIA).as_posix()
 
 
-def left_out(keys: list[str], nginx_url: str) -> Iterator[tuple[str, str]]:
+def left_out(keys: list[str], nginx_url: str, env: dict[str, str]) -> Iterator[tuple[str, str]]:
     """The keys the gallery's page does not show (it names each original it shows), with the reason."""
     if not keys:
         return
     with urllib.request.urlopen(f"{nginx_url}/", timeout=10) as response:
         page = response.read().decode()
     for key in keys:
-        if f">{html.escape(key)}<" in page:
-            continue
-        kind = UNDECODABLE.get(Path(key).suffix.lower())
-        if kind:
-            yield key, f"{kind} images are not decodable by this build; convert it to JPEG to show it"
-        else:
-            yield key, "the gallery shows .jpg, .jpeg, .png, .webp, .avif and .gif files (and 60 at most)"
+        if f">{html.escape(key)}<" not in page:
+            yield key, verdict(key, nginx_url, env)
+
+
+def verdict(key: str, nginx_url: str, env: dict[str, str]) -> str:
+    """What the sidecar says of the file as an original, asked for one derivative of it."""
+    try:
+        path = cli(env, "url", key, "large.jpg").strip()
+    except subprocess.CalledProcessError as error:
+        return f"its name cannot be a key ({error.stderr.strip().removeprefix('resize-sidecar: ')})"
+    try:
+        urllib.request.urlopen(f"{nginx_url}{path}", timeout=60).close()
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace").strip()
+        return f"the sidecar refuses it as an original ({error.code} {detail})"
+    except OSError as error:
+        return f"the sidecar did not answer for it ({error})"
+    listed = "the gallery lists only JPEG, PNG, WebP, AVIF and GIF files"
+    return f"{listed}; the sidecar makes derivatives of it: {nginx_url}{path}"
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -335,3 +335,23 @@ def test_image_fields_on_the_media_api_storage_are_stored_upright_and_measured_u
             assert not (root / key).exists()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_djangos_jinja2_backend_gets_media_url_from_the_environment_factory(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text("{{ media_url.img('/media/a%20b.jpg', width=40, height=30, fit='fill') }}")
+    backend = {
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [str(tmp_path)],
+        "OPTIONS": {"environment": "resize_sidecar.middleware.django.jinja2.environment"},
+    }
+    settings = {"INSTALLED_APPS": APP, "TEMPLATES": [backend], "MEDIA_URL": "/media/", "MEDIA_ROOT": str(tmp_path)}
+    code = "from django.template.loader import render_to_string\nresult = render_to_string('page.html')"
+
+    img = Page(django_says(settings, code, {"RESIZE_SIDECAR_SECRETS": SECRET})).tags[0][1]
+
+    assert (img["width"], img["height"], signed(img["src"]).key, signed(img["src"]).spec) == (
+        "40",
+        "30",
+        "a b.jpg",
+        "40x30-fill",
+    )

@@ -83,3 +83,27 @@ def test_the_editable_install_maps_both_names_like_the_wheel(tmp_path: Path) -> 
     assert Path(str(found["package"])) == REPO / "middleware" / "__init__.py"
     assert Path(str(found["middleware"])) == REPO / "middleware" / "deprecated" / "__init__.py"
     assert found["same_class"] is True and len(found["warnings"]) == 1  # type: ignore[arg-type]
+
+
+def test_the_former_app_name_still_loads_the_template_tags(tmp_path: Path) -> None:
+    code = (
+        "import json, django, warnings\n"
+        "from django.conf import settings\n"
+        "settings.configure(INSTALLED_APPS=['middleware'], TEMPLATES=[{'BACKEND': "
+        "'django.template.backends.django.DjangoTemplates', 'APP_DIRS': True}])\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    django.setup()\n"
+        "from django.template import engines\n"
+        "page = engines['django'].from_string('{% load media_urls %}{% media_url \"a.jpg\" width=10 %}').render({})\n"
+        "print(json.dumps([page, [w.category.__name__ for w in caught]]))\n"
+    )
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+    environ["RESIZE_SIDECAR_SECRETS"] = "a-secret"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    page, warned = json.loads(done.stdout.splitlines()[-1])
+    assert page.startswith("/media/_r/a.jpg/10x-") and "DeprecationWarning" in warned

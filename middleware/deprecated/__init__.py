@@ -21,15 +21,7 @@ warnings.warn(
     stacklevel=2,
 )
 
-# The former submodules (``from middleware.urls import MediaURLs``, ``{% load media_urls %}`` with "middleware" in
-# INSTALLED_APPS) are the new ones under their old names.
-for _old, _new in {
-    "client": "client",
-    "core": "core",
-    "jinja": "jinja",
-    "rewrite": "rewrite",
-    "urls": "urls",
-    "variants": "variants",
-    "templatetags": "django.templatetags",
-}.items():
-    sys.modules[f"{__name__}.{_old}"] = import_module(f"resize_sidecar.middleware.{_new}")
+# The former submodules (``from middleware.urls import MediaURLs``) are the new ones under their old names; the
+# template tags, which Django finds by walking the app's folder, are in templatetags/ here.
+for _name in ("client", "core", "jinja", "rewrite", "urls", "variants"):
+    sys.modules[f"{__name__}.{_name}"] = import_module(f"resize_sidecar.middleware.{_name}")

@@ -1,0 +1,1 @@
+"""``{% load media_urls %}`` for projects that still have ``"middleware"`` in ``INSTALLED_APPS``."""

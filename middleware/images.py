@@ -86,6 +86,8 @@ def _key_of_text(text: str, settings: Settings) -> str:
 
 def _key_in_storage(storage: Any, name: str, settings: Settings) -> str:
     """The sidecar's key of a file a Django storage holds under ``name``, from names alone (no storage call)."""
+    if getattr(storage, "names_are_keys", False):  # the media API's storage
+        return name
     if settings.storage == "local":
         try:
             path = Path(storage.path(name)).resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from webob import Request
@@ -17,7 +18,7 @@ from tests.conftest import photo
 API_SECRET = "api-secret-0123456789abcdef"
 
 
-def listing(settings: Settings, storage: LocalStorage, query: str = "") -> tuple[int, dict[str, object]]:
+def listing(settings: Settings, storage: LocalStorage, query: str = "") -> tuple[int, dict[str, Any]]:
     request = Request.blank(f"/api/images{query}")
     request.authorization = ("Bearer", API_SECRET)
     response = request.get_response(make_app(settings, storage=storage))
@@ -46,8 +47,8 @@ def test_the_listing_shows_the_originals_and_none_of_the_programs_own_objects(
 ) -> None:
     status, page = listing(*stored)
     assert status == 200
-    assert page == {"items": [page["items"][0]], "cursor": None}  # type: ignore[index]
-    assert page["items"][0]["key"] == "photos/cat.jpg"  # type: ignore[index]
+    assert [item["key"] for item in page["items"]] == ["photos/cat.jpg"]
+    assert page["cursor"] is None
 
 
 @pytest.mark.parametrize("query", ["?match=*manifest*", "?match=.resize-sidecar/*", "?match=*probe"])
@@ -63,4 +64,4 @@ def test_a_prefix_inside_the_private_area_is_400(stored: tuple[Settings, LocalSt
     status, body = listing(*stored, f"?prefix={prefix}")
     assert status == 400
     assert body["error"] == "Bad Request"
-    assert "resize-sidecar's own" in str(body["detail"])
+    assert "resize-sidecar's own" in body["detail"]

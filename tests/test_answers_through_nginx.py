@@ -63,7 +63,7 @@ def test_an_upload_over_nginxs_cap_answers_the_apis_json_error(stack: Stack, con
     limit = MAX_SOURCE_BYTES + 65536
     assert json.loads(body) == {
         "error": "Payload Too Large",
-        "detail": f"the body has more than {limit} bytes; uploads are at most {MAX_SOURCE_BYTES}",
+        "detail": f"the body has more than {limit} bytes; uploads are at most {MAX_SOURCE_BYTES} (MAX_SOURCE_BYTES)",
     }
     assert stack.sidecar_requests() == reached
     assert stack.storage.list("incoming/") == []

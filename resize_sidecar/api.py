@@ -367,7 +367,9 @@ class ApiApp:
             # known once made, and the stream leaves out what does not fit.
             total = sum(size for _, size in keys)
             if total > limit:
-                raise PolicyError(f"the originals add up to {total} bytes, over the limit of {limit}")
+                raise PolicyError(
+                    f"the originals add up to {total} bytes, over the limit of {limit} (ARCHIVE_MAX_BYTES)"
+                )
             entries = [(name, self.loader_of_original(name)) for name, _ in keys]
         else:
             # A format alone converts the whole picture; a spec alone makes JPEGs.
@@ -410,11 +412,13 @@ class ApiApp:
         if announced is not None and not announced.isdigit():
             raise MalformedPathError("Content-Length is not a number")
         if announced is not None and int(announced) > limit:
-            raise PayloadTooLargeError(f"the body has {announced} bytes; uploads are at most {cap}")
+            raise PayloadTooLargeError(f"the body has {announced} bytes; uploads are at most {cap} (MAX_SOURCE_BYTES)")
         try:
             body = read_capped(request.body_file.read, limit, "the body")
         except SourceTooLargeError:
-            raise PayloadTooLargeError(f"the body has more than {limit} bytes; uploads are at most {cap}") from None
+            raise PayloadTooLargeError(
+                f"the body has more than {limit} bytes; uploads are at most {cap} (MAX_SOURCE_BYTES)"
+            ) from None
         if not multipart:
             return body
         parsed = Request(
@@ -435,7 +439,7 @@ class ApiApp:
             raise MalformedPathError("the multipart body has no file part named 'file'")
         data = bytes(part.value)
         if len(data) > cap:
-            raise PayloadTooLargeError(f"the file has {len(data)} bytes; uploads are at most {cap}")
+            raise PayloadTooLargeError(f"the file has {len(data)} bytes; uploads are at most {cap} (MAX_SOURCE_BYTES)")
         return data
 
     def prepare(self, data: bytes) -> originals.Original:
@@ -589,13 +593,13 @@ class ApiApp:
         if match is not None:
             items, more = self.scan(self.query(request, "prefix") or "", "", _glob(match), cap + 1)
             if len(items) > cap or more is not None:
-                raise PolicyError(f"more than {cap} images match; an archive holds at most {cap}")
+                raise PolicyError(f"more than {cap} images match; an archive holds at most {cap} (ARCHIVE_MAX_FILES)")
             if not items:
                 raise NotFoundError("no image matches")
             return [(item.key, item.size) for item in items]
         names = list(dict.fromkeys(named))
         if len(names) > cap:
-            raise PolicyError(f"{len(names)} images asked for; an archive holds at most {cap}")
+            raise PolicyError(f"{len(names)} images asked for; an archive holds at most {cap} (ARCHIVE_MAX_FILES)")
         found = []
         for name in names:
             self.checked_key(name)

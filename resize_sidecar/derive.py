@@ -28,6 +28,7 @@ from resize_sidecar.errors import (
     PolicyError,
     SettingsError,
     SourceChangedError,
+    SourceTooLargeError,
     StorageError,
 )
 from resize_sidecar.settings import Settings
@@ -244,7 +245,7 @@ class Deriver:
         spec = resolve_spec(path.spec, settings.preset_specs)
         limit = settings.max_output_dimension
         if max(spec.width or 0, spec.height or 0) > limit:
-            raise PolicyError(f"derivatives are at most {limit} pixels wide and high")
+            raise PolicyError(f"derivatives are at most {limit} pixels wide and high (MAX_OUTPUT_DIMENSION)")
 
         def check_listed(name: str, value: int | None, allowed: frozenset[int], setting: str) -> None:
             if allowed and value is not None and value not in allowed:
@@ -292,7 +293,10 @@ class Deriver:
             StorageError: the original could not be read.
         """
         ORIGINAL_READS.inc()
-        original = self.storage.get_versioned(path.key, max_bytes=self.settings.max_source_bytes)
+        try:
+            original = self.storage.get_versioned(path.key, max_bytes=self.settings.max_source_bytes)
+        except SourceTooLargeError as error:
+            raise SourceTooLargeError(f"{error.detail} (MAX_SOURCE_BYTES)") from None
         if original is None:
             raise NotFoundError(f"no original at {path.key!r}")
         started = time.perf_counter()

@@ -7,8 +7,9 @@
 - ``decodes``: CPU seconds and peak RSS of the miss path (:func:`imaging.render`) for each hostile original, each
   in a fresh process: with the default limits (what a node spends now), and with the limits raised (what one
   decode would spend without them).
-- ``memory_per_megapixel``: peak RSS per megapixel of one decode per format, which tells which formats libvips
-  decodes whole and sets their pixel limits (imaging.WHOLE_DECODES).
+- ``memory_per_megapixel``: peak RSS per megapixel (and CPU seconds) of one decode per format, which tells which
+  formats are decoded whole and sets their pixel limits (imaging.WHOLE_DECODES); HEIC through pi-heif, BMP through
+  Pillow, the others through libvips.
 - ``deadline``: how long after the transform deadline a decode that reports no progress ends.
 - ``legitimate_wait``: a real gunicorn sidecar (default slots and workers) serving one client's misses of
   legitimate originals while four clients send hostile ones without pause: how long each legitimate miss took.
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+import pyvips  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from resize_sidecar.signing import format_path  # noqa: E402
 from resize_sidecar.storage import LocalStorage  # noqa: E402
@@ -47,6 +52,7 @@ from tests.faults import (  # noqa: E402
     rss_kib,
     scan_flood_jpeg,
 )
+from tests.pictures import bmp, heic, tiff  # noqa: E402
 from tests.servers import SidecarServer, raw_get  # noqa: E402
 
 #: Limits high enough that nothing below is refused from its header: the cost of the decode itself.
@@ -55,6 +61,8 @@ UNGUARDED = {
     "max_interlaced_pixels": 10**9,
     "max_heif_pixels": 10**9,
     "max_lossless_webp_pixels": 10**9,
+    "max_tiff_pixels": 10**9,
+    "max_bmp_pixels": 10**9,
     "max_jpeg_scan_pixels": 10**15,
     "transform_timeout": 20.0,
 }
@@ -64,15 +72,36 @@ FLOOD_SIDE = 3000
 AT_LIMIT_SCANS = 1_000_000_000 // (FLOOD_SIDE * FLOOD_SIDE)
 #: The formats of the memory table, at 12 MP, with what makes each.
 MEMORY_SIZE = (4000, 3000)
-_SAVERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "baseline JPEG": ("jpegsave_buffer", {"Q": 85}),
-    "progressive JPEG": ("jpegsave_buffer", {"Q": 85, "interlace": True}),
-    "PNG": ("pngsave_buffer", {"compression": 1}),
-    "interlaced PNG": ("pngsave_buffer", {"compression": 1, "interlace": True}),
-    "lossy WebP": ("webpsave_buffer", {"Q": 80, "effort": 0}),
-    "lossless WebP": ("webpsave_buffer", {"lossless": True, "effort": 0}),
-    "AVIF": ("heifsave_buffer", {"compression": "av1", "effort": 0, "Q": 30}),
-    "GIF": ("gifsave_buffer", {"effort": 1}),
+
+
+def _saved(saver: str, **options: Any) -> Callable[[pyvips.Image], bytes]:
+    return lambda image: bytes(getattr(image, saver)(**options))
+
+
+def _pillow(image: pyvips.Image) -> Image.Image:
+    return Image.frombytes("RGB", (image.width, image.height), image.write_to_memory())
+
+
+_MAKERS: dict[str, Callable[[pyvips.Image], bytes]] = {
+    "baseline JPEG": _saved("jpegsave_buffer", Q=85),
+    "progressive JPEG": _saved("jpegsave_buffer", Q=85, interlace=True),
+    "PNG": _saved("pngsave_buffer", compression=1),
+    "interlaced PNG": _saved("pngsave_buffer", compression=1, interlace=True),
+    "lossy WebP": _saved("webpsave_buffer", Q=80, effort=0),
+    "lossless WebP": _saved("webpsave_buffer", lossless=True, effort=0),
+    "AVIF": _saved("heifsave_buffer", compression="av1", effort=0, Q=30),
+    "GIF": _saved("gifsave_buffer", effort=1),
+    "HEIC": lambda image: heic(_pillow(image), quality=50),
+    "HEIC 10-bit": lambda image: heic(_pillow(image), quality=50, ten_bit=True),
+    "TIFF in strips": _saved("tiffsave_buffer", compression="lzw"),
+    # One tile holding the whole picture: libtiff decodes a strip or tile whole.
+    "TIFF as one tile": lambda image: tiff(
+        image, compression="deflate", tile=True, tile_width=image.width - image.width % 16,
+        tile_height=image.height + 16 - image.height % 16,
+    ),  # fmt: skip
+    "BMP": lambda image: bmp(_pillow(image)),
+    # Runs of one pixel: the most work per pixel for Pillow's RLE decoder, which is Python.
+    "RLE8 BMP of one-pixel runs": lambda image: bmp(_pillow(image), rle=True, run=1),
 }
 
 
@@ -154,8 +183,8 @@ def memory_per_megapixel() -> dict[str, Any]:
     width, height = MEMORY_SIZE
     image = gradients(width, height)
     table = {}
-    for name, (saver, options) in _SAVERS.items():
-        cost = decode_cost(bytes(getattr(image, saver)(**options)), UNGUARDED)
+    for name, make in _MAKERS.items():
+        cost = decode_cost(make(image), UNGUARDED)
         table[name] = {**cost, "mb_per_megapixel": round(cost["peak_rss_mb"] / (width * height / 1e6), 1)}
     return {"size": f"{width}x{height}", "formats": table}
 

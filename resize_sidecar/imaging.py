@@ -164,10 +164,10 @@ class WholeDecode:
 # memory_per_megapixel): AVIF 15.6 MB, GIF 5.6, interlaced PNG 4.2, lossless WebP 4.0, progressive JPEG 3.3, against
 # 0.5 for a baseline JPEG, 0.3 for lossy WebP and 1.8 for a PNG, which are decoded strip by strip. HEIC (pi-heif
 # 1.4.0, libheif 1.23): 4.9 MB 8-bit, 9.2 MB 10-bit; BMP (Pillow 13) 13.4 MB, and an RLE8 BMP of one-pixel runs
-# 0.42 CPU seconds a megapixel in Pillow's Python decoder; TIFF 2.0 MB in strips of a few rows, 7.1 MB as one
-# deflate tile. The limits keep one decode near or under 256 MB (the interlaced one: 60 MP at 4.2 MB), and a BMP's
-# decode, which the deadline cannot stop, near 7 s; GIF, whose frames are decoded whole too, stays within
-# MAX_SOURCE_PIXELS (285 MB at 50 MP).
+# 0.35 to 0.42 CPU seconds a megapixel in Pillow's Python decoder; TIFF 1.8 to 2.0 MB in strips of a few rows,
+# 7.1 MB as one deflate tile. The limits keep one decode near or under 256 MB (the interlaced one: 60 MP at 4.2 MB),
+# and a BMP's decode, which the deadline cannot stop, near 7 s; GIF, whose frames are decoded whole too, stays
+# within MAX_SOURCE_PIXELS (285 MB at 50 MP).
 #: Kinds of original decoded whole, each refused from its header over its own pixel limit.
 WHOLE_DECODES: tuple[WholeDecode, ...] = (
     WholeDecode("progressive JPEG", "jpegload", "max_interlaced_pixels", lambda info: info.interlaced,

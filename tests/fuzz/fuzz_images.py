@@ -3,8 +3,9 @@
     python tests/fuzz/fuzz_images.py -max_total_time=60 [libFuzzer options] [CORPUS_FOLDER ...]
 
 Seeded with the images of the shared corpus (those up to 256 KB: larger seeds slow every run down without
-reaching more code). A crash (any other exception, or libvips bringing the process down) is written under
-``$TMPDIR/resize-sidecar-fuzz/crashes/``.
+reaching more code), and small HEIC, TIFF and BMP files of the kinds phones and scanners write (tests/pictures.py),
+for the decoders outside libvips (pi-heif, Pillow's BMP reader) and libtiff. A crash (any other exception, or
+libvips bringing the process down) is written under ``$TMPDIR/resize-sidecar-fuzz/crashes/``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ def target() -> Check:
     from resize_sidecar.signing import parse_spec
 
     # Smaller limits than the defaults, so that an input the header check lets through decodes in milliseconds.
-    settings = Settings(max_source_pixels=4_000_000, max_interlaced_pixels=1_000_000, transform_timeout=5.0)
+    settings = Settings(
+        max_source_pixels=4_000_000,
+        max_interlaced_pixels=1_000_000,
+        max_heif_pixels=1_000_000,
+        max_tiff_pixels=1_000_000,
+        max_bmp_pixels=1_000_000,
+        transform_timeout=5.0,
+    )
     # Every kind of step and encoder; an input's length picks one, so that all of its bytes are image.
     specs = [
         (parse_spec("64x"), "jpg"),
@@ -60,6 +68,21 @@ def seeds() -> Iterator[tuple[str, bytes]]:
     for path in sorted(shared_images().glob("*/*")):
         if path.is_file() and path.stat().st_size <= MAX_SEED_BYTES:
             yield f"{path.parent.name}-{path.name}", path.read_bytes()
+    yield from made_seeds()
+
+
+def made_seeds() -> Iterator[tuple[str, bytes]]:
+    from tests.pictures import bmp, heic, multipage_tiff, picture, tiff, to_pyvips
+
+    small, clear = picture(48, 32), picture(48, 32, alpha=True)
+    image = to_pyvips(small)
+    yield "made-orientation-6.heic", heic(small, orientation=6)
+    yield "made-10-bit-alpha.heic", heic(clear, ten_bit=True)
+    yield "made-two-pages.tiff", multipage_tiff(image, image.flip("horizontal"))
+    yield "made-cmyk-deflate.tif", tiff(image.icc_transform("cmyk", intent="relative"), compression="deflate")
+    yield "made-tiled-lzw.tiff", tiff(image, compression="lzw", tile=True, tile_width=16, tile_height=16)
+    yield "made-alpha.bmp", bmp(clear)
+    yield "made-rle8.bmp", bmp(small, rle=True, run=7)
 
 
 if __name__ == "__main__":

@@ -159,9 +159,10 @@ class MediaImages:
         return self.urls.marker
 
     @cached_property
-    def ladder(self) -> tuple[int, ...]:
-        """The widths responsive images choose from: the HTML rewriter's variant set (ALLOWED_WIDTHS, else 16-3840)."""
-        return VariantPolicy(self.settings).widths
+    def policy(self) -> VariantPolicy:
+        """The HTML rewriter's variant set (ALLOWED_WIDTHS, else 16-3840; ALLOWED_BLURS), which the helpers keep to
+        where they choose sizes themselves: responsive ladders and placeholders."""
+        return VariantPolicy(self.settings)
 
     def original(self, image: object) -> Original:
         """See :func:`original`."""
@@ -187,10 +188,14 @@ class MediaImages:
         width: int | None = None,
         height: int | None = None,
         attrs: Mapping[str, object] | None = None,
+        placeholder: bool = False,
         **options: Any,
     ) -> HTML:
-        """``MediaURLs.img`` with ``width`` and ``height`` attributes of the size shown (:func:`shown_size`)."""
-        return self._markup(self.urls.img, image, width, height, attrs, options)
+        """``MediaURLs.img`` with ``width`` and ``height`` attributes of the size shown (:func:`shown_size`).
+
+        ``placeholder`` shows a tiny blurred derivative of the same shape behind the image until it arrives.
+        """
+        return self._markup(self.urls.img, image, width, height, attrs, placeholder, options)
 
     def picture(
         self,
@@ -199,10 +204,11 @@ class MediaImages:
         width: int | None = None,
         height: int | None = None,
         attrs: Mapping[str, object] | None = None,
+        placeholder: bool = False,
         **options: Any,
     ) -> HTML:
-        """``MediaURLs.picture`` (AVIF and WebP sources, a fallback ``<img>``), sized as :meth:`img`."""
-        return self._markup(self.urls.picture, image, width, height, attrs, options)
+        """``MediaURLs.picture`` (AVIF and WebP sources, a fallback ``<img>``), sized and placeheld as :meth:`img`."""
+        return self._markup(self.urls.picture, image, width, height, attrs, placeholder, options)
 
     def responsive(
         self,
@@ -212,6 +218,7 @@ class MediaImages:
         aspect_ratio: float | None = None,
         widths: Iterable[int] | None = None,
         attrs: Mapping[str, object] | None = None,
+        placeholder: bool = False,
         **options: Any,
     ) -> HTML:
         """A ``<picture>`` whose sources offer every width of the ladder up to the original's, for ``sizes``.
@@ -224,7 +231,7 @@ class MediaImages:
             MalformedPathError, PolicyError: as ``MediaURLs.derivative``.
         """
         source = self.original(image)
-        ladder = tuple(widths) if widths is not None else self.ladder
+        ladder = tuple(widths) if widths is not None else self.policy.widths
         if source.width:
             ladder = tuple(step for step in ladder if step < source.width) + (min(source.width, max(ladder)),)
         largest = max(ladder)
@@ -235,7 +242,7 @@ class MediaImages:
         # The src of browsers without srcset: the step nearest a common content width, not the largest.
         src_width = min(ladder, key=lambda step: abs(step - _FALLBACK_WIDTH))
         src_height = round(src_width / aspect_ratio) if aspect_ratio else None
-        sized = {"width": size[0], "height": size[1], **(attrs or {})}
+        sized = self._attributes(source, size, attrs, placeholder)
         return self.urls.picture(
             source.key, width=src_width, height=src_height, fit=fit, widths=ladder, sizes=sizes, attrs=sized, **options
         )
@@ -247,20 +254,34 @@ class MediaImages:
         width: int | None,
         height: int | None,
         attrs: Mapping[str, object] | None,
+        placeholder: bool,
         options: dict[str, Any],
     ) -> HTML:
         source = self.original(image)
-        sized = {**self._size_attributes(source, width, height, options), **(attrs or {})}
+        sized = self._attributes(source, self._shown(source, width, height, options), attrs, placeholder)
         return build(source.key, width=width, height=height, attrs=sized, **options)
 
-    def _size_attributes(
-        self, source: Original, width: int | None, height: int | None, options: Mapping[str, Any]
+    def _attributes(
+        self, source: Original, size: Size, attrs: Mapping[str, object] | None, placeholder: bool
     ) -> dict[str, object]:
-        """``width`` and ``height`` attributes of the size shown (a preset's box, if one is named)."""
+        """The ``<img>``'s ``width``, ``height`` and placeholder ``style``, then the caller's own attributes."""
+        values: dict[str, object] = {"width": size[0], "height": size[1], **(attrs or {})}
+        if placeholder:
+            # The smallest width and blur of the variant set, cropped to the shape shown when that is known.
+            width = self.policy.widths[0]
+            height = max(1, round(width * size[1] / size[0])) if size[0] and size[1] else None
+            blurred = self.urls.derivative(
+                source.key, width=width, height=height, fit="fill" if height else "fit", blur=self.policy.blurs[0]
+            )
+            backdrop = f'background-size:cover;background-image:url("{blurred}")'
+            values["style"] = f"{backdrop};{values['style']}" if values.get("style") else backdrop
+        return values
+
+    def _shown(self, source: Original, width: int | None, height: int | None, options: Mapping[str, Any]) -> Size:
+        """The size shown for a box and options (a preset's box, if one is named)."""
         fit, upscale = options.get("fit", "fit"), bool(options.get("upscale", False))
         preset = options.get("preset")
         if preset and preset in self.settings.preset_specs:
             spec = self.settings.preset_specs[preset]
             width, height, fit, upscale = spec.width, spec.height, spec.mode, spec.upscale
-        shown_width, shown_height = shown_size(source, width, height, fit, upscale)
-        return {"width": shown_width, "height": shown_height}
+        return shown_size(source, width, height, fit, upscale)

@@ -18,7 +18,7 @@ from typing import Any
 
 from tests.servers import REPO, NginxServer, Server, SidecarServer, free_port
 from tests.test_browser import _browser
-from tests.test_examples import Page, fetch, signed
+from tests.test_examples import Page, fetch, image_size, signed
 
 VENV_BIN = Path(sys.executable).parent
 _SNIPPET = re.compile(r"<!-- test: ([\w-]+) -->\n```[\w-]*\n(.*?)\n```", re.DOTALL)
@@ -85,6 +85,21 @@ def page_of(url: str, images: int) -> tuple[Page, list[dict[str, str]]]:
     for media_url in page.media_urls():
         signed(media_url)
     return page, found
+
+
+def assert_placeholders_load(base_url: str, images: list[dict[str, str]]) -> int:
+    """Each image's placeholder (a blurred derivative in its ``style``) is served, in the image's shape; how many."""
+    count = 0
+    for attributes in images:
+        found = re.search(r'url\("([^"]+)"\)', attributes.get("style", ""))
+        if found is None:
+            continue
+        status, content_type, data = fetch(base_url + found.group(1))
+        assert (status, content_type) == (200, "image/jpeg"), found.group(1)
+        width, height = image_size(data)
+        assert abs(height - width * int(attributes["height"]) / int(attributes["width"])) <= 1, attributes
+        count += 1
+    return count
 
 
 def images_in_chromium(url: str, device_pixel_ratio: int = 1) -> dict[str, Any]:

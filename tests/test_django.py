@@ -25,6 +25,7 @@ from tests.conftest import SECRET, photo
 from tests.fresh_projects import (
     VENV_BIN,
     assert_every_image_loads_in_its_box,
+    assert_placeholders_load,
     images_in_chromium,
     page_of,
     run,
@@ -138,6 +139,7 @@ def check_site(base: Path, env: dict[str, str], logs: Path) -> None:
         # The fitted 400-wide image takes its height from the model's stored size: no file read, no shift.
         fitted = [(a["width"], a["height"]) for a in images if signed(a["src"]).spec == "400x"]
         assert fitted == [("400", "250"), ("400", "600")]
+        assert assert_placeholders_load(nginx.url, images) == len(UPLOADS)
         # The project's own middleware.py is the one Django loaded, beside the package.
         with urllib.request.urlopen(nginx.url + "/photos/", timeout=30) as response:
             assert response.headers["X-Project-Middleware"] == "mine"

@@ -19,7 +19,14 @@ from resize_sidecar.middleware import MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.images import MediaImages, Original, original, shown_size
 from resize_sidecar.settings import Settings
 from tests.conftest import SECRET, photo
-from tests.fresh_projects import assert_every_image_loads_in_its_box, images_in_chromium, page_of, served, snippet
+from tests.fresh_projects import (
+    assert_every_image_loads_in_its_box,
+    assert_placeholders_load,
+    images_in_chromium,
+    page_of,
+    served,
+    snippet,
+)
 from tests.servers import world_readable_dir
 from tests.test_examples import Page, signed
 
@@ -62,6 +69,7 @@ def test_a_fresh_app_factory_shows_every_image_in_chromium(flask_project: tuple[
             ("400", "250"),
             ("400", "600"),
         ]
+        assert assert_placeholders_load(nginx.url, images) == len(rows)
         links = [attributes for tag, attributes in page.tags if tag == "a"]
         assert [(a["href"], "data-resize" in a) for a in links] == [(f"/media/{row['key']}", True) for row in rows]
         seen = images_in_chromium(nginx.url + "/")
@@ -196,15 +204,18 @@ def test_img_picture_and_responsive_carry_the_shown_size(local: Settings, tmp_pa
     images = MediaImages(MediaURLs(local))
     field = FieldFile("a.jpg", Folder(tmp_path), 1000, 1500)
 
-    img = Page(images.img(field, width=400, alt="x", attrs={"loading": "lazy"})).tags[0][1]
+    img = Page(images.img(field, width=400, alt="x", placeholder=True, attrs={"loading": "lazy"})).tags[0][1]
     assert (img["width"], img["height"], img["loading"]) == ("400", "600", "lazy")
+    backdrop = img["style"].removeprefix('background-size:cover;background-image:url("https://cdn.example.com')
+    backdrop = backdrop.removesuffix('")')
+    assert (signed(backdrop).spec, signed(backdrop).key) == ("16x24-fill-blur5", "a.jpg")
     picture = Page(images.picture(field, width=300, height=300, fit="fill")).tags
     assert [(a["width"], a["height"]) for tag, a in picture if tag == "img"] == [("300", "300")]
     responsive = Page(images.responsive(field, sizes="50vw")).tags
     fallback = next(a for tag, a in responsive if tag == "img")
     assert (fallback["width"], fallback["height"]) == ("1000", "1500")
     widths = [int(c.split()[1][:-1]) for c in fallback["srcset"].split(", ")]
-    assert widths == [step for step in images.ladder if step < 1000] + [1000]
+    assert widths == [step for step in images.policy.widths if step < 1000] + [1000]
     cropped = next(a for tag, a in Page(images.responsive("a.jpg", aspect_ratio=2)).tags if tag == "img")
     assert (cropped["width"], cropped["height"]) == ("3840", "1920")
     assert all("-fill-" in candidate for candidate in cropped["srcset"].split(", "))

@@ -11,7 +11,8 @@ Each takes a file field (``photo.image``), a media URL (``photo.image.url``) or 
     <img src="{{ photo.image.url }}" width="240" height="160" alt="" {% media_marker %}>
 
 ``media_img``, ``media_picture`` and ``media_responsive`` write ``width`` and ``height`` (the field's stored size, or
-the box), so the page does not shift while images load; other keywords become attributes (``loading="lazy"``).
+the box), so the page does not shift while images load; ``placeholder=True`` shows a tiny blurred derivative until
+the image arrives; other keywords become attributes (``loading="lazy"``).
 
 The URL builder is the one ``MediaMiddleware`` put in the request (``request.META``, the WSGI environ); outside a
 request (an e-mail, a management command) one is made from the project's settings (:mod:`..conf`).
@@ -36,7 +37,7 @@ _tag: Callable[[Callable[..., Any]], Callable[..., Any]] = register.simple_tag(t
 # Template keywords that are arguments of the builder; the others become HTML attributes.
 _ARGUMENTS = frozenset(
     {"fit", "gravity", "format", "quality", "upscale", "background", "blur", "sharpen", "preset"}
-    | {"width", "height", "alt", "sizes", "formats", "fallback", "aspect_ratio"}
+    | {"width", "height", "alt", "sizes", "formats", "fallback", "aspect_ratio", "placeholder"}
 )
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from pathlib import Path
 
 import pytest
 
 from tests import test_api_e2e
 from tests.conftest import photo
-from tests.servers import Stack
+from tests.servers import Stack, media_stack
 from tests.test_api_e2e import AUTH, MAX_SOURCE_BYTES
 
 #: The media API's stack: real nginx and gunicorn over local storage and over moto's S3, with a small upload cap.
@@ -39,6 +41,19 @@ def test_a_derivative_answers_one_etag_made_and_hit_and_a_conditional_get_is_304
     status, revalidated, empty = stack.get_with("GET", url, b"", {"If-None-Match": etag})
     assert (status, empty, revalidated["etag"]) == (304, b"", etag)
     assert stack.sidecar_requests() == reached
+
+
+def test_nginxs_cache_revalidates_the_made_answer_with_s3_at_its_first_check(
+    moto_endpoint: str, tmp_path: Path
+) -> None:
+    """The cached entry of the sidecar's answer holds S3's ETag: its first check with S3 is a 304, not the object."""
+    env = {"RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": "1s"}
+    with media_stack("s3", moto_endpoint, tmp_path, env) as cached:
+        url, etag, body = made(cached, "etag/cached.jpg", "150x", "jpg")
+        time.sleep(2.2)  # nginx counts validity in whole seconds: a 1 s entry expires 1 to 2 s after it was stored
+        status, headers, again = cached.get(url)
+        assert (status, again, headers["etag"]) == (200, body, etag)
+        assert headers["x-cache-status"] == "REVALIDATED"
 
 
 def test_on_local_storage_revalidating_the_made_answer_gets_the_bytes_once_more_then_304(stack: Stack) -> None:

@@ -341,13 +341,16 @@ def _pillow_header(data: bytes, name: str) -> SourceInfo:
                 has_icc=bool(picture.info.get("icc_profile")),
                 decoder="pillow",
             )
+    except PillowImage.DecompressionBombError as error:
+        # Pillow's own limit, twice its MAX_IMAGE_PIXELS (179 MP), binds only where the loader's limit is set higher.
+        setting = next(whole.setting for whole in WHOLE_DECODES if whole.loader == name)
+        raise SourceTooLargeError(f"{name}: {error} ({setting.upper()} allows more than Pillow reads)") from None
     except _PILLOW_ERRORS as error:
         raise UndecodableImageError(f"{name}: {error}") from None
 
 
-# What Pillow raises for a corrupt or truncated file (its decompression-bomb error is a ValueError's sibling: the
-# pixel limits are checked from the header afterwards, with the settings that name them).
-_PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, PillowImage.DecompressionBombError)
+# What Pillow raises for a corrupt or truncated file.
+_PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
 # What pi-heif raises for a corrupt file, or one libheif refuses.
 _LIBHEIF_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
 

@@ -380,6 +380,8 @@ def test_a_miss_while_every_transform_slot_stays_busy_is_a_503_and_hits_are_answ
         pytest.param("ALLOWED_BLURS", "soft", id="blur not a number"),
         pytest.param("REWRITE_KEY_PREFIXES", "/photos/", id="key prefix with a leading slash"),
         pytest.param("MAX_INTERLACED_PIXELS", "0", id="interlaced limit zero"),
+        pytest.param("MAX_TIFF_PIXELS", "0", id="tiff limit zero"),
+        pytest.param("MAX_BMP_PIXELS", "-1", id="negative bmp limit"),
         pytest.param("TRANSFORM_TIMEOUT", "0", id="no time to transform"),
         pytest.param("TRANSFORM_TIMEOUT", "25", id="deadline past gunicorn's timeout"),
         pytest.param("MAX_CONCURRENT_TRANSFORMS", "-1", id="negative slots"),

@@ -165,6 +165,13 @@ def test_a_bmp_declaring_more_than_max_bmp_pixels_is_refused_from_its_header(mak
         imaging.probe(bytes(header), make_settings())
 
 
+def test_a_bmp_over_pillows_own_limit_is_too_large_naming_the_setting_set_above_it(make_settings: MakeSettings) -> None:
+    header = bytearray(bmp(picture(8, 8)))
+    header[18:26] = (20_000).to_bytes(4, "little") + (20_000).to_bytes(4, "little")  # 400 MP
+    with pytest.raises(SourceTooLargeError, match=r"\(MAX_BMP_PIXELS allows more than Pillow reads\)"):
+        imaging.probe(bytes(header), make_settings(max_source_pixels=10**9, max_bmp_pixels=10**9))
+
+
 def test_a_bmp_is_refused_when_bmpload_is_not_allowed(make_settings: MakeSettings) -> None:
     others = tuple(name for name in Settings().allowed_loaders if name != "bmpload")
     with pytest.raises(UnsupportedImageError, match="bmpload originals are not allowed"):

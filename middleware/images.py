@@ -19,10 +19,11 @@ Standard library and the project's contract modules only; Django is duck-typed, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -90,15 +91,16 @@ def _key_in_storage(storage: Any, name: str, settings: Settings) -> str:
         return name
     if settings.storage == "local":
         try:
-            path = Path(storage.path(name)).resolve()
+            # abspath, not resolve(): names only, no filesystem call while a page renders.
+            path = os.path.abspath(storage.path(name))
         except (AttributeError, NotImplementedError):  # Django's remote storages raise NotImplementedError
             raise MalformedPathError(
                 f"{name!r} is in {type(storage).__name__}, not a folder: the sidecar reads local storage"
             ) from None
-        root = Path(settings.local_root).resolve()
-        if not path.is_relative_to(root):
+        root = os.path.join(os.path.abspath(settings.local_root), "")
+        if not path.startswith(root):
             raise MalformedPathError(f"{name!r} is stored at {path}, outside LOCAL_ROOT {root}")
-        return path.relative_to(root).as_posix()
+        return path[len(root) :].replace(os.sep, "/")
     bucket = getattr(storage, "bucket_name", None)
     if bucket != settings.s3_bucket:
         raise MalformedPathError(f"{name!r} is in bucket {bucket!r}, not S3_BUCKET {settings.s3_bucket!r}")

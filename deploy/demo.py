@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -219,9 +220,10 @@ def wait_until_up(
 
 def why(name: str, nginx_log: Path) -> str:
     if name == "nginx" and nginx_log.exists():
-        errors = [line for line in nginx_log.read_text(errors="replace").splitlines() if "[emerg]" in line]
+        # "2026/01/02 03:04:05 [emerg] 123#123: bind() to 127.0.0.1:8080 failed (98: Address already in use)"
+        errors = re.findall(r"\[emerg\] [0-9#]+: (.*)", nginx_log.read_text(errors="replace"))
         if errors:
-            return errors[-1].split("[emerg] ", 1)[-1]
+            return str(errors[-1])
     return "its messages are above"
 
 
@@ -281,10 +283,12 @@ def verdict(key: str, nginx_url: str, env: dict[str, str]) -> str:
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Stop every server and all it started: a quick stop, then a kill of its whole session after STOP_SECONDS."""
+    """Stop every server and all it started: SIGTERM, then a kill of its whole session after STOP_SECONDS."""
     for process in processes.values():
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown, nginx's fast one
+            # nginx's fast shutdown, gunicorn's graceful one (idle workers end at once); a server still starting up
+            # ends without a traceback, as SIGINT would leave.
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_SECONDS
     for name, process in processes.items():
         try:

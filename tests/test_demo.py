@@ -42,9 +42,9 @@ def fetch(url: str) -> tuple[int, str, bytes]:
 class Demo:
     """deploy/demo.py in a process of its own, its output read line by line as it comes."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, folder: Path | None = None) -> None:
         self.port = port
-        self.folder = world_readable_dir("resize-sidecar-demo-")
+        self.folder = folder or world_readable_dir("resize-sidecar-demo-")
         env = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
         env |= {"DEMO_PORT": str(port), "DEMO_DIR": str(self.folder)}
         self.process = subprocess.Popen(
@@ -230,3 +230,19 @@ def test_a_missing_package_is_named_on_one_line_with_the_command_to_run(tmp_path
         "run: sudo apt-get install resize-sidecar-no-such-package other-missing-one"
     )
     assert result.stderr.splitlines()[1].startswith("make: ***")
+
+
+def test_a_server_that_cannot_start_stops_the_demo_at_once_with_its_reason_and_the_others_with_it() -> None:
+    nginx_binary()
+    folder = world_readable_dir("resize-sidecar-demo-")
+    (folder / "nginx" / "nginx.pid").mkdir(parents=True)  # nginx cannot write its pid file there
+    demo = Demo(demo_port(), folder)
+    demo.process.wait(timeout=60)
+    demo.reader.join(timeout=10)
+    failure = [line for line in demo.lines if line.startswith("demo: ")]
+    assert demo.process.returncode == 1, "".join(demo.lines)
+    assert failure == [
+        f'demo: nginx could not start (exit 1): open() "{folder}/nginx/nginx.pid" failed (21: Is a directory)\n'
+    ]
+    assert "Traceback" not in "".join(demo.lines)
+    assert not any(listening(demo.port + offset) for offset in (0, 1, 2))

@@ -57,7 +57,10 @@ def flask_project() -> Iterator[tuple[Path, Path]]:
 
 
 @pytest.mark.e2e
-def test_a_fresh_app_factory_shows_every_image_in_chromium(flask_project: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("device_pixel_ratio", [1, 2])
+def test_a_fresh_app_factory_shows_every_image_in_chromium(
+    flask_project: tuple[Path, Path], tmp_path: Path, device_pixel_ratio: int
+) -> None:
     folder, media = flask_project
     env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": "local", "RESIZE_SIDECAR_LOCAL_ROOT": str(media)}
     rows = readme_photos()
@@ -72,7 +75,7 @@ def test_a_fresh_app_factory_shows_every_image_in_chromium(flask_project: tuple[
         assert assert_placeholders_load(nginx.url, images) == len(rows)
         links = [attributes for tag, attributes in page.tags if tag == "a"]
         assert [(a["href"], "data-resize" in a) for a in links] == [(f"/media/{row['key']}", True) for row in rows]
-        seen = images_in_chromium(nginx.url + "/")
+        seen = images_in_chromium(nginx.url + "/", device_pixel_ratio)
     assert_every_image_loads_in_its_box(seen, IMAGES_PER_PHOTO * len(rows))
 
 

@@ -120,3 +120,13 @@ def test_the_snippet_goes_where_debians_nginx_reads_it_and_passes_nginx_t(tmp_pa
     check = subprocess.run([nginx, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     assert "location ^~ /media/" in (etc / "snippets" / "resize-sidecar.conf").read_text()
+
+
+def test_every_make_target_the_readme_names_exists() -> None:
+    # In code: a command line of its own, or a code span.
+    named = re.findall(r"^make ([a-z-]+)|`(?:\w+=\S+ )*make ([a-z-]+)`", (REPO / "README.md").read_text(), re.MULTILINE)
+    targets = {line or span for line, span in named}
+    assert {"demo", "test", "bench"} <= targets
+    for target in sorted(targets):
+        dry_run = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert dry_run.returncode == 0, f"make {target}: {dry_run.stderr}"

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from middleware.urls import MediaURLs
 from resize_sidecar import imaging
 from resize_sidecar.derive import Deriver
 from resize_sidecar.errors import (
@@ -45,6 +44,7 @@ from resize_sidecar.errors import (
     StorageError,
     UnsupportedImageError,
 )
+from resize_sidecar.middleware.urls import MediaURLs
 from resize_sidecar.s3 import BucketAdmin, UnsupportedByStoreError
 from resize_sidecar.settings import Settings
 from resize_sidecar.signing import (

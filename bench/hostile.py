@@ -8,7 +8,7 @@
   in a fresh process: with the default limits (what a node spends now), and with the limits raised (what one
   decode would spend without them).
 - ``memory_per_megapixel``: peak RSS per megapixel (and CPU seconds) of one decode per format, which tells which
-  formats are decoded whole and sets their pixel limits (imaging.WHOLE_DECODES); HEIC through pi-heif, BMP through
+  formats are decoded whole and sets their pixel limits (imaging.WHOLE_DECODES); HEIC through pillow-heif, BMP through
   Pillow, the others through libvips.
 - ``deadline``: how long after the transform deadline a decode that reports no progress ends.
 - ``legitimate_wait``: a real gunicorn sidecar (default slots and workers) serving one client's misses of

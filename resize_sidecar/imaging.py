@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import pi_heif
 from PIL import Image as PillowImage
 
 from resize_sidecar.errors import (
@@ -40,6 +39,15 @@ from resize_sidecar.signing import DerivativeSpec
 os.environ["VIPS_BLOCK_UNTRUSTED"] = "1"
 
 import pyvips  # noqa: E402
+
+try:
+    import pillow_heif
+
+    #: Whether HEVC-coded HEIF (HEIC) can be decoded: pillow-heif's wheel is GPL-2.0 as a whole (it bundles the x265
+    #: encoder), so an install may leave it out, and HEIC is then refused.
+    HEVC_DECODER = True
+except ImportError:
+    HEVC_DECODER = False
 
 pyvips.block_untrusted_set(True)
 # Each original is rendered once per derivative and then served by nginx: cached operations would only hold memory.
@@ -67,7 +75,7 @@ FORMAT_OF_LOADER: dict[str, str] = {
 #: Loaders that read what libvips has no trusted loader for, here Pillow's BMP reader; libvips' own BMP reading goes
 #: through ImageMagick, which is blocked.
 PILLOW_LOADERS = {"bmpload": "BMP"}
-# Decoded with pi-heif (libheif with libde265): pyvips-binary's libheif has no HEVC decoder.
+# Decoded with pillow-heif (libheif with libde265): pyvips-binary's libheif has no HEVC decoder.
 _HEVC = "hevc"
 # Header fields that are metadata, copied onto pixels decoded outside libvips so they are colour-managed and, for
 # stored originals, keep their EXIF as libvips-decoded ones do.
@@ -145,7 +153,7 @@ class SourceInfo:
     scans: int = 0
     # A lossless (VP8L) WebP, which libwebp decodes whole where lossy WebP is decoded in rows.
     lossless: bool = False
-    # Who decodes the pixels: "libvips", "libheif" (pi-heif, for HEVC-coded HEIF) or "pillow" (PILLOW_LOADERS).
+    # Who decodes the pixels: "libvips", "libheif" (pillow-heif, for HEVC-coded HEIF) or "pillow" (PILLOW_LOADERS).
     decoder: str = "libvips"
 
 
@@ -162,8 +170,8 @@ class WholeDecode:
 
 # Peak RSS of one decode to a 400 px derivative, per megapixel, measured with libvips 8.18.7 (bench/hostile.py,
 # memory_per_megapixel): AVIF 15.6 MB, GIF 5.6, interlaced PNG 4.2, lossless WebP 4.0, progressive JPEG 3.3, against
-# 0.5 for a baseline JPEG, 0.3 for lossy WebP and 1.8 for a PNG, which are decoded strip by strip. HEIC (pi-heif
-# 1.4.0, libheif 1.23): 4.9 MB 8-bit, 9.2 MB 10-bit; BMP (Pillow 13) 13.4 MB, and an RLE8 BMP of one-pixel runs
+# 0.5 for a baseline JPEG, 0.3 for lossy WebP and 1.8 for a PNG, which are decoded strip by strip. HEIC (pillow-heif
+# 1.8.1, libheif 1.23.6): 5.1 MB 8-bit, 9.4 MB 10-bit; BMP (Pillow 13) 13.4 MB, and an RLE8 BMP of one-pixel runs
 # 0.35 to 0.42 CPU seconds a megapixel in Pillow's Python decoder; TIFF 1.8 to 2.0 MB in strips of a few rows,
 # 7.1 MB as one deflate tile. The limits keep one decode near or under 256 MB (the interlaced one: 60 MP at 4.2 MB),
 # and a BMP's decode, which the deadline cannot stop, near 7 s; GIF, whose frames are decoded whole too, stays
@@ -268,9 +276,9 @@ def libvips_version() -> str:
 
 
 def heic_decoder() -> str:
-    """What decodes HEVC-coded HEIF here, with versions, e.g. ``pi-heif 1.4.0, libheif 1.23.0, libde265 ...``."""
-    decoders = ", ".join(pi_heif.libheif_info()["decoders"].values())
-    return f"pi-heif {pi_heif.__version__}, libheif {pi_heif.libheif_version()}, {decoders}"
+    """What decodes HEVC-coded HEIF here, with versions, e.g. ``pillow-heif 1.8.1, libheif 1.23.6, libde265 ...``."""
+    decoders = ", ".join(pillow_heif.libheif_info()["decoders"].values())
+    return f"pillow-heif {pillow_heif.__version__}, libheif {pillow_heif.libheif_version()}, {decoders}"
 
 
 def set_render_threads(count: int) -> None:
@@ -323,6 +331,8 @@ def _libvips_header(data: bytes, name: str, settings: Settings) -> SourceInfo:
     except LIBVIPS_ERRORS as error:
         raise UndecodableImageError(f"{name}: {reason(error)}") from None
     if name == "heifload" and _field(header, "heif-compression") == _HEVC:
+        if not HEVC_DECODER:
+            raise UnsupportedImageError("HEVC-coded HEIF (HEIC) needs pillow-heif, which is not installed")
         # libheif has turned the picture by its irot and imir boxes; an EXIF orientation must then be ignored (MIAF).
         info = replace(info, decoder="libheif", orientation=1)
     return info
@@ -351,7 +361,7 @@ def _pillow_header(data: bytes, name: str) -> SourceInfo:
 
 # What Pillow raises for a corrupt or truncated file.
 _PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
-# What pi-heif raises for a corrupt file, or one libheif refuses.
+# What pillow-heif raises for a corrupt file, or one libheif refuses.
 _LIBHEIF_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
 
 
@@ -395,7 +405,7 @@ def decode_whole(data: bytes, info: SourceInfo) -> pyvips.Image:
 
 def _decode_hevc(data: bytes) -> pyvips.Image:
     # libheif applies the irot and imir boxes by default; 10- and 12-bit pictures come as 16-bit, full range.
-    heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
     deep = heif.mode.endswith(";16")
     bands = 4 if heif.has_alpha else 3
     if heif.stride != heif.size[0] * bands * (2 if deep else 1):

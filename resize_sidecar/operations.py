@@ -695,6 +695,8 @@ def _check_heic(settings: Settings) -> Finding:
     try:
         info = imaging.probe(_HEIC_SAMPLE, settings)
         imaging.render(_HEIC_SAMPLE, DerivativeSpec(8, 8), "png", settings, info)
+    except UnsupportedImageError as error:
+        return Finding("heic", "warn", f"HEIC originals are refused: {error.detail}")
     except SidecarError as error:
         return Finding("heic", "fail", f"an HEIC original cannot be read: {error.detail}")
     return Finding("heic", "ok", f"an HEIC original read and rendered ({info.decoder}: {imaging.heic_decoder()})")

@@ -170,7 +170,7 @@ def test_a_fresh_process_that_imports_imaging_cannot_load_svg() -> None:
         pytest.param(
             "formats/IMG_5195.HEIC",
             imaging.SourceInfo("heifload", 2566, 3313, 1, 1, False, True, decoder="libheif"),
-            id="hevc heic header, decoded by pi-heif",
+            id="hevc heic header, decoded by pillow-heif",
         ),
     ],
 )
@@ -316,7 +316,7 @@ def test_a_png_with_a_text_bomb_renders_without_its_text(testdata: Path, make_se
     ("name", "height"), [("formats/samplefilehub.heif", 67), ("formats/IMG_5195.HEIC", 129)]
 )
 @pytest.mark.parametrize("spec", ["100x", "100x100-fill-sm"])
-def test_hevc_heic_that_libvips_cannot_decode_renders_through_pi_heif(
+def test_hevc_heic_that_libvips_cannot_decode_renders_through_pillow_heif(
     testdata: Path, make_settings: MakeSettings, name: str, height: int, spec: str
 ) -> None:
     rendered = render(read(testdata, name), spec, "jpg", make_settings())

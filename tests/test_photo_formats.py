@@ -234,6 +234,19 @@ def test_an_heic_or_bmp_is_described_with_a_placeholder(make: Callable[[], bytes
     assert len(described.blurhash) == 28
 
 
+def test_without_pillow_heif_an_heic_is_refused_as_unsupported_and_check_warns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imaging, "HEVC_DECODER", False)
+    with pytest.raises(UnsupportedImageError, match="needs pillow-heif, which is not installed"):
+        imaging.probe(heic(picture(64, 48)), Settings())
+    finding = operations._check_heic(Settings())
+    assert (finding.status, finding.detail) == (
+        "warn",
+        "HEIC originals are refused: HEVC-coded HEIF (HEIC) needs pillow-heif, which is not installed",
+    )
+
+
 def test_check_reports_heic_as_ok_naming_its_decoder() -> None:
     finding = operations._check_heic(Settings())
     assert finding.status == "ok"

@@ -4,7 +4,7 @@
 
 Seeded with the images of the shared corpus (those up to 256 KB: larger seeds slow every run down without
 reaching more code), and small HEIC, TIFF and BMP files of the kinds phones and scanners write (tests/pictures.py),
-for the decoders outside libvips (pi-heif, Pillow's BMP reader) and libtiff. A crash (any other exception, or
+for the decoders outside libvips (pillow-heif, Pillow's BMP reader) and libtiff. A crash (any other exception, or
 libvips bringing the process down) is written under ``$TMPDIR/resize-sidecar-fuzz/crashes/``.
 """
 

@@ -45,6 +45,12 @@ def settings_from(configuration: Mapping[str, Any], implied: Mapping[str, Any] |
     ).validate()
 
 
+def development_serving(debug: bool, settings: Settings) -> bool:
+    """Whether a framework's development server answers ``MEDIA_URL`` itself by default: in debug mode, with local
+    storage (against S3 it would read and write the real bucket)."""
+    return debug and settings.storage == "local"
+
+
 def _as_text(value: Any) -> str:
     """A configuration value as its environment variable would spell it."""
     if isinstance(value, bool):

@@ -9,7 +9,7 @@
     def create_app():
         app = Flask(__name__)
         app.config.from_prefixed_env()        # or RESIZE_SIDECAR_SECRETS=… in app.config
-        media.init_app(app, serve_media=app.debug)
+        media.init_app(app)                   # in debug mode with local storage, also answers /media/
         return app
 
 Settings are the ``RESIZE_SIDECAR_*`` keys of ``app.config`` over the environment's. Templates get the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from resize_sidecar.middleware.config import settings_from
+from resize_sidecar.middleware.config import development_serving, settings_from
 from resize_sidecar.middleware.core import MediaMiddleware
 from resize_sidecar.middleware.jinja import install
 
@@ -35,7 +35,7 @@ class ResizeSidecar:
     """Installs :class:`MediaMiddleware` around ``app.wsgi_app`` and ``media_url`` in ``app.jinja_env``.
 
     Keyword arguments are ``MediaMiddleware``'s (``serve_media``, ``rewrite_scope``…); those of :meth:`init_app`
-    override them for one app.
+    override them for one app. ``serve_media`` is by default on in debug mode with local storage.
     """
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
@@ -52,7 +52,9 @@ class ResizeSidecar:
         """
         if "resize_sidecar" in app.extensions:
             raise RuntimeError("ResizeSidecar.init_app was called twice for this app")
-        middleware = MediaMiddleware(app.wsgi_app, settings or settings_from(app.config), **{**self.options, **options})
+        settings = settings or settings_from(app.config)
+        options = {"serve_media": development_serving(app.debug, settings), **self.options, **options}
+        middleware = MediaMiddleware(app.wsgi_app, settings, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         install(app.jinja_env, middleware.urls)
         app.extensions["resize_sidecar"] = middleware

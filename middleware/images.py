@@ -92,7 +92,7 @@ def _key_in_storage(storage: Any, name: str, settings: Settings) -> str:
     if settings.storage == "local":
         try:
             # abspath, not resolve(): names only, no filesystem call while a page renders.
-            path = os.path.abspath(storage.path(name))
+            path = os.path.abspath(str(storage.path(name)))
         except (AttributeError, NotImplementedError):  # Django's remote storages raise NotImplementedError
             raise MalformedPathError(
                 f"{name!r} is in {type(storage).__name__}, not a folder: the sidecar reads local storage"

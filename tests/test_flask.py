@@ -102,6 +102,23 @@ def test_init_app_installs_the_middleware_and_the_helpers_from_app_config() -> N
         media.init_app(app)
 
 
+def test_development_serving_is_on_in_debug_mode_with_local_storage_only(tmp_path: Path) -> None:
+    flask = pytest.importorskip("flask")
+    from resize_sidecar.middleware.flask import ResizeSidecar
+
+    def media_served(debug: bool, **config: object) -> bool:
+        app = flask.Flask(__name__)
+        app.debug = debug
+        app.config.update(RESIZE_SIDECAR_SECRETS=SECRET, RESIZE_SIDECAR_LOCAL_ROOT=str(tmp_path), **config)
+        ResizeSidecar(app)
+        return app.extensions["resize_sidecar"].media is not None
+
+    assert media_served(debug=True)
+    assert not media_served(debug=False)
+    # Against S3 it would read and write the real bucket: not by default, and without an error.
+    assert not media_served(debug=True, RESIZE_SIDECAR_STORAGE="s3", RESIZE_SIDECAR_S3_BUCKET="media")
+
+
 def test_init_app_refuses_an_app_without_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     flask = pytest.importorskip("flask")
     from resize_sidecar.middleware.flask import ResizeSidecar

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 
+from resize_sidecar.middleware.config import development_serving
 from resize_sidecar.middleware.core import MediaMiddleware
 from resize_sidecar.middleware.django.conf import sidecar_settings
 
@@ -25,5 +26,5 @@ def wrap(application: WSGIApplication, *, serve_media: bool | None = None, **opt
     """
     settings = sidecar_settings()
     if serve_media is None:
-        serve_media = bool(django_settings.DEBUG) and settings.storage == "local"
+        serve_media = development_serving(bool(django_settings.DEBUG), settings)
     return MediaMiddleware(application, settings, serve_media=serve_media, **options)

@@ -239,6 +239,10 @@ def test_explicit_settings_win_and_the_check_names_the_disagreement(tmp_path: Pa
     assert django_says(settings, CHECKS, env) == [
         ["resize_sidecar.W001", "RESIZE_SIDECAR_MEDIA_URL is '/files/' but MEDIA_URL says '/media/'"]
     ]
+    elsewhere = {"RESIZE_SIDECAR_LOCAL_ROOT": str(tmp_path / "other")}
+    assert django_says(settings, CHECKS, elsewhere) == [
+        ["resize_sidecar.W001", f"RESIZE_SIDECAR_LOCAL_ROOT is '{tmp_path / 'other'}' but MEDIA_ROOT says '{tmp_path}'"]
+    ]
 
 
 def test_the_check_reports_a_missing_secret_and_invalid_settings(tmp_path: Path) -> None:

@@ -199,7 +199,9 @@ def test_a_port_in_use_stops_the_demo_at_once_with_one_line_and_starts_nothing()
 
 
 def make(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": path or os.environ["PATH"]}
+    # As a newcomer's shell runs it, not as a make below `make test` (which would say "make[1]").
+    inherited = {name: value for name, value in os.environ.items() if name not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    env = {**inherited, "PATH": path or os.environ["PATH"]}
     return subprocess.run(
         ["make", "--no-print-directory", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )

@@ -183,34 +183,17 @@ class MediaImages:
     def srcset(self, image: object, widths: Iterable[int], **options: Any) -> str:
         return self.urls.srcset(self.original(image).key, widths, **options)
 
-    def img(
-        self,
-        image: object,
-        *,
-        width: int | None = None,
-        height: int | None = None,
-        attrs: Mapping[str, object] | None = None,
-        placeholder: bool = False,
-        **options: Any,
-    ) -> HTML:
+    def img(self, image: object, **options: Any) -> HTML:
         """``MediaURLs.img`` with ``width`` and ``height`` attributes of the size shown (:func:`shown_size`).
 
-        ``placeholder`` shows a tiny blurred derivative of the same shape behind the image until it arrives.
+        Takes ``MediaURLs.img``'s arguments, and ``placeholder=True``: a tiny blurred derivative of the same shape
+        behind the image until it arrives.
         """
-        return self._markup(self.urls.img, image, width, height, attrs, placeholder, options)
+        return self._markup(self.urls.img, image, **options)
 
-    def picture(
-        self,
-        image: object,
-        *,
-        width: int | None = None,
-        height: int | None = None,
-        attrs: Mapping[str, object] | None = None,
-        placeholder: bool = False,
-        **options: Any,
-    ) -> HTML:
+    def picture(self, image: object, **options: Any) -> HTML:
         """``MediaURLs.picture`` (AVIF and WebP sources, a fallback ``<img>``), sized and placeheld as :meth:`img`."""
-        return self._markup(self.urls.picture, image, width, height, attrs, placeholder, options)
+        return self._markup(self.urls.picture, image, **options)
 
     def responsive(
         self,
@@ -253,11 +236,12 @@ class MediaImages:
         self,
         build: Callable[..., HTML],
         image: object,
-        width: int | None,
-        height: int | None,
-        attrs: Mapping[str, object] | None,
-        placeholder: bool,
-        options: dict[str, Any],
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        attrs: Mapping[str, object] | None = None,
+        placeholder: bool = False,
+        **options: Any,
     ) -> HTML:
         source = self.original(image)
         sized = self._attributes(source, self._shown(source, width, height, options), attrs, placeholder)

@@ -218,7 +218,7 @@ class ApiApp:
         # Decoding an upload in full costs what a transform does: it waits for one of the machine's transform slots.
         with self.deriver.transform_slot():
             original = self.prepare(data)
-            del data  # the upload can be tens of megabytes; what is stored from now on is the new encoding
+            del data  # the upload can be tens of megabytes: from now on only what is stored is kept
             if wanted is not None and _format_of_key(wanted) != original.fmt:
                 raise MalformedPathError(f"the key's extension does not fit the image's format ({original.fmt})")
             final_key = self.store_incoming(wanted, original)

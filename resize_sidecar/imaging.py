@@ -5,7 +5,8 @@ imports this one): untrusted libvips loaders (SVG, PDF, ImageMagick and the like
 read, and only the loaders named in the settings ever parse a header. A derivative is made by one shrink-on-load
 decode (a JPEG at a reduced DCT scale, then ``thumbnail_image``; other formats ``thumbnail_source``) followed by the
 ordered :data:`STEPS`, then one encode with every piece of metadata dropped. :func:`probe` and :func:`render` read
-the original in place (a memory ``Source``) rather than copy it into libvips.
+the original in place (a memory ``Source``) rather than copy it into libvips. HEVC-coded HEIF (pillow-heif) and BMP
+(Pillow), which the libvips wheel cannot decode, are decoded whole by :func:`decode_whole` and handed to libvips.
 """
 
 from __future__ import annotations
@@ -386,6 +387,24 @@ def load(data: bytes, info: SourceInfo, **options: object) -> pyvips.Image:
     if info.decoder != "libvips":
         return decode_whole(data, info)
     return pyvips.Operation.call(f"{info.loader}_buffer", data, **options)
+
+
+def decode_all(data: bytes, info: SourceInfo, settings: Settings) -> None:
+    """Decode every pixel of an original, every frame of an animation, keeping none, within ``transform_timeout``:
+    what is corrupt or truncated only in its pixels is found, as a miss or an upload would find it.
+
+    Raises:
+        UndecodableImageError: the pixels are truncated or corrupt.
+        TransformTimeoutError: decoding ran out of time.
+    """
+    deadline = Deadline(settings.transform_timeout)
+    pages = {"n": -1} if info.loader in ANIMATED_LOADERS and info.pages > 1 else {}
+    try:
+        deadline.watch(load(data, info, fail_on="error", access="sequential", **pages)).avg()
+    except LIBVIPS_ERRORS as error:
+        if deadline.expired:
+            raise deadline.error() from None
+        raise UndecodableImageError(f"{info.loader}: {reason(error)}") from None
 
 
 def decode_whole(data: bytes, info: SourceInfo) -> pyvips.Image:

@@ -84,8 +84,6 @@ _HEIC_SAMPLE = base64.b64decode(
     "AAAAQAAAAChjbGFwAAAAEAAAAAEAAAAQAAAAAf///9AAAAAC////0AAAAAIAAAAQcGl4aQAAAAADCAgIAAAAGGlwbWEAAAAAAAAAAQABBYEC"
     "AwWEAAAALm1kYXQAAAAiKAGvBBITTOD46cJoP9Kn+SZV668n7asr40mfd7EYkqn/oA=="
 )
-# What an upload renders to find whether the sidecar can: small, and quick to encode.
-_CHECK_SPEC = DerivativeSpec(64, 64)
 # Originals of formats browsers do not show: stored with their own type, and served from local storage as a download.
 _DOWNLOADED_TYPES: dict[str, tuple[str, ...]] = {"image/tiff": ("tif", "tiff"), "image/bmp": ("bmp",)}
 
@@ -305,13 +303,13 @@ class _Uploader:
         return Outcome(relative, status, url=url)
 
     def unrenderable(self, data: bytes, info: imaging.SourceInfo) -> str | None:
-        """Why the sidecar could not render a file, found by rendering a small derivative of it as a miss would (every
-        pixel is decoded), in one of the machine's transform slots; None when it renders."""
+        """Why the sidecar could not render a file, found by decoding every pixel of it as a miss or an API upload
+        would, in one of the machine's transform slots; None when it decodes."""
         settings = self.settings
         try:
             # A batch shares the slots with the sidecar's misses, and may wait a whole transform for one.
             with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
-                imaging.render(data, _CHECK_SPEC, "png", settings, info)
+                imaging.decode_all(data, info, settings)
         except SidecarError as error:
             return error.detail
         return None

@@ -33,6 +33,7 @@ from resize_sidecar.imaging import (
     Deadline,
     SourceInfo,
     avif_effort,
+    decode_all,
     load,
     probe,
     reason,
@@ -142,8 +143,7 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
         image = load(data, info, **options)
         removed = _removed_fields(image, settings)
         if info.loader in _STORED_AS_UPLOADED and info.decoder == "libvips" and not turn and not removed:
-            # Every pixel is still decoded, to refuse what could not be rendered (avg reads them and keeps none).
-            deadline.watch(image).avg()
+            decode_all(data, info, settings)  # to refuse what could not be rendered
             body = data
         else:
             image = _without(image, removed)

@@ -251,3 +251,12 @@ def test_check_reports_heic_as_ok_naming_its_decoder() -> None:
     finding = operations._check_heic(Settings())
     assert finding.status == "ok"
     assert "libde265" in finding.detail
+
+
+@pytest.mark.parametrize("name", ["malformed/truncated.jpg", "malformed/truncated.png", "malformed/truncated.gif"])
+def test_an_upload_with_nothing_to_change_is_still_decoded_in_full_and_refused_when_cut_short(
+    testdata: Path, name: str
+) -> None:
+    with pytest.raises(UndecodableImageError) as raised:
+        originals.prepare_original((testdata / name).read_bytes(), Settings())
+    assert raised.value.status == 422

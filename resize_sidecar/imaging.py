@@ -416,15 +416,18 @@ def decode_whole(data: bytes, info: SourceInfo) -> pyvips.Image:
     """
     try:
         if info.decoder == "libheif":
-            return _decode_hevc(data)
+            return _decode_hevc(data, info)
         return _decode_pillow(data, info)
     except (*_PILLOW_ERRORS, *_LIBHEIF_ERRORS) as error:
         raise UndecodableImageError(f"{info.loader}: {error}") from None
 
 
-def _decode_hevc(data: bytes) -> pyvips.Image:
+def _decode_hevc(data: bytes, info: SourceInfo) -> pyvips.Image:
     # libheif applies the irot and imir boxes by default; 10- and 12-bit pictures come as 16-bit, full range.
     heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+    # The limits were checked against libvips' reading of the header: decode only the picture they were checked on.
+    if heif.size != (info.width, info.height):
+        raise ValueError(f"pillow-heif reads a {heif.size[0]}x{heif.size[1]} picture where libvips read another")
     deep = heif.mode.endswith(";16")
     bands = 4 if heif.has_alpha else 3
     if heif.stride != heif.size[0] * bands * (2 if deep else 1):

@@ -288,10 +288,12 @@ class MediaURLs:
         """
         widths = tuple(widths) if widths is not None else None
         densities = tuple(densities)
+        # The <img>'s size on each <source> too: a browser sizes the box from the source it picks.
+        box = {"width": width, "height": height, **{k: v for k, v in (attrs or {}).items() if k in ("width", "height")}}
         sources = []
         for fmt in formats:
             src, srcset = self._sources(key, width, height, widths, densities, {**options, "format": fmt})
-            source = {"type": _MIME_TYPES[fmt], "srcset": srcset or src, "sizes": sizes}
+            source = {"type": _MIME_TYPES[fmt], "srcset": srcset or src, "sizes": sizes, **box}
             sources.append(f"<source{attributes(source)}>")
         fallback_options: DerivativeOptions = {**options, "format": fallback}
         image = self.img(

@@ -28,15 +28,20 @@ _SNIPPET = re.compile(r"<!-- test: ([\w-]+) -->\n```[\w-]*\n(.*?)\n```", re.DOTA
 IMAGES_AND_SHIFTS = """
 const done = arguments[arguments.length - 1];
 let shifts = 0;
-new PerformanceObserver(list => { for (const entry of list.getEntries()) shifts += entry.value; })
-  .observe({type: 'layout-shift', buffered: true});
+const moved = [];
+new PerformanceObserver(list => {
+  for (const entry of list.getEntries()) {
+    shifts += entry.value;
+    for (const source of entry.sources) moved.push(source.node ? source.node.outerHTML.slice(0, 120) : '?');
+  }
+}).observe({type: 'layout-shift', buffered: true});
 const images = Array.from(document.images);
 (async () => {
   for (const image of images) { image.scrollIntoView(); await new Promise(r => setTimeout(r, 20)); }
   await Promise.all(images.map(image => image.complete ? null :
     new Promise(r => { image.addEventListener('load', r); image.addEventListener('error', r); })));
   await new Promise(r => setTimeout(r, 200));
-  done({shifts, images: images.map(image => ({
+  done({shifts, moved, images: images.map(image => ({
     width: image.getAttribute('width'), height: image.getAttribute('height'),
     naturalWidth: image.naturalWidth, naturalHeight: image.naturalHeight, complete: image.complete,
     shownWidth: image.getBoundingClientRect().width, shownHeight: image.getBoundingClientRect().height,

@@ -260,3 +260,9 @@ def test_an_upload_with_nothing_to_change_is_still_decoded_in_full_and_refused_w
     with pytest.raises(UndecodableImageError) as raised:
         originals.prepare_original((testdata / name).read_bytes(), Settings())
     assert raised.value.status == 422
+
+
+def test_a_10_bit_heic_upload_with_alpha_is_stored_deep_with_its_alpha() -> None:
+    stored = originals.prepare_original(heic(picture(64, 48, alpha=True), ten_bit=True), Settings())
+    image = pyvips.Image.new_from_buffer(stored.body, "")
+    assert (stored.fmt, image.bands, image.format) == ("avif", 4, "ushort")

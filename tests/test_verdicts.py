@@ -1,6 +1,7 @@
-"""One verdict for one file on every path: a signed URL's miss, an API upload and ``resize-sidecar upload``, through a
-real sidecar (gunicorn) on local storage and on moto's S3 server, over the shared corpus and the photos people upload
-(iPhone HEIC, TIFF, BMP, a 12 MP progressive JPEG). The demo shows what the signed URLs of its gallery answer.
+"""One verdict for one file on every path: a signed URL's miss, an API upload and ``resize-sidecar upload``, through
+nginx and a real sidecar (gunicorn) on local storage and on moto's S3 server, over the shared corpus and the photos
+people upload (iPhone HEIC, TIFF, BMP, a 12 MP progressive JPEG). The demo asks for a signed URL through nginx of
+each file its gallery leaves out, as the first path does.
 
 A file is accepted on one path exactly when it is on the others; a valid image of an allowed format is accepted, a
 malformed, refused or too large one is not, and what is refused leaves nothing stored.
@@ -8,20 +9,19 @@ malformed, refused or too large one is not, and what is refused leaves nothing s
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from resize_sidecar import operations
-from resize_sidecar.settings import load
 from resize_sidecar.signing import format_path
-from resize_sidecar.storage import Storage, open_storage
+from resize_sidecar.storage import Storage
 from tests.conftest import SECRET, TESTDATA
 from tests.faults import progressive_jpeg
 from tests.pictures import bmp, display_p3_profile, heic, multipage_tiff, picture, tiff, to_pyvips
+from tests.servers import Stack, media_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -78,86 +78,55 @@ class Verdicts:
     storage: Storage
 
 
-def signed_url(sidecar_url: str, key: str) -> tuple[str, str]:
-    connection = http.client.HTTPConnection(*sidecar_url.removeprefix("http://").split(":"), timeout=60)
-    try:
-        connection.request("GET", format_path(key, "300x", "jpg", SECRET))
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    accepted = response.status == 200
-    return (ACCEPTED, "200") if accepted else (REFUSED, f"{response.status} {body.decode(errors='replace')}")
+def signed_url(stack: Stack, key: str) -> tuple[str, str]:
+    status, _, body = stack.get(format_path(key, "300x", "jpg", SECRET))
+    return (ACCEPTED, "200") if status == 200 else (REFUSED, f"{status} {body.decode(errors='replace')}")
 
 
-def api_upload(sidecar_url: str, body: bytes) -> tuple[str, str]:
-    connection = http.client.HTTPConnection(*sidecar_url.removeprefix("http://").split(":"), timeout=60)
-    try:
-        connection.request("POST", "/api/images", body=body, headers={"Authorization": f"Bearer {API_TOKEN}"})
-        response = connection.getresponse()
-        answer = json.loads(response.read() or b"{}")
-    finally:
-        connection.close()
-    return (ACCEPTED if response.status == 201 else REFUSED), f"{response.status} {answer.get('detail', '')}"
+def api_upload(stack: Stack, body: bytes) -> tuple[str, str]:
+    status, _, answer = stack.get_with("POST", "/api/images", body, {"Authorization": f"Bearer {API_TOKEN}"})
+    detail = json.loads(answer or b"{}").get("detail", "")
+    return (ACCEPTED if status == 201 else REFUSED), f"{status} {detail}"
 
 
-@pytest.fixture(scope="module", params=["local", "moto"])
+@pytest.fixture(scope="module", params=["local", "s3"])
 def verdicts(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str
 ) -> Iterator[Verdicts]:
-    from tests.servers import SidecarServer
-
     files = {name: (body, REFUSED if name.startswith("cut-short") else ACCEPTED) for name, body in photos().items()}
     files.update({f"corpus/{name}": item for name, item in corpus().items()})
-    env = {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_API_SECRET": API_TOKEN,
-        "RESIZE_SIDECAR_LOCK_DIR": str(tmp_path_factory.mktemp("verdict-locks")),
-    }
-    if request.param == "local":
-        root = tmp_path_factory.mktemp("verdict-media")
-        env |= {"RESIZE_SIDECAR_STORAGE": "local", "RESIZE_SIDECAR_LOCAL_ROOT": str(root)}
-    else:
-        import boto3
-
-        bucket = f"verdicts-{tmp_path_factory.mktemp('bucket').name.lower().replace('_', '-')}"
-        client = boto3.client(
-            "s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )  # fmt: skip
-        client.create_bucket(Bucket=bucket)
-        env |= {"RESIZE_SIDECAR_STORAGE": "s3", "RESIZE_SIDECAR_S3_BUCKET": bucket,
-                "RESIZE_SIDECAR_S3_ENDPOINT_URL": moto_endpoint}  # fmt: skip
-    settings = load(environ=env)
-    storage = open_storage(settings)
+    # The bulk upload takes the same machine's transform slots as the sidecar.
+    lock_dir = str(tmp_path_factory.mktemp("verdict-locks"))
+    env = {"RESIZE_SIDECAR_API_SECRET": API_TOKEN, "RESIZE_SIDECAR_LOCK_DIR": lock_dir}
     folder = tmp_path_factory.mktemp("verdict-upload")
     for name, (body, _) in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(body)
-    run = Verdicts(
-        {name: body for name, (body, _) in files.items()},
-        {name: verdict for name, (_, verdict) in files.items()},
-        {},
-        {},
-        storage,
-    )
-    # Files put in storage by other means, then asked for through signed URLs.
-    for name, (body, _) in files.items():
-        storage.put(f"direct/{name}", body, "application/octet-stream", "no-cache")
-    with SidecarServer(env, tmp_path_factory.mktemp("verdict-logs")) as sidecar:
+    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp("verdict-logs"), env) as stack:
+        run = Verdicts(
+            {name: body for name, (body, _) in files.items()},
+            {name: verdict for name, (_, verdict) in files.items()},
+            {},
+            {},
+            stack.storage,
+        )
+        # Files put in storage by other means, then asked for through nginx as the demo's gallery does.
+        for name, (body, _) in files.items():
+            stack.storage.put(f"direct/{name}", body, "application/octet-stream", "no-cache")
         for path, ask in (
-            ("signed URL", lambda name, body: signed_url(sidecar.url, f"direct/{name}")),
-            ("API upload", lambda name, body: api_upload(sidecar.url, body)),
+            ("signed URL", lambda name, body: signed_url(stack, f"direct/{name}")),
+            ("API upload", lambda name, body: api_upload(stack, body)),
         ):
             answers = {name: ask(name, body) for name, (body, _) in files.items()}
             run.by_path[path] = {name: verdict for name, (verdict, _) in answers.items()}
             run.details[path] = {name: detail for name, (_, detail) in answers.items()}
-    report = operations.upload(settings, storage, folder, dest="cli/")
-    run.by_path["CLI upload"] = {
-        outcome.item: ACCEPTED if outcome.status == "uploaded" else REFUSED for outcome in report.outcomes
-    }
-    run.details["CLI upload"] = {outcome.item: outcome.detail for outcome in report.outcomes}
-    yield run
+        settings = replace(stack.settings, lock_dir=lock_dir)
+        report = operations.upload(settings, stack.storage, folder, dest="cli/")
+        run.by_path["CLI upload"] = {
+            outcome.item: ACCEPTED if outcome.status == "uploaded" else REFUSED for outcome in report.outcomes
+        }
+        run.details["CLI upload"] = {outcome.item: outcome.detail for outcome in report.outcomes}
+        yield run
 
 
 def test_every_path_gives_each_file_the_verdict_its_class_gives(verdicts: Verdicts) -> None:

@@ -278,7 +278,7 @@ def verdict(key: str, nginx_url: str, env: dict[str, str]) -> str:
         return f"the sidecar refuses it as an original ({error.code} {detail})"
     except OSError as error:
         return f"the sidecar did not answer for it ({error})"
-    listed = "the gallery lists only JPEG, PNG, WebP, AVIF and GIF files"
+    listed = "the gallery lists only JPEG, PNG, WebP, AVIF, GIF, HEIC, TIFF and BMP files"
     return f"{listed}; the sidecar makes derivatives of it: {nginx_url}{path}"
 
 

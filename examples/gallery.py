@@ -24,7 +24,9 @@ from resize_sidecar.signing import validate_key
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
+)
 MAX_ORIGINALS = 60
 #: Images above the fold load at once; the others when scrolled to.
 EAGER = 4

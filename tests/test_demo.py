@@ -4,6 +4,7 @@ after Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -180,12 +182,26 @@ def test_the_demo_shows_every_photo_in_chromium_and_a_signal_leaves_nothing_runn
     assert [port + offset for offset in (0, 1, 2) if listening(port + offset)] == []
 
 
+@contextlib.contextmanager
+def held_port_after(choose: Callable[[], int]) -> Iterator[int]:
+    """A port from ``choose`` whose next one this test listens on; tries again while another test's connection
+    has just taken that next one."""
+    for _ in range(20):
+        port = choose()
+        with socket.socket() as holder:
+            try:
+                holder.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            holder.listen()
+            yield port
+            return
+    raise AssertionError("no port whose next one could be held")
+
+
 def test_a_port_in_use_stops_the_demo_at_once_with_one_line_and_starts_nothing() -> None:
     nginx_binary()
-    port = demo_port()
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", port + 1))
-        holder.listen()
+    with held_port_after(demo_port) as port:
         demo = Demo(port)
         demo.process.wait(timeout=60)
         output = "".join(demo.lines)

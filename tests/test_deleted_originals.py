@@ -185,8 +185,11 @@ def stack(
         yield started
 
 
-def miss_in_background(stack: Stack, url: str) -> tuple[threading.Thread, list[int]]:
-    """Ask nginx for ``url`` in a thread; return once the sidecar has read the original (it is rendering)."""
+def miss_in_background(stack: Stack, key: str) -> tuple[str, threading.Thread, list[int]]:
+    """Store a large original at ``key`` and ask nginx for a slow derivative of it in a thread; return its URL, the
+    thread and its answers once the sidecar has read the original (it is rendering)."""
+    stack.storage.put(key, photo(4000, 3000, "png"), "image/png", "no-cache")
+    url = stack.url(key, SLOW_SPEC, "webp")
     reads = metric(stack.sidecar, "resize_sidecar_original_reads_total")
     answers: list[int] = []
     thread = threading.Thread(target=lambda: answers.append(stack.get(url)[0]))
@@ -195,15 +198,13 @@ def miss_in_background(stack: Stack, url: str) -> tuple[threading.Thread, list[i
     while metric(stack.sidecar, "resize_sidecar_original_reads_total") == reads:
         assert time.monotonic() < deadline, "the miss never read its original"
         time.sleep(0.01)
-    return thread, answers
+    return url, thread, answers
 
 
 @pytest.mark.e2e
 def test_a_delete_during_a_real_miss_leaves_no_derivative_servable(stack: Stack) -> None:
     key = f"race/deleted-{stack.mode}.png"
-    stack.storage.put(key, photo(4000, 3000, "png"), "image/png", "no-cache")
-    url = stack.url(key, SLOW_SPEC, "webp")
-    thread, answers = miss_in_background(stack, url)
+    url, thread, answers = miss_in_background(stack, key)
 
     status, _, body = raw_get(
         stack.sidecar.url, f"/api/images/{key}", "DELETE", headers={"Authorization": f"Bearer {API_SECRET}"}
@@ -219,9 +220,7 @@ def test_a_delete_during_a_real_miss_leaves_no_derivative_servable(stack: Stack)
 @pytest.mark.e2e
 def test_a_replacement_during_a_real_miss_leaves_only_the_new_picture_servable(stack: Stack) -> None:
     key = f"race/replaced-{stack.mode}.png"
-    stack.storage.put(key, photo(4000, 3000, "png"), "image/png", "no-cache")
-    url = stack.url(key, SLOW_SPEC, "webp")
-    thread, answers = miss_in_background(stack, url)
+    url, thread, answers = miss_in_background(stack, key)
 
     stack.storage.put(key, photo(400, 300, "png"), "image/png", "no-cache")
     delete_derivatives(stack.storage, key, stack.settings.derived_prefix)

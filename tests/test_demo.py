@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import pyvips
 
+from deploy.demo import free  # the demo's own test of a port
 from resize_sidecar.signing import format_path
 from tests.conftest import TESTDATA
 from tests.servers import REPO, free_port, nginx_binary, world_readable_dir
@@ -112,21 +113,9 @@ def demo_port() -> int:
     """A free port whose next two are free too: nginx's, then the sidecar's and the gallery's."""
     for _ in range(20):
         port = free_port()
-        if port < 65533 and all(bindable(port + offset) for offset in (1, 2)):
+        if port < 65533 and all(free(port + offset) for offset in (1, 2)):
             return port
     raise AssertionError("no three free ports in a row")
-
-
-def bindable(port: int) -> bool:
-    """Whether a server could listen on the port now, as the demo checks: nothing listens there, and no connection
-    of another test holds it as its own end."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def started_demo() -> tuple[Demo, str]:

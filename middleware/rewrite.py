@@ -83,7 +83,14 @@ def decode_attribute(raw: str) -> str:
 
 def _decode_reference(match: re.Match[str]) -> str:
     reference = match[1]
-    if reference[0] == "#" or reference in _NAMED_REFERENCES:
+    if reference[0] == "#":
+        hexadecimal = reference[1:2] in ("x", "X")
+        digits = reference[2 if hexadecimal else 1 :].rstrip(";").lstrip("0")
+        # Past U+10FFFF the parser reads U+FFFD, however many digits follow (int() refuses over 4300 of them).
+        if len(digits) > (6 if hexadecimal else 7):
+            return "\ufffd"
+        return html.unescape(f"&#{'x' if hexadecimal else ''}{digits or '0'};")
+    if reference in _NAMED_REFERENCES:
         return html.unescape(match[0])
     for end in range(len(reference) - 1, 1, -1):
         name = reference[:end]

@@ -264,10 +264,22 @@ def test_srcset_candidates_are_split_as_the_standard_does(value: str, expected: 
         ("&#0;&#x110000;", "\ufffd\ufffd"),
         ("&#128;", "\u20ac"),
         ("a\r\nb\rc\x00", "a\nb\nc\ufffd"),
+        ("&#" + "0" * 5000 + "47;", "/"),
+        ("&#" + "9" * 5000 + ";b", "\ufffdb"),
+        ("&#x" + "F" * 5000 + "g", "\ufffdg"),
     ],
 )
 def test_attribute_values_are_decoded_as_the_tokenizer_decodes_them(raw: str, decoded: str) -> None:
     assert decode_attribute(raw) == decoded
+
+
+def test_a_numeric_reference_of_thousands_of_digits_does_not_stop_the_pages_rewriting() -> None:
+    # Python's int() refuses more than 4300 digits; the parser reads any such reference past U+10FFFF as U+FFFD.
+    rewriter = make_rewriter()
+    page = f'<img src="/media/a.jpg?w=640&amp;x=&#{"9" * 5000};"><img src="/media/b.jpg?w=640">'
+    rewritten = rewriter.rewrite(page)
+    assert rewritten.count("/media/_r/") == 1  # the second image; the first has a parameter rewriting does not know
+    assert "/media/b.jpg?w=640" not in rewritten
 
 
 @hypothesis_settings(max_examples=300, deadline=None)

@@ -37,10 +37,10 @@ if str(HERE.parent) not in sys.path:
 
 from regex_rewriter_before import HTMLRewriter as RegexRewriter  # noqa: E402
 
+from resize_sidecar.core.settings import Settings  # noqa: E402
+from resize_sidecar.core.signing import DerivativeSpec, format_path  # noqa: E402
 from resize_sidecar.middleware import MediaMiddleware, MediaURLs  # noqa: E402
 from resize_sidecar.middleware.rewrite import HTMLRewriter  # noqa: E402
-from resize_sidecar.settings import Settings  # noqa: E402
-from resize_sidecar.signing import DerivativeSpec, format_path  # noqa: E402
 from tests.test_rewrite_spec import CORPUS, MEDIA_MARKUP, WORST_CASES, insertions, same_to_a_parser  # noqa: E402
 from tests.test_rewrite_spec import tree_construction_inputs as corpus_pages  # noqa: E402
 

@@ -26,7 +26,7 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resize_sidecar.signing import format_path  # noqa: E402
+from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
 from tests.servers import MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests  # noqa: E402
 

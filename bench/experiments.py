@@ -42,8 +42,8 @@ import servers
 from load import OPERATIONS, LoadResult, UrlPool
 from quality import References, luma, ssim
 
-from resize_sidecar import imaging
-from resize_sidecar.storage import LocalStorage, read_capped
+from resize_sidecar.media import imaging
+from resize_sidecar.media.storage import LocalStorage, read_capped
 
 BENCH = Path(__file__).resolve().parent
 Section = list[str]
@@ -636,7 +636,7 @@ def _thumbnail_from_memory(data: bytes) -> pyvips.Image:
     return pyvips.Image.thumbnail_source(pyvips.Source.new_from_memory(data), 400, height=300)
 
 
-#: Encoder options to try against the sidecar's (resize_sidecar.imaging); JPEG's extra ones need mozjpeg.
+#: Encoder options to try against the sidecar's (resize_sidecar.media.imaging); JPEG's extra ones need mozjpeg.
 ENCODERS: dict[str, dict[str, dict[str, Any]]] = {
     "jpg": {
         "current (optimize_coding)": {"optimize_coding": True},

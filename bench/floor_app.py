@@ -18,12 +18,12 @@ pyvips.cache_set_max(0)
 
 ROOT = os.environ.get("BENCH_FLOOR_ROOT", ".")
 _KEEP_NONE = pyvips.ForeignKeep.NONE
-#: The sidecar's default qualities (resize_sidecar.settings); PNG and GIF are lossless.
+#: The sidecar's default qualities (resize_sidecar.core.settings); PNG and GIF are lossless.
 QUALITIES = {"jpg": 80, "webp": 80, "avif": 55}
 
 
 def save(image: pyvips.Image, fmt: str, quality: int | None = None) -> bytes:
-    """Encode as the sidecar does (resize_sidecar.imaging): same options, no metadata."""
+    """Encode as the sidecar does (resize_sidecar.media.imaging): same options, no metadata."""
     q = quality or QUALITIES.get(fmt, 0)
     if fmt == "jpg":
         return bytes(image.jpegsave_buffer(Q=q, optimize_coding=True, keep=_KEEP_NONE))

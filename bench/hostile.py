@@ -39,8 +39,8 @@ if str(REPO) not in sys.path:
 import pyvips  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from resize_sidecar.signing import format_path  # noqa: E402
-from resize_sidecar.storage import LocalStorage  # noqa: E402
+from resize_sidecar.core.signing import format_path  # noqa: E402
+from resize_sidecar.media.storage import LocalStorage  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
 from tests.faults import (  # noqa: E402
     dc_scan_flood_jpeg,
@@ -119,10 +119,10 @@ def decode_cost(data: bytes, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode_here(path: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    from resize_sidecar import imaging
-    from resize_sidecar.errors import SidecarError
-    from resize_sidecar.settings import Settings
-    from resize_sidecar.signing import parse_spec
+    from resize_sidecar.core.errors import SidecarError
+    from resize_sidecar.core.settings import Settings
+    from resize_sidecar.core.signing import parse_spec
+    from resize_sidecar.media import imaging
 
     imaging.set_render_threads(1)  # as the workers do
     data = Path(path).read_bytes()

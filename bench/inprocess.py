@@ -24,10 +24,10 @@ import floor_app
 import pyvips
 from quality import References
 
-from resize_sidecar import derive, imaging
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import DerivativeSpec, format_path
-from resize_sidecar.storage import LocalStorage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import DerivativeSpec, format_path
+from resize_sidecar.media import derive, imaging
+from resize_sidecar.media.storage import LocalStorage
 
 BOX = (400, 300)
 
@@ -127,7 +127,7 @@ def cost_split(data: bytes, operation: str, repeats: int) -> CostSplit:
     scale = (min if mode == "fit" else max)(BOX[0] / header.width, BOX[1] / header.height)
     shrink = imaging._jpeg_shrink(long_side, round(long_side * scale))
     pixels = pyvips.Image.new_from_buffer(sidecar_render(data, "png", mode=mode), "").copy_memory()
-    # The sidecar's encoders' settings (resize_sidecar.imaging): libvips at the default quality, no metadata.
+    # The sidecar's encoders' settings (resize_sidecar.media.imaging): libvips at the default quality, no metadata.
     keep = pyvips.ForeignKeep.NONE
     encoders = {
         "jpg": lambda: pixels.jpegsave_buffer(Q=80, optimize_coding=True, keep=keep),

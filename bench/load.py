@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from resize_sidecar.signing import DerivativeSpec, format_path
+from resize_sidecar.core.signing import DerivativeSpec, format_path
 
 BENCH = Path(__file__).resolve().parent
 #: The sidecar's gravities and thumbor's alignments that make the same crop; every one costs the same.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from resize_sidecar.app import make_app
+from resize_sidecar.web.app import make_app
 
 
 def _no_fsync(fd: Any) -> None:

@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote
 
-from resize_sidecar.errors import PolicyError
+from resize_sidecar.core.errors import PolicyError
 
 if TYPE_CHECKING:
-    from resize_sidecar.middleware.urls import MediaURLs
+    from resize_sidecar.core.urls import MediaURLs
 
 Headers = list[tuple[str, str]]
 

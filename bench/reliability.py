@@ -46,8 +46,8 @@ import hostile  # noqa: E402
 import slow_edge  # noqa: E402
 import soak  # noqa: E402
 
-from resize_sidecar.settings import Settings  # noqa: E402
-from resize_sidecar.signing import format_path  # noqa: E402
+from resize_sidecar.core.settings import Settings  # noqa: E402
+from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
 from tests.faults import Fault, FaultProxy, Workers  # noqa: E402
 from tests.servers import SidecarServer, raw_get  # noqa: E402

@@ -25,7 +25,7 @@ TEMPLATES = REPO / "resize_sidecar" / "nginx_templates"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from resize_sidecar.nginx import OPEN_FILE_CACHE  # noqa: E402
+from resize_sidecar.ops.nginx import OPEN_FILE_CACHE  # noqa: E402
 from tests import servers as test_servers  # noqa: E402
 from tests.servers import free_port as free_port  # noqa: E402  (the harness's, too)
 from tests.servers import nginx_binary  # noqa: E402
@@ -92,7 +92,7 @@ def sidecar(
     workers (gunicorn turns a sync worker with more threads into a threaded one).
     """
     port = free_port()
-    command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "resize_sidecar.ops.cli", "serve", "--bind", f"127.0.0.1:{port}"]
     command += ["--workers", str(workers)] + ([] if threads is None else ["--threads", str(threads)])
     server = Server(command, port=port, log=logs / f"{name}.log", env=env, name=name)
     server.ready_path = "/healthz"
@@ -107,7 +107,7 @@ def patched_sidecar(app: str, env: dict[str, str], logs: Path, *, workers: int, 
         "-m",
         "gunicorn",
         "--config",
-        "python:resize_sidecar.gunicorn_conf",
+        "python:resize_sidecar.ops.gunicorn_conf",
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -189,7 +189,7 @@ class Nginx(Server):
     def for_sidecar(cls, name: str, env: dict[str, str], sidecar_url: str, logs: Path) -> Nginx:
         """The product's configuration, rendered by ``resize-sidecar nginx`` from the sidecar's settings."""
         port = free_port()
-        render = [sys.executable, "-m", "resize_sidecar.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
+        render = [sys.executable, "-m", "resize_sidecar.ops.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
         config = subprocess.run(
             [*render, "--sidecar", sidecar_url],
             env={**os.environ, **env},

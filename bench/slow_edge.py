@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from resize_sidecar.signing import format_path  # noqa: E402
+from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
 from tests.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
 from tests.slow_clients import SlowClients, slow_body, slow_headers  # noqa: E402

@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from resize_sidecar.signing import format_path  # noqa: E402
-from resize_sidecar.storage import LocalStorage  # noqa: E402
+from resize_sidecar.core.signing import format_path  # noqa: E402
+from resize_sidecar.media.storage import LocalStorage  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
 from tests.faults import Workers, open_fds, png_header_only, rss_kib  # noqa: E402
 from tests.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402

@@ -97,7 +97,7 @@ def run() -> int:
     nginx_log = nginx_prefix / "error.log"
     nginx_log.unlink(missing_ok=True)
     commands = {
-        "the sidecar": [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", sidecar_url[7:], "--workers",
+        "the sidecar": [sys.executable, "-m", "resize_sidecar.ops.cli", "serve", "--bind", sidecar_url[7:], "--workers",
                         "2"],
         "the gallery": [sys.executable, "-m", "gunicorn", "--bind", gallery_url[7:], "examples.gallery:application"],
         # -e: nginx's start-up errors go to its log, where a failed start is read from.
@@ -134,7 +134,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def cli(env: dict[str, str], *args: str) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "resize_sidecar.cli", *args], env=env, check=True, capture_output=True, text=True,
+        [sys.executable, "-m", "resize_sidecar.ops.cli", *args], env=env, check=True, capture_output=True, text=True,
         cwd=REPO,
     ).stdout  # fmt: skip
 

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resize_sidecar.errors import MalformedPathError
+from resize_sidecar.core.errors import MalformedPathError
+from resize_sidecar.core.settings import Settings, load
+from resize_sidecar.core.signing import validate_key
 from resize_sidecar.middleware import MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
-from resize_sidecar.settings import Settings, load
-from resize_sidecar.signing import validate_key
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

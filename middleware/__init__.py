@@ -7,8 +7,8 @@ pulls in neither pyvips nor boto3: only ``serve_media=True`` loads the sidecar, 
 
 from __future__ import annotations
 
+from resize_sidecar.core.urls import HTML, MediaURLs
 from resize_sidecar.middleware.client import MediaAPIError, MediaClient
 from resize_sidecar.middleware.core import MediaMiddleware
-from resize_sidecar.middleware.urls import HTML, MediaURLs
 
 __all__ = ["HTML", "MediaAPIError", "MediaClient", "MediaMiddleware", "MediaURLs"]

@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any, BinaryIO, TypedDict
 from urllib.parse import urlencode, urljoin
 
-from resize_sidecar.signing import encode_key
+from resize_sidecar.core.signing import encode_key
 
 
 class MediaAPIError(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
 
-from resize_sidecar.settings import ENV_PREFIX, Settings, load
+from resize_sidecar.core.settings import ENV_PREFIX, Settings, load
 
 _DEFAULTS = Settings()
 

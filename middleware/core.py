@@ -16,11 +16,11 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resize_sidecar.errors import SettingsError, SidecarError
+from resize_sidecar.core.errors import SettingsError, SidecarError
+from resize_sidecar.core.settings import Settings, load
+from resize_sidecar.core.signing import ORIGINAL_TYPES, encode_key, parse_path, validate_key
+from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
-from resize_sidecar.middleware.urls import MediaURLs
-from resize_sidecar.settings import Settings, load
-from resize_sidecar.signing import ORIGINAL_TYPES, encode_key, parse_path, validate_key
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -39,7 +39,7 @@ class MediaMiddleware:
 
     Arguments (keyword-only after ``settings``):
 
-    - ``settings``: default :func:`resize_sidecar.settings.load` (file and ``RESIZE_SIDECAR_*`` environment).
+    - ``settings``: default :func:`resize_sidecar.core.settings.load` (file and ``RESIZE_SIDECAR_*`` environment).
     - ``rewrite_html``: rewrite media URLs in ``200 text/html`` responses; ``automatic`` also sizes plain
       ``<img src="/media/…" width height>``, with a srcset of ``densities``; ``picture_formats`` (e.g.
       ``("avif", "webp")``) wraps those images in a ``<picture>``. Whatever a page says, only variants of the
@@ -255,7 +255,7 @@ class DevelopmentMedia:
 
     def sidecar(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._sidecar is None:
-            from resize_sidecar.app import make_app
+            from resize_sidecar.web.app import make_app
 
             self._sidecar = make_app(self.settings)
         return self._sidecar(environ, start_response)

@@ -28,7 +28,7 @@ from resize_sidecar.middleware.jinja import install
 if TYPE_CHECKING:
     from flask import Flask
 
-    from resize_sidecar.settings import Settings
+    from resize_sidecar.core.settings import Settings
 
 
 class ResizeSidecar:

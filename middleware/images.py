@@ -27,12 +27,12 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from resize_sidecar.errors import MalformedPathError
-from resize_sidecar.middleware.urls import HTML, MediaURLs
+from resize_sidecar.core.errors import MalformedPathError
+from resize_sidecar.core.urls import HTML, MediaURLs
 from resize_sidecar.middleware.variants import VariantPolicy
 
 if TYPE_CHECKING:
-    from resize_sidecar.settings import Settings
+    from resize_sidecar.core.settings import Settings
 
 Size = tuple[int | None, int | None]
 #: The width of a responsive image's ``src``, for the browsers that do not read ``srcset``.
@@ -148,7 +148,7 @@ def shown_size(
 
 
 class MediaImages:
-    """The template helpers: :class:`~resize_sidecar.middleware.urls.MediaURLs` taking file fields and media URLs
+    """The template helpers: :class:`~resize_sidecar.core.urls.MediaURLs` taking file fields and media URLs
     as well as keys, and writing the size of every ``<img>``. Cheap to build, safe to share between threads."""
 
     def __init__(self, urls: MediaURLs) -> None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.images import MediaImages
-from resize_sidecar.middleware.urls import MediaURLs
 
 if TYPE_CHECKING:
     from jinja2 import Environment

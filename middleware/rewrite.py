@@ -35,12 +35,12 @@ from urllib.parse import unquote
 
 import lolhtml
 
-from resize_sidecar.errors import PolicyError
-from resize_sidecar.middleware.urls import REWRITE_MARKER
+from resize_sidecar.core.errors import PolicyError
+from resize_sidecar.core.urls import REWRITE_MARKER
 from resize_sidecar.middleware.variants import Variant, VariantPolicy
 
 if TYPE_CHECKING:
-    from resize_sidecar.middleware.urls import MediaURLs
+    from resize_sidecar.core.urls import MediaURLs
 
 Headers = list[tuple[str, str]]
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from resize_sidecar.errors import MalformedPathError
-from resize_sidecar.settings import Settings
+from resize_sidecar.core.errors import MalformedPathError
+from resize_sidecar.core.settings import Settings
 
 #: The ladder when ``ALLOWED_WIDTHS`` is empty: Next.js's default ``imageSizes`` and ``deviceSizes`` together.
 DEFAULT_WIDTHS = (16, 32, 48, 64, 96, 128, 256, 384, 640, 750, 828, 1080, 1200, 1920, 2048, 3840)
@@ -32,7 +32,7 @@ DEFAULT_BLURS = (5, 20)
 
 @dataclass(frozen=True)
 class Variant:
-    """The arguments of :meth:`~resize_sidecar.middleware.urls.MediaURLs.derivative` for one rewritten URL."""
+    """The arguments of :meth:`~resize_sidecar.core.urls.MediaURLs.derivative` for one rewritten URL."""
 
     width: int | None = None
     height: int | None = None

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from resize_sidecar.settings import Settings
+from resize_sidecar.core.settings import Settings
 from tests.servers import SECRET as SECRET  # the tests import it from here too
 
 # boto3 reads credentials from the environment; moto accepts any. Set before any client is made.

@@ -27,9 +27,9 @@ from typing import Self
 
 import pytest
 
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import format_path
-from resize_sidecar.storage import Storage, open_storage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.media.storage import Storage, open_storage
 
 #: The signing secret of the servers and URLs of the test suite (here, not in conftest, so that the benchmark can
 #: import these helpers without conftest's changes to the environment).
@@ -163,7 +163,7 @@ class SidecarServer(Server):
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> None:
         port = free_port()
-        command = [sys.executable, "-m", "resize_sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"]
+        command = [sys.executable, "-m", "resize_sidecar.ops.cli", "serve", "--bind", f"127.0.0.1:{port}"]
         # Locks and transform slots are per node: servers of other tests (or test runs) must not share them.
         env = {"RESIZE_SIDECAR_LOCK_DIR": str(log_dir / f"locks-{port}"), **env}
         super().__init__([*command, "--workers", str(workers)], port=port, log=log_dir / f"sidecar-{port}.log", env=env)
@@ -187,7 +187,7 @@ class NginxServer(Server):
         binary = nginx_binary()
         port = free_port()
         self.prefix = world_readable_dir("resize-sidecar-nginx-")
-        render = [sys.executable, "-m", "resize_sidecar.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
+        render = [sys.executable, "-m", "resize_sidecar.ops.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
         render += ["--sidecar", sidecar_url] + (["--app", app_url] if app_url else [])
         self.config = subprocess.run(
             render, env={**os.environ, **env}, cwd=REPO, check=True, capture_output=True, text=True

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webob import Request, Response
 
-from resize_sidecar import api as api_module
-from resize_sidecar.app import SidecarApp, make_app
-from resize_sidecar.errors import StorageError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import encode_key, format_path
-from resize_sidecar.storage import LocalStorage
+from resize_sidecar.core.errors import StorageError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import encode_key, format_path
+from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.web import api as api_module
+from resize_sidecar.web.app import SidecarApp, make_app
 from tests.conftest import SECRET, photo
 
 API_SECRET = "api-secret-0123456789abcdef"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from resize_sidecar.signing import encode_key, format_path
+from resize_sidecar.core.signing import encode_key, format_path
 from tests.conftest import SECRET, photo
 from tests.servers import Stack, media_stack, raw_get
 from tests.test_e2e import image_size

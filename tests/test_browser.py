@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from resize_sidecar.core.settings import Settings
 from resize_sidecar.middleware.variants import VariantPolicy
-from resize_sidecar.settings import Settings
 from tests.conftest import photo
 from tests.servers import REPO, NginxServer
 from tests.test_examples import make_media_root, media_env, run_gallery, signed

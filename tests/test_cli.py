@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from resize_sidecar.cli import build_parser
-from resize_sidecar.settings import Settings, load
-from resize_sidecar.signing import parse_path, verify
+from resize_sidecar.core.settings import Settings, load
+from resize_sidecar.core.signing import parse_path, verify
+from resize_sidecar.ops.cli import build_parser
 from tests.conftest import SECRET
 from tests.servers import REPO, nginx_binary, world_readable_dir
 
@@ -24,7 +24,7 @@ from tests.servers import REPO, nginx_binary, world_readable_dir
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RESIZE_SIDECAR_")}
     return subprocess.run(
-        [sys.executable, "-m", "resize_sidecar.cli", *args],
+        [sys.executable, "-m", "resize_sidecar.ops.cli", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,
@@ -162,8 +162,8 @@ def test_s3_settings_that_could_inject_nginx_directives_are_refused_naming_the_s
 
 @pytest.mark.parametrize(("name", "value"), INJECTIONS)
 def test_the_renderer_refuses_them_too_when_settings_were_never_validated(name: str, value: str) -> None:
-    from resize_sidecar.errors import SettingsError
-    from resize_sidecar.nginx import render_nginx
+    from resize_sidecar.core.errors import SettingsError
+    from resize_sidecar.ops.nginx import render_nginx
 
     setting = name.removeprefix("RESIZE_SIDECAR_").lower()
     values: dict[str, Any] = {"storage": "s3", "s3_bucket": "media", setting: value}

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.middleware.client import MediaAPIError, MediaClient
-from resize_sidecar.signing import format_path
-from resize_sidecar.storage import LocalStorage
 from tests.conftest import SECRET, photo
 from tests.servers import SidecarServer, free_port, raw_get
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import format_path
-from resize_sidecar.storage import LocalStorage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.media.storage import LocalStorage
 from tests.conftest import SECRET, TESTDATA, photo
 from tests.faults import (
     Workers,
@@ -382,10 +382,10 @@ def test_an_icc_profile_that_makes_libvips_report_bytes_that_are_not_utf8_leaves
 _UNDER_LIMIT = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
-from resize_sidecar import imaging
-from resize_sidecar.errors import SidecarError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import parse_spec
+from resize_sidecar.media import imaging
+from resize_sidecar.core.errors import SidecarError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import parse_spec
 settings = Settings()
 for path in sys.argv[2:]:
     data = open(path, "rb").read()

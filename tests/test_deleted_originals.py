@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from webob import Request, Response
 
-from resize_sidecar.app import SidecarApp, make_app
-from resize_sidecar.errors import StorageError
-from resize_sidecar.operations import regenerate
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import format_path
-from resize_sidecar.storage import LocalStorage, Storage, delete_derivatives
+from resize_sidecar.core.errors import StorageError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.media.storage import LocalStorage, Storage, delete_derivatives
+from resize_sidecar.ops.operations import regenerate
+from resize_sidecar.web.app import SidecarApp, make_app
 from tests.conftest import SECRET, photo
 from tests.servers import Stack, media_stack, metric, raw_get
 
@@ -63,7 +63,7 @@ class Interleaved:
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if request.param == "local":
         return LocalStorage(tmp_path / "media")
-    from resize_sidecar.s3 import S3Storage
+    from resize_sidecar.media.s3 import S3Storage
 
     return S3Storage(request.getfixturevalue("s3_bucket"), endpoint_url=request.getfixturevalue("moto_endpoint"))
 

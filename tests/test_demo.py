@@ -22,7 +22,7 @@ import pytest
 import pyvips
 
 from deploy.demo import free  # the demo's own test of a port
-from resize_sidecar.signing import format_path
+from resize_sidecar.core.signing import format_path
 from tests.conftest import TESTDATA
 from tests.servers import REPO, free_port, nginx_binary, world_readable_dir
 from tests.test_browser import ALL_LOADED, _browser

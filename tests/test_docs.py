@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from resize_sidecar.cli import build_parser
-from resize_sidecar.settings import Settings, _env_name
+from resize_sidecar.core.settings import Settings, _env_name
+from resize_sidecar.ops.cli import build_parser
 from tests.servers import REPO, nginx_binary, world_readable_dir
 
 

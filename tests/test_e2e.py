@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from resize_sidecar.signing import encode_key, format_path, sign
+from resize_sidecar.core.signing import encode_key, format_path, sign
 from tests.conftest import SECRET, photo
 from tests.servers import Stack, media_stack, metric, raw_get, world_readable_dir
 

@@ -22,8 +22,8 @@ from typing import Any
 import boto3
 import pytest
 
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import format_path
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_path
 from tests.conftest import SECRET, photo
 from tests.servers import Blackhole, MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests
 
@@ -441,7 +441,7 @@ def test_cached_hits_survive_an_s3_outage(
 
 
 def test_the_public_settings_still_render_anonymous_reads() -> None:
-    from resize_sidecar.nginx import render_nginx
+    from resize_sidecar.ops.nginx import render_nginx
 
     settings = Settings(storage="s3", s3_bucket="b", s3_endpoint_url="http://127.0.0.1:9000").validate()
     text = render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from resize_sidecar.signing import DerivativePath, parse_path, verify
+from resize_sidecar.core.signing import DerivativePath, parse_path, verify
 from tests.conftest import SECRET, photo
 from tests.servers import GunicornServer, NginxServer, Server, SidecarServer, free_port, world_readable_dir
 

@@ -23,7 +23,7 @@ import boto3
 import pytest
 import pyvips
 
-from resize_sidecar.signing import format_path
+from resize_sidecar.core.signing import format_path
 from tests.conftest import SECRET, photo
 from tests.faults import Fault, FaultProxy, Workers
 from tests.servers import SidecarServer, metric, raw_get

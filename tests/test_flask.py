@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from resize_sidecar.errors import MalformedPathError, SettingsError
+from resize_sidecar.core.errors import MalformedPathError, SettingsError
+from resize_sidecar.core.settings import Settings
 from resize_sidecar.middleware import MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.images import MediaImages, Original, original, shown_size
-from resize_sidecar.settings import Settings
 from tests.conftest import SECRET, photo
 from tests.fresh_projects import (
     assert_every_image_loads_in_its_box,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import format_path
-from resize_sidecar.storage import Storage, open_storage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.media.storage import Storage, open_storage
 from tests.conftest import SECRET, photo
 from tests.servers import NginxServer, SidecarServer, metric, world_readable_dir
 

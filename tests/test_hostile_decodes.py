@@ -21,12 +21,13 @@ import pytest
 import pyvips
 import requests
 
-from resize_sidecar import imaging, operations
-from resize_sidecar.derive import NodeLocks
-from resize_sidecar.errors import SourceTooLargeError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import encode_key, format_path, parse_path
-from resize_sidecar.storage import Storage, open_storage
+from resize_sidecar.core.errors import SourceTooLargeError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import encode_key, format_path, parse_path
+from resize_sidecar.media import imaging
+from resize_sidecar.media.derive import NodeLocks
+from resize_sidecar.media.storage import Storage, open_storage
+from resize_sidecar.ops import operations
 from tests.conftest import SECRET, photo
 from tests.faults import (
     Workers,

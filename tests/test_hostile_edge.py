@@ -48,7 +48,7 @@ def stack(request: pytest.FixtureRequest, moto_endpoint: str, tmp_path: Path) ->
 
 
 def upload(stack: Stack, folder: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "resize_sidecar.cli", "upload", str(folder), "--dest", "people/"]
+    command = [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--dest", "people/"]
     return subprocess.run(command, env=stack.sidecar.env, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 

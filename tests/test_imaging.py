@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from resize_sidecar import imaging
-from resize_sidecar.errors import (
+from resize_sidecar.core.errors import (
     MalformedPathError,
     SidecarError,
     SourceTooLargeError,
@@ -22,8 +21,9 @@ from resize_sidecar.errors import (
     UndecodableImageError,
     UnsupportedImageError,
 )
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import parse_spec
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import parse_spec
+from resize_sidecar.media import imaging
 
 MakeSettings = Callable[..., Settings]
 
@@ -117,7 +117,7 @@ def test_importing_imaging_blocks_untrusted_loaders() -> None:
 
 def test_a_fresh_process_that_imports_imaging_cannot_load_svg() -> None:
     code = (
-        "import resize_sidecar.imaging, pyvips\n"
+        "import resize_sidecar.media.imaging, pyvips\n"
         f"try:\n    pyvips.Image.svgload_buffer({SVG!r})\n"
         "except pyvips.Error as error:\n    print('blocked' if 'blocked' in str(error) else error)\n"
     )

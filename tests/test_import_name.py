@@ -22,7 +22,7 @@ with warnings.catch_warnings(record=True) as caught:
     import middleware
     from middleware.urls import MediaURLs as old
 import resize_sidecar.middleware as new
-from resize_sidecar.middleware.urls import MediaURLs
+from resize_sidecar.core.urls import MediaURLs
 print(json.dumps({
     "middleware": middleware.__file__,
     "package": new.__file__,

@@ -36,20 +36,20 @@ def modules_imported_by(statements: str) -> set[str]:
 
 
 def test_signing_and_settings_import_neither_image_storage_web_nor_yaml_libraries() -> None:
-    imported = modules_imported_by("import resize_sidecar.signing, resize_sidecar.settings")
+    imported = modules_imported_by("import resize_sidecar.core.signing, resize_sidecar.core.settings")
 
     assert {"resize_sidecar"} <= imported
     assert imported.isdisjoint({*IMAGE_AND_STORAGE_LIBRARIES, "webob", "yaml"}), sorted(imported)
 
 
 def test_signing_and_settings_import_only_the_standard_library() -> None:
-    imported = modules_imported_by("import resize_sidecar.signing, resize_sidecar.settings")
+    imported = modules_imported_by("import resize_sidecar.core.signing, resize_sidecar.core.settings")
 
     assert imported - set(sys.stdlib_module_names) == {"resize_sidecar"}
 
 
 def test_loading_settings_without_a_file_does_not_import_yaml() -> None:
-    imported = modules_imported_by("import resize_sidecar.settings as s\ns.load(environ={})")
+    imported = modules_imported_by("import resize_sidecar.core.settings as s\ns.load(environ={})")
 
     assert "yaml" not in imported
 

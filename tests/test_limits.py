@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import pyvips
 
-from resize_sidecar import app as app_module
-from resize_sidecar import imaging
-from resize_sidecar.app import SidecarApp, make_app
-from resize_sidecar.derive import NodeLocks
-from resize_sidecar.errors import InterlacedTooLargeError, OverloadedError, SettingsError, TransformTimeoutError
-from resize_sidecar.settings import Settings, load
-from resize_sidecar.signing import parse_spec
-from resize_sidecar.storage import LocalStorage
+from resize_sidecar.core.errors import InterlacedTooLargeError, OverloadedError, SettingsError, TransformTimeoutError
+from resize_sidecar.core.settings import Settings, load
+from resize_sidecar.core.signing import parse_spec
+from resize_sidecar.media import imaging
+from resize_sidecar.media.derive import NodeLocks
+from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.web import app as app_module
+from resize_sidecar.web.app import SidecarApp, make_app
 from tests.conftest import photo
 from tests.servers import REPO
 from tests.test_app import CountingStorage, counter, get, url
@@ -245,7 +245,7 @@ def test_a_waiter_gets_the_flight_lock_when_its_holder_lets_go(lock_dir: str) ->
 def test_a_lock_held_by_a_killed_process_is_released(lock_dir: str) -> None:
     code = (
         "import sys, time\n"
-        "from resize_sidecar.derive import NodeLocks\n"
+        "from resize_sidecar.media.derive import NodeLocks\n"
         f"with NodeLocks({lock_dir!r}, 1).flight('k', wait=0):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(60)\n"

@@ -21,12 +21,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from webob import Request
 
-from resize_sidecar.errors import MalformedPathError, PolicyError, SettingsError
+from resize_sidecar.core.errors import MalformedPathError, PolicyError, SettingsError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import parse_path, resolve_spec, verify
 from resize_sidecar.middleware import HTML, MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.middleware.rewrite import HTMLRewriter, rewrite_body
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import parse_path, resolve_spec, verify
 from tests.conftest import SECRET, photo
 
 MakeSettings = Callable[..., Settings]
@@ -856,7 +856,7 @@ def test_development_serving_makes_missing_derivatives_through_the_sidecar(
 
 @pytest.mark.parametrize("key", AWKWARD_KEYS)
 def test_the_sidecar_answers_every_url_the_builder_makes(settings: Settings, urls: MediaURLs, key: str) -> None:
-    from resize_sidecar.app import make_app
+    from resize_sidecar.web.app import make_app
 
     original = Path(settings.local_root) / key
     original.parent.mkdir(parents=True, exist_ok=True)

@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 import yaml
 
-from resize_sidecar.cli import build_parser, main
-from resize_sidecar.derive import Deriver
-from resize_sidecar.s3 import S3Storage
-from resize_sidecar.settings import Settings, load
-from resize_sidecar.signing import format_path, parse_path, verify
-from resize_sidecar.storage import LocalStorage, Storage
+from resize_sidecar.core.settings import Settings, load
+from resize_sidecar.core.signing import format_path, parse_path, verify
+from resize_sidecar.media.derive import Deriver
+from resize_sidecar.media.s3 import S3Storage
+from resize_sidecar.media.storage import LocalStorage, Storage
+from resize_sidecar.ops.cli import build_parser, main
 from tests.conftest import SECRET, photo
 from tests.faults import Fault, FaultProxy
 from tests.servers import REPO
@@ -333,7 +333,7 @@ def test_an_interrupted_upload_saves_its_manifest_and_a_rerun_finishes_without_s
         (folder / f"extra-{number}.jpg").write_bytes(photo(200 + number, 150))
     proxy.fault = Fault.delay(300, methods=["PUT"])
     env = {**os.environ, **s3_env(proxy.url, s3_bucket)}
-    command = [sys.executable, "-m", "resize_sidecar.cli", "upload", str(folder), "--jobs", "1"]
+    command = [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--jobs", "1"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     storage = storage_of(s3_env(moto_endpoint, s3_bucket))
     deadline = time.monotonic() + 20
@@ -358,7 +358,7 @@ def test_an_interrupted_upload_saves_its_manifest_and_a_rerun_finishes_without_s
 
 def test_the_progress_bar_shows_on_a_terminal_and_never_in_a_pipe_or_with_quiet(folder: Path, tmp_path: Path) -> None:
     env = {**os.environ, **local_env(tmp_path / "media")}
-    command = [sys.executable, "-m", "resize_sidecar.cli", "upload", str(folder), "--dest"]
+    command = [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--dest"]
 
     def stderr_on_a_terminal(*args: str) -> str:
         controller, terminal = pty.openpty()
@@ -513,7 +513,7 @@ def test_a_regenerate_cut_off_by_a_silent_store_exits_1_and_a_rerun_completes(
 def test_the_operations_render_with_one_libvips_thread_as_the_workers_do() -> None:
     # AVIF output differs with the thread count, and regenerate compares its renders with the workers' byte for byte;
     # a fresh process, because libvips reads VIPS_CONCURRENCY only when it starts.
-    code = "import resize_sidecar.operations, pyvips; print(pyvips.concurrency_get())"
+    code = "import resize_sidecar.ops.operations, pyvips; print(pyvips.concurrency_get())"
     env = {name: value for name, value in os.environ.items() if name != "VIPS_CONCURRENCY"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "1"

@@ -11,10 +11,11 @@ import pytest
 import pyvips
 from PIL import Image
 
-from resize_sidecar import imaging, operations, originals
-from resize_sidecar.errors import SourceTooLargeError, UndecodableImageError, UnsupportedImageError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import parse_spec
+from resize_sidecar.core.errors import SourceTooLargeError, UndecodableImageError, UnsupportedImageError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import parse_spec
+from resize_sidecar.media import imaging, originals
+from resize_sidecar.ops import operations
 from tests.pictures import ORIENTATION_TAG, bmp, display_p3_profile, heic, multipage_tiff, picture, tiff, to_pyvips
 
 MakeSettings = Callable[..., Settings]

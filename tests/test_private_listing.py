@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from webob import Request
 
-from resize_sidecar import operations
-from resize_sidecar.app import WRITE_PROBE_KEY, make_app
-from resize_sidecar.settings import Settings
-from resize_sidecar.storage import LocalStorage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.ops import operations
+from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.conftest import photo
 
 API_SECRET = "api-secret-0123456789abcdef"

@@ -20,8 +20,8 @@ from urllib.parse import quote, unquote
 import pytest
 import requests
 
-from resize_sidecar.cli import main
-from resize_sidecar.signing import format_path
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.ops.cli import main
 from tests.conftest import SECRET, photo
 from tests.servers import NginxServer, SidecarServer, raw_get
 

@@ -35,13 +35,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from webob import Request
 
-from resize_sidecar.app import make_app
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import parse_path, resolve_spec
+from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.middleware import MediaURLs
 from resize_sidecar.middleware.rewrite import HTMLRewriter, decode_attribute, srcset_urls
 from resize_sidecar.middleware.variants import DEFAULT_BLURS, DEFAULT_QUALITIES, DEFAULT_WIDTHS, VariantPolicy
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import parse_path, resolve_spec
-from resize_sidecar.storage import LocalStorage
+from resize_sidecar.web.app import make_app
 from tests.conftest import SECRET, photo
 from tests.test_middleware import contract_url
 

@@ -22,8 +22,8 @@ import boto3
 import pytest
 import requests
 
-from resize_sidecar.s3 import S3Storage
-from resize_sidecar.signing import encode_key, format_path
+from resize_sidecar.core.signing import encode_key, format_path
+from resize_sidecar.media.s3 import S3Storage
 from tests.conftest import SECRET, S3Endpoint, photo
 from tests.servers import SidecarServer, Stack, media_stack, metric, raw_get
 from tests.test_e2e import AWKWARD_KEYS, image_size

@@ -1,4 +1,4 @@
-"""Settings (resize_sidecar.settings): defaults < YAML file < environment, and one clear line per invalid setting."""
+"""Settings (resize_sidecar.core.settings): defaults < YAML file < environment, one clear line per invalid setting."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from resize_sidecar.errors import SettingsError
-from resize_sidecar.settings import CONFIG_ENV, ENV_PREFIX, Settings, defaults_yaml, load
-from resize_sidecar.signing import DerivativeSpec
+from resize_sidecar.core.errors import SettingsError
+from resize_sidecar.core.settings import CONFIG_ENV, ENV_PREFIX, Settings, defaults_yaml, load
+from resize_sidecar.core.signing import DerivativeSpec
 
 FIELDS = [f.name for f in fields(Settings)]
 

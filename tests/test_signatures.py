@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webob import Request
 
-from resize_sidecar.app import SidecarApp, make_app
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import MAX_KEY_BYTES, encode_key, format_path, sign
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import MAX_KEY_BYTES, encode_key, format_path, sign
+from resize_sidecar.web.app import SidecarApp, make_app
 from tests.conftest import SECRET, photo
 from tests.faults import FaultProxy
 from tests.servers import NginxServer, SidecarServer, raw_get, world_readable_dir

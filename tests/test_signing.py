@@ -1,4 +1,4 @@
-"""The derivative URL contract (resize_sidecar.signing): one canonical, signed spelling per derivative.
+"""The derivative URL contract (resize_sidecar.core.signing): one canonical, signed spelling per derivative.
 
 A request path is accepted when ``parse_path``, ``verify`` and ``resolve_spec`` all pass, in that order (``accept``
 below, the same steps the sidecar takes before touching storage). Every refusal is a MalformedPathError (400) or a
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from resize_sidecar.errors import BadSignatureError, MalformedPathError
-from resize_sidecar.signing import (
+from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
+from resize_sidecar.core.signing import (
     FORMATS,
     GRAVITIES,
     MAX_KEY_BYTES,

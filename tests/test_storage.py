@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
-from resize_sidecar.s3 import S3Storage
-from resize_sidecar.settings import Settings
-from resize_sidecar.storage import LocalStorage, Storage, open_storage
+from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.media.s3 import S3Storage
+from resize_sidecar.media.storage import LocalStorage, Storage, open_storage
 
 JPEG = "image/jpeg"
 CACHE = "public, max-age=31536000, immutable"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from resize_sidecar import operations
-from resize_sidecar.signing import format_path
-from resize_sidecar.storage import Storage
+from resize_sidecar.core.signing import format_path
+from resize_sidecar.media.storage import Storage
+from resize_sidecar.ops import operations
 from tests.conftest import SECRET, TESTDATA
 from tests.faults import progressive_jpeg
 from tests.pictures import bmp, display_p3_profile, heic, multipage_tiff, picture, tiff, to_pyvips

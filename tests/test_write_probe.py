@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from botocore.stub import Stubber
 
-from resize_sidecar import operations
-from resize_sidecar.app import WRITE_PROBE_KEY, make_app
-from resize_sidecar.errors import StorageError
-from resize_sidecar.s3 import BucketAdmin
-from resize_sidecar.settings import Settings
-from resize_sidecar.storage import LocalStorage, WriteProbe
+from resize_sidecar.core.errors import StorageError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.media.s3 import BucketAdmin
+from resize_sidecar.media.storage import LocalStorage, WriteProbe
+from resize_sidecar.ops import operations
+from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.conftest import SECRET, photo
 from tests.test_app import CountingStorage, get, url
 from tests.test_operations import Run, s3_env

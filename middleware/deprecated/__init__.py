@@ -22,6 +22,15 @@ warnings.warn(
 )
 
 # The former submodules (``from middleware.urls import MediaURLs``) are the new ones under their old names; the
-# template tags, which Django finds by walking the app's folder, are in templatetags/ here.
-for _name in ("client", "core", "jinja", "rewrite", "urls", "variants"):
-    sys.modules[f"{__name__}.{_name}"] = import_module(f"resize_sidecar.middleware.{_name}")
+# template tags, which Django finds by walking the app's folder, are in templatetags/ here. The URL builder now lives
+# in the core, beside the signing it builds on.
+_FORMER_SUBMODULES = {
+    "client": "resize_sidecar.middleware.client",
+    "core": "resize_sidecar.middleware.core",
+    "jinja": "resize_sidecar.middleware.jinja",
+    "rewrite": "resize_sidecar.middleware.rewrite",
+    "urls": "resize_sidecar.core.urls",
+    "variants": "resize_sidecar.middleware.variants",
+}
+for _name, _module in _FORMER_SUBMODULES.items():
+    sys.modules[f"{__name__}.{_name}"] = import_module(_module)

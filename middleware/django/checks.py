@@ -18,9 +18,9 @@ from django.core import checks
 from django.core.files.storage import storages
 from django.db.models import ImageField
 
-from resize_sidecar.errors import SettingsError
+from resize_sidecar.core.errors import SettingsError
+from resize_sidecar.core.settings import ENV_PREFIX
 from resize_sidecar.middleware.django import conf
-from resize_sidecar.settings import ENV_PREFIX
 
 
 def register() -> None:

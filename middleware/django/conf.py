@@ -17,10 +17,10 @@ from django.conf import settings as django_settings
 from django.core.files.storage import FileSystemStorage, storages
 from django.core.signals import setting_changed
 
+from resize_sidecar.core.settings import ENV_PREFIX, Settings
+from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.config import settings_from
 from resize_sidecar.middleware.images import MediaImages
-from resize_sidecar.middleware.urls import MediaURLs
-from resize_sidecar.settings import ENV_PREFIX, Settings
 
 #: The Django setting behind each implied value, for messages.
 SOURCES = {
@@ -87,4 +87,4 @@ def forget(**_: Any) -> None:
 
 
 def forget_on_setting_changes() -> None:
-    setting_changed.connect(forget, dispatch_uid="resize_sidecar.settings")
+    setting_changed.connect(forget, dispatch_uid="resize_sidecar.core.settings")

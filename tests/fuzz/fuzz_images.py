@@ -27,10 +27,10 @@ MAX_SEED_BYTES = 256 * 1024
 def target() -> Check:
     import pyvips
 
-    from resize_sidecar import imaging
-    from resize_sidecar.errors import SidecarError
-    from resize_sidecar.settings import Settings
-    from resize_sidecar.signing import parse_spec
+    from resize_sidecar.core.errors import SidecarError
+    from resize_sidecar.core.settings import Settings
+    from resize_sidecar.core.signing import parse_spec
+    from resize_sidecar.media import imaging
 
     # Smaller limits than the defaults, so that an input the header check lets through decodes in milliseconds.
     settings = Settings(

@@ -23,9 +23,9 @@ PRESETS = {"thumb": "120x120-fill", "hero": "1600x-q70"}
 
 
 def target() -> Check:
-    from resize_sidecar.errors import BadSignatureError, MalformedPathError
-    from resize_sidecar.settings import Settings
-    from resize_sidecar.signing import format_path, parse_path, resolve_spec, verify
+    from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
+    from resize_sidecar.core.settings import Settings
+    from resize_sidecar.core.signing import format_path, parse_path, resolve_spec, verify
 
     settings = Settings(secrets=SECRETS, presets=PRESETS)
 
@@ -53,7 +53,7 @@ def target() -> Check:
 
 
 def seeds() -> Iterator[tuple[str, bytes]]:
-    from resize_sidecar.signing import format_path
+    from resize_sidecar.core.signing import format_path
 
     keys = ["photos/cat.jpg", "albums/café déjà vu/été 2024.jpg", "odd/a+b %25 & c; ~d=e,f!.jpg", "x"]
     specs = ["300x", "200x200-fill-sm-q70", "0x0", "x120-up", "64x64-pad-bgff00aa-blur5-sharp", *PRESETS]

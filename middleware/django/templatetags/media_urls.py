@@ -26,10 +26,10 @@ from typing import Any
 
 from django import template
 
+from resize_sidecar.core.urls import HTML, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.middleware.django.conf import default_images
 from resize_sidecar.middleware.images import MediaImages
-from resize_sidecar.middleware.urls import HTML, MediaURLs
 
 register = template.Library()
 # Django has no type hints; this names what register.simple_tag(takes_context=True) returns.

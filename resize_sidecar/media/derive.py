@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import prometheus_client
 
-from resize_sidecar import imaging
-from resize_sidecar.errors import (
+from resize_sidecar.core.errors import (
     NotFoundError,
     OverloadedError,
     PolicyError,
@@ -31,9 +30,10 @@ from resize_sidecar.errors import (
     SourceTooLargeError,
     StorageError,
 )
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
-from resize_sidecar.storage import Storage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
+from resize_sidecar.media import imaging
+from resize_sidecar.media.storage import Storage
 
 log = logging.getLogger(__name__)
 

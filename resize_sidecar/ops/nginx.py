@@ -10,9 +10,9 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from resize_sidecar.errors import SettingsError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import ORIGINAL_TYPES, PRIVATE_PREFIX
+from resize_sidecar.core.errors import SettingsError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import ORIGINAL_TYPES, PRIVATE_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
-from resize_sidecar.errors import MalformedPathError, SettingsError
-from resize_sidecar.signing import DerivativeSpec, is_preset_name, parse_spec
+from resize_sidecar.core.errors import MalformedPathError, SettingsError
+from resize_sidecar.core.signing import DerivativeSpec, is_preset_name, parse_spec
 
 ENV_PREFIX = "RESIZE_SIDECAR_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"

@@ -1,7 +1,7 @@
 """Public URLs of media: originals, signed derivatives, ``srcset`` lists and ``<picture>`` markup.
 
 :class:`MediaURLs` is what templates call. Every derivative URL it returns is written by
-:func:`resize_sidecar.signing.format_path`, so it is the one canonical spelling the sidecar accepts. URLs are
+:func:`resize_sidecar.core.signing.format_path`, so it is the one canonical spelling the sidecar accepts. URLs are
 relative to ``MEDIA_URL`` (``/media/_r/…``), or absolute on ``PUBLIC_BASE_URL`` (a CDN host) when that is set;
 the host of the current request is never used.
 
@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, TypedDict
 
-from resize_sidecar.errors import MalformedPathError, PolicyError
-from resize_sidecar.signing import FORMATS, DerivativeSpec, encode_key, format_spec, sign, validate_key
+from resize_sidecar.core.errors import MalformedPathError, PolicyError
+from resize_sidecar.core.signing import FORMATS, DerivativeSpec, encode_key, format_spec, sign, validate_key
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from resize_sidecar.settings import Settings
+    from resize_sidecar.core.settings import Settings
 
 #: File extensions of originals whose derivatives keep that format when no ``format=`` is given.
 _SAME_FORMAT = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from resize_sidecar import __version__
-from resize_sidecar import settings as settings_module
-from resize_sidecar.errors import MalformedPathError, SettingsError, SidecarError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import format_path
+from resize_sidecar.core import settings as settings_module
+from resize_sidecar.core.errors import MalformedPathError, SettingsError, SidecarError
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_path
 
 if TYPE_CHECKING:
-    from resize_sidecar.operations import Outcome, Report
+    from resize_sidecar.ops.operations import Outcome, Report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,11 +222,11 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError("RESIZE_SIDECAR_SECRETS (secrets): at least one secret is required to verify URLs")
     command = [
         sys.executable, "-m", "gunicorn",
-        "--config", "python:resize_sidecar.gunicorn_conf",
+        "--config", "python:resize_sidecar.ops.gunicorn_conf",
         "--bind", args.bind,
         "--workers", str(args.workers),
         "--threads", str(args.threads),
-        "resize_sidecar.app:make_app()",
+        "resize_sidecar.web.app:make_app()",
     ]  # fmt: skip
     sys.stdout.flush()
     os.execv(sys.executable, command)
@@ -255,7 +255,7 @@ def config_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar.nginx import render_nginx
+    from resize_sidecar.ops.nginx import render_nginx
 
     text = render_nginx(
         settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=args.snippet, s3_auth=args.s3_auth
@@ -308,8 +308,8 @@ def finish(report: Report, args: argparse.Namespace) -> int:
 
 
 def upload_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar import operations
-    from resize_sidecar.storage import open_storage
+    from resize_sidecar.media.storage import open_storage
+    from resize_sidecar.ops import operations
 
     with BarProgress(args, "file") as progress:
         report = operations.upload(
@@ -325,8 +325,8 @@ def upload_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar import operations
-    from resize_sidecar.storage import open_storage
+    from resize_sidecar.media.storage import open_storage
+    from resize_sidecar.ops import operations
 
     selection = operations.Selection.of(args.spec, args.preset, presets=settings.presets)
     with BarProgress(args, "derivative") as progress:
@@ -344,7 +344,7 @@ def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar import operations
+    from resize_sidecar.ops import operations
 
     if args.redirect_host and not args.website:
         raise SettingsError("--redirect-host: the redirect is a rule of the website, add --website")
@@ -367,7 +367,7 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
         incoming_expiry_days=args.incoming_expiry,
         cors_origins=tuple(args.cors),
     )
-    from resize_sidecar.s3 import BucketAdmin
+    from resize_sidecar.media.s3 import BucketAdmin
 
     changes = operations.setup_bucket(settings, BucketAdmin(settings, args.bucket), plan, dry_run=args.dry_run)
     unchanged = sum(change.status == "unchanged" for change in changes)
@@ -386,8 +386,8 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def check_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar import operations
-    from resize_sidecar.storage import open_storage
+    from resize_sidecar.media.storage import open_storage
+    from resize_sidecar.ops import operations
 
     findings = operations.check(settings, open_storage(settings))
     healthy = all(finding.status != "fail" for finding in findings)

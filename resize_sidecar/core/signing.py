@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
 
-from resize_sidecar.errors import BadSignatureError, MalformedPathError
+from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
 
 FORMATS = ("jpg", "png", "webp", "avif", "gif")
 MODES = ("fit", "fill", "pad")

@@ -1,4 +1,4 @@
-"""The OpenAPI 3 description of the media API (``resize_sidecar.api``), served at ``/api/openapi.json``.
+"""The OpenAPI 3 description of the media API (``resize_sidecar.web.api``), served at ``/api/openapi.json``.
 
 Built from the settings, so that the limits it states are the ones in force. Standard library only.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from resize_sidecar import __version__
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import FORMATS, MAX_KEY_BYTES
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import FORMATS, MAX_KEY_BYTES
 
 
 def document(settings: Settings) -> dict[str, Any]:

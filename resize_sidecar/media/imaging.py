@@ -1,6 +1,6 @@
 """Image work with libvips: read an original's header (:func:`probe`) and make a derivative of it (:func:`render`).
 
-pyvips is set up here, also for :mod:`resize_sidecar.originals` (the only other module that imports it, and it
+pyvips is set up here, also for :mod:`resize_sidecar.media.originals` (the only other module that imports it, and it
 imports this one): untrusted libvips loaders (SVG, PDF, ImageMagick and the like) are blocked before any image is
 read, and only the loaders named in the settings ever parse a header. A derivative is made by one shrink-on-load
 decode (a JPEG at a reduced DCT scale, then ``thumbnail_image``; other formats ``thumbnail_source``) followed by the
@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image as PillowImage
 
-from resize_sidecar.errors import (
+from resize_sidecar.core.errors import (
     InterlacedTooLargeError,
     MalformedPathError,
     SourceTooLargeError,
@@ -32,8 +32,8 @@ from resize_sidecar.errors import (
     UndecodableImageError,
     UnsupportedImageError,
 )
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import DerivativeSpec
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import DerivativeSpec
 
 # libvips reads this once, when pyvips starts it (the import below); block_untrusted_set() also covers a process
 # that imported pyvips before this module.

@@ -1,10 +1,10 @@
 """Where originals and derivatives live: an S3 bucket or a local folder, behind one small interface.
 
-:class:`Storage` is the contract; :class:`~resize_sidecar.s3.S3Storage` and :class:`LocalStorage` implement it
-and :func:`open_storage` picks one from the settings. Failures surface as
-:class:`~resize_sidecar.errors.StorageError` (and its timeout subclass),
-:class:`~resize_sidecar.errors.SourceTooLargeError` and :class:`~resize_sidecar.errors.MalformedPathError`, so no
-caller ever handles a library exception. Keys are the contract's storage keys (``photos/cat.jpg``,
+The :class:`Storage` protocol is the contract; :class:`~resize_sidecar.media.s3.S3Storage` and
+:class:`LocalStorage` implement it and :func:`open_storage` picks one from the settings. Failures surface as
+:class:`~resize_sidecar.core.errors.StorageError` (and its timeout subclass),
+:class:`~resize_sidecar.core.errors.SourceTooLargeError` and :class:`~resize_sidecar.core.errors.MalformedPathError`,
+so no caller ever handles a library exception. Keys are the contract's storage keys (``photos/cat.jpg``,
 ``_r/photos/cat.jpg/200x200-{sig}.webp``); both backends refuse keys that could leave the storage.
 """
 
@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError
-from resize_sidecar.signing import derivatives_prefix
+from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError
+from resize_sidecar.core.signing import derivatives_prefix
 
 if TYPE_CHECKING:
-    from resize_sidecar.settings import Settings
+    from resize_sidecar.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Storage(Protocol):
 def open_storage(settings: Settings) -> Storage:
     """The storage the settings describe."""
     if settings.storage == "s3":
-        from resize_sidecar.s3 import S3Storage  # boto3 takes a while to import; local storage never needs it
+        from resize_sidecar.media.s3 import S3Storage  # boto3 takes a while to import; local storage never needs it
 
         return S3Storage(
             settings.s3_bucket,

@@ -1,7 +1,7 @@
 """S3 through boto3: the object storage, and the bucket configuration calls ``setup-bucket`` makes.
 
 The only module that imports boto3 or botocore: their exceptions become
-:class:`~resize_sidecar.errors.StorageError` (and its timeout subclass) here, so no caller handles a library
+:class:`~resize_sidecar.core.errors.StorageError` (and its timeout subclass) here, so no caller handles a library
 exception.
 """
 
@@ -22,11 +22,11 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-from resize_sidecar.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
-from resize_sidecar.storage import StoredBytes, StoredObject, check_key, check_prefix, open_storage, read_capped
+from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
+from resize_sidecar.media.storage import StoredBytes, StoredObject, check_key, check_prefix, open_storage, read_capped
 
 if TYPE_CHECKING:
-    from resize_sidecar.settings import Settings
+    from resize_sidecar.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ the first storage failure: storage that failed once fails the rest too, each aft
 replaces one whole object, so an interrupted run leaves no partial object, and running it again finishes it.
 
 Bucket configuration (public access, policy, website, lifecycle, CORS) is not part of the storage contract:
-:class:`~resize_sidecar.s3.BucketAdmin` makes those calls.
+:class:`~resize_sidecar.media.s3.BucketAdmin` makes those calls.
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from resize_sidecar import imaging
-from resize_sidecar.derive import Deriver
-from resize_sidecar.errors import (
+from resize_sidecar.core.errors import (
     BadSignatureError,
     MalformedPathError,
     NotFoundError,
@@ -44,10 +42,8 @@ from resize_sidecar.errors import (
     StorageError,
     UnsupportedImageError,
 )
-from resize_sidecar.middleware.urls import MediaURLs
-from resize_sidecar.s3 import BucketAdmin, UnsupportedByStoreError
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import (
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import (
     ORIGINAL_TYPES,
     PRIVATE_PREFIX,
     DerivativePath,
@@ -58,7 +54,11 @@ from resize_sidecar.signing import (
     parse_spec,
     validate_key,
 )
-from resize_sidecar.storage import Storage, StoredObject, delete_derivatives
+from resize_sidecar.core.urls import MediaURLs
+from resize_sidecar.media import imaging
+from resize_sidecar.media.derive import Deriver
+from resize_sidecar.media.s3 import BucketAdmin, UnsupportedByStoreError
+from resize_sidecar.media.storage import Storage, StoredObject, delete_derivatives
 
 # The sidecar's workers render with one libvips thread (gunicorn_conf.py), and AVIF output differs with the thread
 # count: regenerate compares fresh renders with stored ones byte for byte.
@@ -714,7 +714,7 @@ def _tiny_png(width: int = 16, height: int = 16) -> bytes:
 
 
 def _check_nginx(settings: Settings) -> Finding:
-    from resize_sidecar.nginx import render_nginx
+    from resize_sidecar.ops.nginx import render_nginx
 
     try:
         text = render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000")

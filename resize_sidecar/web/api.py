@@ -6,8 +6,9 @@ signature. With no ``API_SECRET`` the API does not exist: every ``/api/`` path i
 
 Uploads are stored under ``INCOMING_PREFIX`` with their preset derivatives; activation moves them to their final
 key (the same key without the prefix), and an S3 lifecycle rule can expire what was never activated. Keys in paths
-are percent-encoded UTF-8; every key is checked against the URL contract (:func:`~resize_sidecar.signing.validate_key`)
-before storage sees it. Client mistakes are 4xx with a JSON body ``{"error", "detail"}``, never a 500.
+are percent-encoded UTF-8; every key is checked against the URL contract
+(:func:`~resize_sidecar.core.signing.validate_key`) before storage sees it. Client mistakes are 4xx with a JSON
+body ``{"error", "detail"}``, never a 500.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from urllib.parse import quote
 
 from webob import Request, Response
 
-from resize_sidecar import imaging, openapi, originals
-from resize_sidecar.derive import Deriver
-from resize_sidecar.errors import (
+from resize_sidecar.core.errors import (
     BadSignatureError,
     ConflictError,
     MalformedPathError,
@@ -47,8 +46,8 @@ from resize_sidecar.errors import (
     UnsupportedMediaTypeError,
     WrongSecretError,
 )
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import (
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import (
     MAX_KEY_BYTES,
     PRIVATE_PREFIX,
     DerivativePath,
@@ -58,7 +57,10 @@ from resize_sidecar.signing import (
     sign,
     validate_key,
 )
-from resize_sidecar.storage import Storage, StoredObject, delete_derivatives, read_capped
+from resize_sidecar.media import imaging, originals
+from resize_sidecar.media.derive import Deriver
+from resize_sidecar.media.storage import Storage, StoredObject, delete_derivatives, read_capped
+from resize_sidecar.web import openapi
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The sidecar's WSGI application (webob): routing, HTTP answers, request metrics and the request log.
 
-gunicorn runs ``resize_sidecar.app:make_app()``. Domain code (``derive``) returns values and raises
+gunicorn runs ``resize_sidecar.web.app:make_app()``. Domain code (``derive``) returns values and raises
 :class:`SidecarError`; only this module speaks HTTP.
 """
 
@@ -22,19 +22,19 @@ import prometheus_client
 from prometheus_client import multiprocess
 from webob import Request, Response
 
-from resize_sidecar import settings as settings_module
-from resize_sidecar.api import ApiApp
-from resize_sidecar.derive import Derivative, Deriver
-from resize_sidecar.errors import (
+from resize_sidecar.core import settings as settings_module
+from resize_sidecar.core.errors import (
     MethodNotAllowedError,
     NotFoundError,
     SettingsError,
     SidecarError,
     StorageError,
 )
-from resize_sidecar.settings import Settings
-from resize_sidecar.signing import PRIVATE_PREFIX, parse_path
-from resize_sidecar.storage import Storage, WriteProbe, open_storage
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import PRIVATE_PREFIX, parse_path
+from resize_sidecar.media.derive import Derivative, Deriver
+from resize_sidecar.media.storage import Storage, WriteProbe, open_storage
+from resize_sidecar.web.api import ApiApp
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -78,7 +78,7 @@ WRITE_PROBE_SECONDS = 30.0
 
 
 def make_app(settings: Settings | None = None, *, storage: Storage | None = None) -> SidecarApp:
-    """The sidecar WSGI app; settings default to :func:`resize_sidecar.settings.load`.
+    """The sidecar WSGI app; settings default to :func:`resize_sidecar.core.settings.load`.
 
     Raises:
         SettingsError: invalid settings, or no secret to verify signatures with.

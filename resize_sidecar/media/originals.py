@@ -8,7 +8,7 @@ add a generation of compression or bytes (a PNG grew 55 %). Otherwise it is enco
 ``auto_orient_original`` is set, keeping its colour profile and its EXIF less maker notes, the embedded thumbnail
 and (``strip_original_gps``) the GPS location; HEIC becomes AVIF, TIFF and BMP become PNG. A description is the
 header, the colour profile's name, a small EXIF subset and a BlurHash placeholder. Both check an original with
-:func:`~resize_sidecar.imaging.probe` first, so only the allowed loaders ever parse it.
+:func:`~resize_sidecar.media.imaging.probe` first, so only the allowed loaders ever parse it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import pyvips
 
-from resize_sidecar.errors import SourceTooLargeError, UndecodableImageError
+from resize_sidecar.core.errors import SourceTooLargeError, UndecodableImageError
+from resize_sidecar.core.settings import Settings
 
 # Importing imaging blocks libvips' untrusted loaders and turns its operation cache off, here too.
-from resize_sidecar.imaging import (
+from resize_sidecar.media.imaging import (
     ANIMATED_LOADERS,
     CONTENT_TYPES,
     FORMAT_OF_LOADER,
@@ -38,7 +39,6 @@ from resize_sidecar.imaging import (
     probe,
     reason,
 )
-from resize_sidecar.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # What the demo runs: a virtualenv, and nginx with njs.
 DEMO_PACKAGES := python3-venv nginx libnginx-mod-http-js
-# The suite adds headless Chromium, and Ceph's RADOS Gateway as its second S3 store (tests/rgw.py).
+# The suite adds headless Chromium, and Ceph's RADOS Gateway as its second S3 store (tests/support/rgw.py).
 APT_PACKAGES := $(DEMO_PACKAGES) chromium chromium-driver ceph-mon ceph-osd radosgw
 
 .PHONY: setup system-packages demo-packages test demo bench clean

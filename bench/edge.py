@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
-from tests.servers import MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests  # noqa: E402
+from tests.support.servers import MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "edge.md"
 

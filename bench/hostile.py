@@ -42,7 +42,7 @@ from PIL import Image  # noqa: E402
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from resize_sidecar.media.storage import LocalStorage  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
-from tests.faults import (  # noqa: E402
+from tests.support.faults import (  # noqa: E402
     dc_scan_flood_jpeg,
     flat_avif,
     gradients,
@@ -52,8 +52,8 @@ from tests.faults import (  # noqa: E402
     rss_kib,
     scan_flood_jpeg,
 )
-from tests.pictures import bmp, heic, tiff  # noqa: E402
-from tests.servers import SidecarServer, raw_get  # noqa: E402
+from tests.support.pictures import bmp, heic, tiff  # noqa: E402
+from tests.support.servers import SidecarServer, raw_get  # noqa: E402
 
 #: Limits high enough that nothing below is refused from its header: the cost of the decode itself.
 UNGUARDED = {

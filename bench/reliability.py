@@ -4,13 +4,13 @@
     python bench/reliability.py                    # everything, about 5 to 10 minutes on 2 cores
     python bench/reliability.py --soak-requests 2000 --skip-hardening
 
-- F3, F4 (bombs, crash corpus): ``tests/test_corpus.py``, which writes ``corpus.{json,md}``.
-- F5 (invalid signatures): the 10,000-example test of ``tests/test_signatures.py`` (``-m slow``), which writes
+- F3, F4 (bombs, crash corpus): ``tests/media/test_corpus.py``, which writes ``corpus.{json,md}``.
+- F5 (invalid signatures): the 10,000-example test of ``tests/e2e/test_signatures.py`` (``-m slow``), which writes
   ``signatures.json``.
 - F6 (S3 outage): measured here, with the default S3 timeouts (connect 2 s, read 5 s, 2 attempts), through a real
-  sidecar and :class:`tests.faults.FaultProxy` in front of moto.
+  sidecar and :class:`tests.support.faults.FaultProxy` in front of moto.
 - F7 (memory plateau): ``bench/soak.py`` with 10,000 requests, which writes ``soak.{json,md}``.
-- F1, F2 and overload: ``tests/test_hardening.py``, whose tests assert the figures; their outcome is recorded.
+- F1, F2 and overload: ``tests/web/test_hardening.py``, whose tests assert the figures; their outcome is recorded.
 - Hostile originals (rows 30, 31): ``bench/hostile.py``: CPU seconds and peak RSS per hostile original, peak RSS
   per megapixel per format, the deadline against decodes that report no progress, and how long a legitimate miss
   waits beside four clients sending hostile originals. ``--only-hostile`` measures these alone and keeps the other
@@ -49,8 +49,8 @@ import soak  # noqa: E402
 from resize_sidecar.core.settings import Settings  # noqa: E402
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
-from tests.faults import Fault, FaultProxy, Workers  # noqa: E402
-from tests.servers import SidecarServer, raw_get  # noqa: E402
+from tests.support.faults import Fault, FaultProxy, Workers  # noqa: E402
+from tests.support.servers import SidecarServer, raw_get  # noqa: E402
 
 
 def run_pytest(*args: str, results: Path) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def write_summary(figures: dict[str, Any], out: Path) -> None:
     if corpus:
         summary = json.loads((out / "corpus.json").read_text())["summary"] if (out / "corpus.json").exists() else {}
         lines += [
-            "## F3, F4: bombs and the crash corpus (`tests/test_corpus.py`, details in `corpus.md`)",
+            "## F3, F4: bombs and the crash corpus (`tests/media/test_corpus.py`, details in `corpus.md`)",
             "",
             f"- run: {corpus['summary']} in {corpus['seconds']} s",
             *(f"- {name}: {value}" for name, value in summary.items()),
@@ -167,7 +167,7 @@ def write_summary(figures: dict[str, Any], out: Path) -> None:
     if signatures:
         numbers = json.loads((out / "signatures.json").read_text()) if (out / "signatures.json").exists() else {}
         lines += [
-            "## F5: invalid signatures (`pytest -m slow tests/test_signatures.py`)",
+            "## F5: invalid signatures (`pytest -m slow tests/e2e/test_signatures.py`)",
             "",
             f"- run: {signatures['summary']} in {signatures['seconds']} s",
             *(f"- {name}: {value}" for name, value in numbers.items()),
@@ -197,7 +197,7 @@ def write_summary(figures: dict[str, Any], out: Path) -> None:
     hardening = figures.get("hardening")
     if hardening:
         lines += [
-            "## F1, F2, overload (`tests/test_hardening.py`)",
+            "## F1, F2, overload (`tests/web/test_hardening.py`)",
             "",
             f"- run: {hardening['summary']} (exit status {hardening['exit_status']})",
             *(f"- `{name}`: {outcome}" for name, outcome in hardening["outcomes"].items()),
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--soak-requests", type=int, default=10_000)
-    parser.add_argument("--skip-hardening", action="store_true", help="do not run tests/test_hardening.py")
+    parser.add_argument("--skip-hardening", action="store_true", help="do not run tests/web/test_hardening.py")
     parser.add_argument("--only-hostile", action="store_true", help="measure the hostile originals alone")
     parser.add_argument("--unguarded-floods", action="store_true", help="decode the large scan floods unguarded")
     parser.add_argument("--only-slow-clients", action="store_true", help="measure the slow clients alone")
@@ -285,9 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         return _finish(figures, out, unguarded_floods=args.unguarded_floods)
 
     print("F3, F4: corpus replay...", file=sys.stderr)
-    figures["corpus"] = run_pytest("tests/test_corpus.py", results=out)
+    figures["corpus"] = run_pytest("tests/media/test_corpus.py", results=out)
     print("F5: 10,000 mutated URLs...", file=sys.stderr)
-    figures["signatures"] = run_pytest("-m", "slow", "tests/test_signatures.py", results=out)
+    figures["signatures"] = run_pytest("-m", "slow", "tests/e2e/test_signatures.py", results=out)
     print("F6: S3 outage...", file=sys.stderr)
     figures["s3_outage"] = s3_outage()
     print(f"F7: soak of {args.soak_requests} requests...", file=sys.stderr)
@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         result = soak.run_soak(args.soak_requests, workers=4, clients=8, sample_every=1000, log_dir=Path(logs))
     soak.write_report(result, out, f"python bench/soak.py --requests {args.soak_requests}")
     figures["soak"] = json.loads((out / "soak.json").read_text())
-    hardening = REPO / "tests/test_hardening.py"
+    hardening = REPO / "tests/web/test_hardening.py"
     if hardening.exists() and not args.skip_hardening:
-        print("F1, F2, overload: tests/test_hardening.py...", file=sys.stderr)
-        figures["hardening"] = run_pytest("tests/test_hardening.py", results=out)
+        print("F1, F2, overload: tests/web/test_hardening.py...", file=sys.stderr)
+        figures["hardening"] = run_pytest("tests/web/test_hardening.py", results=out)
     print("Row 35: slow clients...", file=sys.stderr)
     figures["slow_clients"] = slow_edge.measure()
     return _finish(figures, out, unguarded_floods=args.unguarded_floods)

@@ -2,7 +2,7 @@
 
 Every server is a context manager; :func:`bench.run.main` enters them all in one ``ExitStack``, so they stop on
 success, on an error and on Ctrl-C (or SIGTERM, which the entry point turns into an exception). Starting, waiting
-for and stopping a process is ``tests/servers.py``'s; this module adds the CPU accounting and the benchmark's
+for and stopping a process is ``tests/support/servers.py``'s; this module adds the CPU accounting and the benchmark's
 servers.
 """
 
@@ -26,10 +26,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from resize_sidecar.ops.nginx import OPEN_FILE_CACHE  # noqa: E402
-from tests import servers as test_servers  # noqa: E402
-from tests.servers import free_port as free_port  # noqa: E402  (the harness's, too)
-from tests.servers import nginx_binary  # noqa: E402
-from tests.servers import world_readable_dir as world_readable_dir  # noqa: E402  (the harness's, too)
+from tests.support import servers as test_servers  # noqa: E402
+from tests.support.servers import free_port as free_port  # noqa: E402  (the harness's, too)
+from tests.support.servers import nginx_binary  # noqa: E402
+from tests.support.servers import world_readable_dir as world_readable_dir  # noqa: E402  (the harness's, too)
 
 
 class Server(test_servers.Server):

@@ -25,8 +25,8 @@ if str(REPO) not in sys.path:
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
-from tests.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
-from tests.slow_clients import SlowClients, slow_body, slow_headers  # noqa: E402
+from tests.support.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
+from tests.support.slow_clients import SlowClients, slow_body, slow_headers  # noqa: E402
 
 TOKEN = "bench-slow-clients-token-0123456789"
 KEY = "bench/slow.jpg"

@@ -13,7 +13,7 @@ instead of being recycled away; a worker that died shows as a changed pid. A mis
 busy for the whole overload wait is shed with 503 and ``Retry-After`` (by design, under overload): such answers
 are counted apart from other 5xx.
 
-``tests/test_soak.py`` runs a short soak in every test run and asserts what is not a timing.
+``tests/e2e/test_soak.py`` runs a short soak in every test run and asserts what is not a timing.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ if str(REPO) not in sys.path:
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from resize_sidecar.media.storage import LocalStorage  # noqa: E402
 from tests.conftest import SECRET, photo  # noqa: E402
-from tests.faults import Workers, open_fds, png_header_only, rss_kib  # noqa: E402
-from tests.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
+from tests.support.faults import Workers, open_fds, png_header_only, rss_kib  # noqa: E402
+from tests.support.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
 
 #: Share of each kind of request in the mix.
 MIX = {"hit": 0.5, "miss": 0.25, "bomb": 0.125, "bad_signature": 0.125}

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from resize_sidecar.core.settings import Settings
-from tests.servers import SECRET as SECRET  # the tests import it from here too
+from tests.support.servers import SECRET as SECRET  # the tests import it from here too
 
 # boto3 reads credentials from the environment; moto accepts any. Set before any client is made.
 os.environ.update(
@@ -58,15 +58,15 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-#: The S3 implementations of the store-parametrised tests: moto's emulator, and Ceph's RADOS Gateway (tests/rgw.py),
-#: which ``-m "not rgw"`` leaves out.
+#: The S3 implementations of the store-parametrised tests: moto's emulator, and Ceph's RADOS Gateway
+#: (tests/support/rgw.py), which ``-m "not rgw"`` leaves out.
 S3_STORES = ["moto", pytest.param("rgw", marks=pytest.mark.rgw)]
 
 
 @pytest.fixture(scope="session")
 def rgw_endpoint() -> Iterator[str]:
     """Ceph's RADOS Gateway on a free loopback port, started once per run (about 12 s) where Ceph is installed."""
-    from tests.rgw import PACKAGES, RadosGateway, missing_programs
+    from tests.support.rgw import PACKAGES, RadosGateway, missing_programs
 
     missing = missing_programs()
     if missing:

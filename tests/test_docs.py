@@ -15,7 +15,7 @@ import pytest
 
 from resize_sidecar.core.settings import Settings, _env_name
 from resize_sidecar.ops.cli import build_parser
-from tests.servers import REPO, nginx_binary, world_readable_dir
+from tests.support.servers import REPO, nginx_binary, world_readable_dir
 
 
 def test_the_readme_documents_every_setting_with_its_doc_line() -> None:

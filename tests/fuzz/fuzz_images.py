@@ -3,9 +3,10 @@
     python tests/fuzz/fuzz_images.py -max_total_time=60 [libFuzzer options] [CORPUS_FOLDER ...]
 
 Seeded with the images of the shared corpus (those up to 256 KB: larger seeds slow every run down without
-reaching more code), and small HEIC, TIFF and BMP files of the kinds phones and scanners write (tests/pictures.py),
-for the decoders outside libvips (pillow-heif, Pillow's BMP reader) and libtiff. A crash (any other exception, or
-libvips bringing the process down) is written under ``$TMPDIR/resize-sidecar-fuzz/crashes/``.
+reaching more code), and small HEIC, TIFF and BMP files of the kinds phones and scanners write
+(tests/support/pictures.py), for the decoders outside libvips (pillow-heif, Pillow's BMP reader) and libtiff. A
+crash (any other exception, or libvips bringing the process down) is written under
+``$TMPDIR/resize-sidecar-fuzz/crashes/``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def seeds() -> Iterator[tuple[str, bytes]]:
 
 
 def made_seeds() -> Iterator[tuple[str, bytes]]:
-    from tests.pictures import bmp, heic, multipage_tiff, picture, tiff, to_pyvips
+    from tests.support.pictures import bmp, heic, multipage_tiff, picture, tiff, to_pyvips
 
     small, clear = picture(48, 32), picture(48, 32, alpha=True)
     image = to_pyvips(small)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz import fuzz_images, fuzz_paths
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 #: Values libFuzzer also likes to write over a length or a dimension: zero, one, the largest of each width.
 INTERESTING = [b"\x00\x00\x00\x00", b"\x00\x00\x00\x01", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x01\x00\x00"]

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 #: The product's own nginx templates: the static and thumbor configurations reuse its http-level settings.
-TEMPLATES = REPO / "resize_sidecar" / "nginx_templates"
+TEMPLATES = REPO / "deploy" / "nginx"
 
 # ``python bench/run.py`` puts only bench/ on the path; the shared helpers live in the repository's tests package.
 if str(REPO) not in sys.path:

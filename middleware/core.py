@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resize_sidecar.core.errors import SettingsError, SidecarError
+from resize_sidecar.core.formats import ORIGINAL_TYPES
 from resize_sidecar.core.settings import Settings, load
-from resize_sidecar.core.signing import ORIGINAL_TYPES, encode_key, parse_path, validate_key
+from resize_sidecar.core.signing import encode_key, parse_path, validate_key
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
 
@@ -75,8 +76,6 @@ class MediaMiddleware:
     ) -> None:
         self.app = app
         self.settings = settings if settings is not None else load()
-        if not self.settings.secrets:
-            raise SettingsError("RESIZE_SIDECAR_SECRETS (secrets): a secret is needed to sign derivative URLs")
         self.urls = MediaURLs(self.settings)
         self.rewriter = (
             HTMLRewriter(

@@ -36,6 +36,7 @@ from urllib.parse import unquote
 import lolhtml
 
 from resize_sidecar.core.errors import PolicyError
+from resize_sidecar.core.formats import CONTENT_TYPES
 from resize_sidecar.core.urls import REWRITE_MARKER
 from resize_sidecar.middleware.variants import Variant, VariantPolicy
 
@@ -56,7 +57,6 @@ _REFERENCE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?
 # run cannot contain "(", so each attempt stops at the next one: linear however many "url(" are left unclosed.
 _CSS_URL = re.compile(r"""url\([\t\n\f\r ]*+(["']?+)([^"'()\\\t\n\f\r ]++)\1[\t\n\f\r ]*+\)""", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
-_MIME_TYPES = {"avif": "image/avif", "webp": "image/webp", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 # Past this many candidates a srcset is not an author's menu of sizes; it is left as it is.
 _MAX_CANDIDATES = 32
 # What rewriting may add to a page: a short sized <img> grows about twelve times with two <picture> formats; past
@@ -159,7 +159,7 @@ class HTMLRewriter:
         self.automatic = automatic
         self.densities = tuple(densities)
         self.picture_formats = tuple(picture_formats)
-        unknown = [fmt for fmt in self.picture_formats if fmt not in _MIME_TYPES]
+        unknown = [fmt for fmt in self.picture_formats if fmt not in CONTENT_TYPES]
         if unknown:
             raise ValueError(f"unknown picture formats: {', '.join(unknown)}")
         if scope not in ("all", "marked"):
@@ -275,7 +275,7 @@ class HTMLRewriter:
             return ", ".join(f"{self._signed(key, _with_format(v, fmt))} {density}x" for v, density in variants)
 
         sources = [
-            f'<source type="{_MIME_TYPES[fmt]}" srcset="{html.escape(srcset(fmt))}">' for fmt in self.picture_formats
+            f'<source type="{CONTENT_TYPES[fmt]}" srcset="{html.escape(srcset(fmt))}">' for fmt in self.picture_formats
         ]
         return self._signed(key, variants[0][0]), srcset(None), sources
 

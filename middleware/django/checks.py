@@ -34,10 +34,12 @@ def check_settings(app_configs: list[AppConfig] | None = None, **_: Any) -> list
     except SettingsError as error:
         return [checks.Error(str(error), id="resize_sidecar.E001")]
     messages: list[checks.CheckMessage] = []
-    if not settings.secrets:
+    try:
+        settings.require_secrets()
+    except SettingsError as error:
         messages.append(
             checks.Error(
-                "no secret to sign derivative URLs with",
+                str(error),
                 hint="set RESIZE_SIDECAR_SECRETS (the sidecar's own) in the environment or the settings module",
                 id="resize_sidecar.E002",
             )

@@ -14,13 +14,17 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, get_args
 
 from resize_sidecar.core.errors import MalformedPathError, SettingsError
 from resize_sidecar.core.signing import DerivativeSpec, is_preset_name, parse_spec
 
 ENV_PREFIX = "RESIZE_SIDECAR_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+StorageKind = Literal["local", "s3"]
+OnMiss = Literal["serve", "redirect"]
+NginxS3Auth = Literal["none", "sigv4"]
 
 
 def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
@@ -33,7 +37,7 @@ def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
 class Settings:
     """Every setting of the sidecar, the nginx renderer and the middleware."""
 
-    storage: str = setting("local", "Where originals and derivatives live: 'local' (a folder) or 's3'.")
+    storage: StorageKind = setting("local", "Where originals and derivatives live: 'local' (a folder) or 's3'.")
     local_root: str = setting("media", "Folder of originals and derivatives when storage is 'local'.")
     local_file_mode: str = setting("0644", "Octal mode of files written to local storage (nginx's workers read them).")
     local_dir_mode: str = setting("0755", "Octal mode of folders created in local storage.")
@@ -47,12 +51,12 @@ class Settings:
     secrets: tuple[str, ...] = setting((), "HMAC secrets, comma-separated; the first signs, all verify.", secret=True)
     media_url: str = setting("/media/", "Public URL path of media; starts and ends with '/'.")
     public_base_url: str = setting("", "Absolute base of public media URLs, e.g. a CDN 'https://cdn.example.com'.")
-    on_miss: str = setting(
+    on_miss: OnMiss = setting(
         "serve", "What the sidecar answers a miss with: 'serve' (200, the image) or 'redirect' (302 to its public URL)."
     )
     derived_prefix: str = setting("_r/", "Key prefix of derivatives; one path segment ending with '/'.")
     serve_originals: bool = setting(False, "Let nginx (and development serving) expose originals at MEDIA_URL.")
-    nginx_s3_auth: str = setting(
+    nginx_s3_auth: NginxS3Auth = setting(
         "none", "How nginx reads S3: 'none' (anonymously; derivatives must be public) or 'sigv4'."
     )
     nginx_s3_credentials_file: str = setting(
@@ -191,6 +195,18 @@ class Settings:
         """``lock_dir``, with empty resolved to a folder of this user's in the system's temporary folder."""
         return self.lock_dir or os.path.join(tempfile.gettempdir(), f"resize-sidecar-locks-{os.getuid()}")
 
+    def require_secrets(self) -> tuple[str, ...]:
+        """``secrets``, for what signs or verifies derivative URLs.
+
+        Raises:
+            SettingsError: no secret is set.
+        """
+        if not self.secrets:
+            raise SettingsError(
+                f"{_env_name('secrets')} (secrets): a secret is required to sign and verify derivative URLs"
+            )
+        return self.secrets
+
     def quality_for(self, fmt: str) -> int:
         return {"jpg": self.quality_jpg, "webp": self.quality_webp, "avif": self.quality_avif}.get(fmt, 80)
 
@@ -212,7 +228,12 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         if not ok:
             problems.append((name, problem))
 
-    check("storage", s.storage in ("local", "s3"), f"must be 'local' or 's3', got {s.storage!r}")
+    def check_choice(name: str, choices: object) -> None:
+        allowed = get_args(choices)
+        value = getattr(s, name)
+        check(name, value in allowed, f"must be {' or '.join(map(repr, allowed))}, got {value!r}")
+
+    check_choice("storage", StorageKind)
     check("s3_bucket", s.storage != "s3" or bool(s.s3_bucket), "is required when storage is 's3'")
     # The S3 names go into nginx's configuration and request paths as they are: only characters that need no quoting.
     check("s3_bucket", re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]{0,254})?", s.s3_bucket) is not None,
@@ -235,13 +256,13 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     )
     check("public_base_url", s.public_base_url.startswith(("http://", "https://", "//")) or not s.public_base_url,
           "must be an absolute URL such as 'https://cdn.example.com'")
-    check("nginx_s3_auth", s.nginx_s3_auth in ("none", "sigv4"), f"must be 'none' or 'sigv4', got {s.nginx_s3_auth!r}")
+    check_choice("nginx_s3_auth", NginxS3Auth)
     check("nginx_cache_size", re.fullmatch(r"([0-9]+[kmgKMG]?)?", s.nginx_cache_size) is not None,
           "must be empty or an nginx size such as 512m or 2g")
     for name in ("nginx_cache_inactive", "nginx_cache_valid"):
         check(name, re.fullmatch(r"[0-9]+[smhdwMy]?", getattr(s, name)) is not None,
               "must be an nginx time such as 30s, 12h or 7d")
-    check("on_miss", s.on_miss in ("serve", "redirect"), f"must be 'serve' or 'redirect', got {s.on_miss!r}")
+    check_choice("on_miss", OnMiss)
     check("public_base_url", s.on_miss != "redirect" or bool(s.public_base_url),
           "is required when ON_MISS is 'redirect' (the redirects point there)")
     for name in ("cache_control", "originals_cache_control"):

@@ -1,9 +1,11 @@
 """The derivative URL contract: keys, specs, public paths and their signatures.
 
 A derivative's public path is ``{media_url}{derived_prefix}{key}/{spec}-{sig}.{fmt}``, the key percent-encoded
-(RFC 3986, ``/`` kept). Exactly one spelling of each derivative is accepted: the one :func:`format_path` writes.
-Every other spelling (other percent-encodings, a spec with defaults spelled out or options reordered) is refused,
-so a signature can never be moved onto another key and caches never fragment.
+(RFC 3986, ``/`` kept); its storage key is ``{derived_prefix}{key}/{spec}-{sig}.{fmt}``, the key as it is. The layout
+is written by :meth:`DerivativePath.public_path` and :meth:`DerivativePath.storage_key` and read by :func:`parse_path`
+and :func:`parse_storage_key`, nowhere else. Exactly one spelling of each derivative is accepted: the one
+:func:`format_path` writes. Every other spelling (other percent-encodings, a spec with defaults spelled out or options
+reordered) is refused, so a signature can never be moved onto another key and caches never fragment.
 
 Standard library only: the middleware imports this module without pulling in pyvips or boto3.
 """
@@ -16,13 +18,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal, get_args
 from urllib.parse import quote, unquote_to_bytes
 
 from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
+from resize_sidecar.core.formats import FORMATS
 
-FORMATS = ("jpg", "png", "webp", "avif", "gif")
-MODES = ("fit", "fill", "pad")
-GRAVITIES = ("c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm")
+Mode = Literal["fit", "fill", "pad"]
+Gravity = Literal["c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+GRAVITIES: tuple[Gravity, ...] = get_args(Gravity)
 MAX_KEY_BYTES = 1024
 SIGNATURE_LENGTH = 32
 
@@ -41,8 +46,8 @@ class DerivativeSpec:
 
     width: int | None = None
     height: int | None = None
-    mode: str = "fit"
-    gravity: str = "c"
+    mode: Mode = "fit"
+    gravity: Gravity = "c"
     quality: int | None = None
     upscale: bool = False
     background: str | None = None
@@ -82,22 +87,18 @@ class DerivativePath:
     fmt: str
     signature: str
 
+    @property
+    def name(self) -> str:
+        """The derivative's file name, ``{spec}-{signature}.{format}``."""
+        return derivative_name(self.spec, self.signature, self.fmt)
+
     def storage_key(self, derived_prefix: str) -> str:
-        return f"{derivatives_prefix(self.key, derived_prefix)}{self.spec}-{self.signature}.{self.fmt}"
+        """Where the derivative is stored: ``{derived_prefix}{key}/{name}``."""
+        return derivatives_prefix(self.key, derived_prefix) + self.name
 
-
-#: The only types an original is served with, and the file extensions of each. nginx (and the middleware's
-#: development serving) types local originals by extension and S3 originals by their stored type;
-#: ``resize-sidecar upload`` refuses a file whose extension is not one of its sniffed type's. Anything else is served
-#: as ``application/octet-stream`` (a download, never a page).
-ORIGINAL_TYPES: dict[str, tuple[str, ...]] = {
-    "image/jpeg": ("jpg", "jpeg"),
-    "image/png": ("png",),
-    "image/webp": ("webp",),
-    "image/avif": ("avif",),
-    "image/gif": ("gif",),
-    "image/heic": ("heic", "heif"),
-}
+    def public_path(self, media_url: str, derived_prefix: str) -> str:
+        """The path it is requested at: its storage key, percent-encoded, under ``media_url``."""
+        return media_url + derivatives_prefix(encode_key(self.key), derived_prefix) + self.name
 
 #: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest, readiness's write probe):
 #: no original's key starts with it, so nothing reaches them through a URL or the API, and nginx never serves them.
@@ -108,6 +109,11 @@ def derivatives_prefix(key: str, derived_prefix: str) -> str:
     """The storage prefix of the original ``key``'s derivatives. They are the keys directly under it: those below a
     further ``/`` belong to the originals whose keys start with ``{key}/``."""
     return f"{derived_prefix}{key}/"
+
+
+def derivative_name(spec: str, signature: str, fmt: str) -> str:
+    """A derivative's file name: the last segment of its path and of its storage key."""
+    return f"{spec}-{signature}.{fmt}"
 
 
 def validate_key(key: str, derived_prefix: str) -> None:
@@ -196,9 +202,29 @@ def format_spec(spec: DerivativeSpec) -> str:
 
 def names_a_derivative(name: str) -> bool:
     """Whether a file name has the shape of a derivative's, ``{spec}-{signature}.{format}``."""
-    spec, dash, rest = name.rpartition("-")
-    signature, dot, fmt = rest.partition(".")
-    return bool(spec and dash and dot) and fmt in FORMATS and _SIGNATURE.fullmatch(signature) is not None
+    try:
+        _split_name(name)
+    except (MalformedPathError, BadSignatureError):
+        return False
+    return True
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    """A derivative's file name split into its spec text, signature and format; the spec is not parsed.
+
+    Raises:
+        MalformedPathError: not shaped ``{spec}-{signature}.{format}``, or an unknown format.
+        BadSignatureError: the signature is not 32 lower-case hex digits.
+    """
+    rest, dot, fmt = name.rpartition(".")
+    spec, dash, signature = rest.rpartition("-")
+    if not (dot and dash and spec):
+        raise MalformedPathError("expected {key}/{spec}-{signature}.{format}")
+    if fmt not in FORMATS:
+        raise MalformedPathError(f"unknown format {fmt!r}")
+    if not _SIGNATURE.fullmatch(signature):
+        raise BadSignatureError("signature is not 32 lower-case hex digits")
+    return spec, signature, fmt
 
 
 def is_preset_name(text: str) -> bool:
@@ -276,8 +302,8 @@ def format_path(
         spec_text = spec
     else:
         spec_text = format_spec(parse_spec(spec))
-    signature = sign(key, spec_text, fmt, secret)
-    return f"{media_url}{derived_prefix}{encode_key(key)}/{spec_text}-{signature}.{fmt}"
+    path = DerivativePath(key=key, spec=spec_text, fmt=fmt, signature=sign(key, spec_text, fmt, secret))
+    return path.public_path(media_url, derived_prefix)
 
 
 def parse_path(raw_path: str, *, media_url: str = "/media/", derived_prefix: str = "_r/") -> DerivativePath:
@@ -291,14 +317,9 @@ def parse_path(raw_path: str, *, media_url: str = "/media/", derived_prefix: str
     if not raw_path.startswith(prefix):
         raise MalformedPathError(f"path does not start with {prefix!r}")
     encoded_key, slash, filename = raw_path[len(prefix) :].rpartition("/")
-    name, dot, fmt = filename.rpartition(".")
-    spec, dash, signature = name.rpartition("-")
-    if not (slash and dot and dash and spec):
+    if not slash:
         raise MalformedPathError("expected {key}/{spec}-{signature}.{format}")
-    if fmt not in FORMATS:
-        raise MalformedPathError(f"unknown format {fmt!r}")
-    if not _SIGNATURE.fullmatch(signature):
-        raise BadSignatureError("signature is not 32 lower-case hex digits")
+    spec, signature, fmt = _split_name(filename)
     if not raw_path[len(prefix) :].isascii():
         raise MalformedPathError("path is not percent-encoded ASCII")
     try:
@@ -308,4 +329,24 @@ def parse_path(raw_path: str, *, media_url: str = "/media/", derived_prefix: str
     validate_key(key, derived_prefix)
     if encode_key(key) != encoded_key:
         raise MalformedPathError("key is not percent-encoded canonically")
+    return DerivativePath(key=key, spec=spec, fmt=fmt, signature=signature)
+
+
+def parse_storage_key(storage_key: str, derived_prefix: str) -> DerivativePath:
+    """Split a derivative's storage key (``{derived_prefix}{key}/{spec}-{sig}.{fmt}``) into a
+    :class:`DerivativePath`: the inverse of :meth:`DerivativePath.storage_key`. Neither verified nor parsed further.
+
+    Raises:
+        MalformedPathError: not a derivative's storage key (a signature of the wrong shape included).
+    """
+    if not storage_key.startswith(derived_prefix):
+        raise MalformedPathError(f"storage key does not start with {derived_prefix!r}")
+    key, slash, name = storage_key[len(derived_prefix) :].rpartition("/")
+    if not slash:
+        raise MalformedPathError("expected {key}/{spec}-{signature}.{format}")
+    try:
+        spec, signature, fmt = _split_name(name)
+    except BadSignatureError as error:
+        raise MalformedPathError(error.detail) from None
+    validate_key(key, derived_prefix)
     return DerivativePath(key=key, spec=spec, fmt=fmt, signature=signature)

@@ -16,27 +16,35 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, TypedDict
 
 from resize_sidecar.core.errors import MalformedPathError, PolicyError
-from resize_sidecar.core.signing import FORMATS, DerivativeSpec, encode_key, format_spec, sign, validate_key
+from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, FORMATS, format_of_key
+from resize_sidecar.core.signing import (
+    DerivativeSpec,
+    Gravity,
+    Mode,
+    derivative_name,
+    derivatives_prefix,
+    encode_key,
+    format_spec,
+    sign,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from resize_sidecar.core.settings import Settings
 
-#: File extensions of originals whose derivatives keep that format when no ``format=`` is given.
-_SAME_FORMAT = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
 #: The arguments of :meth:`MediaURLs.derivative` when none is given, which is all a preset may be combined with.
 _NO_OPTIONS = (None, None, "fit", "c", None, False, None, None, False)
 #: The attribute the app's own markup carries when the middleware rewrites only marked elements.
 REWRITE_MARKER = "data-resize"
-_MIME_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif", "gif": "image/gif"}
 
 
 class DerivativeOptions(TypedDict, total=False):
     """What :meth:`MediaURLs.derivative` accepts besides the key and the box."""
 
-    fit: str
-    gravity: str
+    fit: Mode
+    gravity: Gravity
     format: str | None
     quality: int | None
     upscale: bool
@@ -64,8 +72,7 @@ class HTML(str):
 
 def default_format(key: str) -> str:
     """The format of a derivative when none is asked for: the original's own (jpg, png, webp, avif, gif), else jpg."""
-    extension = key.rpartition(".")[2].lower()
-    return _SAME_FORMAT.get(extension, "jpg")
+    return format_of_key(key) or DEFAULT_FORMAT
 
 
 def attributes(values: Mapping[str, object]) -> str:
@@ -88,10 +95,9 @@ class MediaURLs:
     """
 
     def __init__(self, settings: Settings) -> None:
+        """Raises: SettingsError: no secret to sign with."""
         self.settings = settings
-        if not settings.secrets:
-            raise MalformedPathError("no secret to sign derivative URLs with: set RESIZE_SIDECAR_SECRETS")
-        self._secret = settings.secrets[0]
+        self._secret = settings.require_secrets()[0]
         self._media_url = settings.media_url
         self._derived_prefix = settings.derived_prefix
         self._base = settings.public_base_url.rstrip("/")
@@ -129,8 +135,8 @@ class MediaURLs:
         *,
         width: int | None = None,
         height: int | None = None,
-        fit: str = "fit",
-        gravity: str = "c",
+        fit: Mode = "fit",
+        gravity: Gravity = "c",
         format: str | None = None,
         quality: int | None = None,
         upscale: bool = False,
@@ -151,19 +157,19 @@ class MediaURLs:
         if fmt not in FORMATS:
             raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
         spec = self._spec_text(width, height, fit, gravity, quality, upscale, background, blur, sharpen, preset)
-        # The layout of signing.format_path, from cached parts: a page asks for the same key and box many times.
-        return f"{self._key_path(key)}{spec}-{sign(key, spec, fmt, self._secret)}.{fmt}"
+        # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
+        return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
 
     def _validated_key_path(self, key: str) -> str:
         validate_key(key, self._derived_prefix)
-        return f"{self._base}{self._media_url}{self._derived_prefix}{encode_key(key)}/"
+        return self._base + self._media_url + derivatives_prefix(encode_key(key), self._derived_prefix)
 
     def _validated_spec_text(
         self,
         width: int | None,
         height: int | None,
-        fit: str,
-        gravity: str,
+        fit: Mode,
+        gravity: Gravity,
         quality: int | None,
         upscale: bool,
         background: str | None,
@@ -293,7 +299,7 @@ class MediaURLs:
         sources = []
         for fmt in formats:
             src, srcset = self._sources(key, width, height, widths, densities, {**options, "format": fmt})
-            source = {"type": _MIME_TYPES[fmt], "srcset": srcset or src, "sizes": sizes, **box}
+            source = {"type": CONTENT_TYPES[fmt], "srcset": srcset or src, "sizes": sizes, **box}
             sources.append(f"<source{attributes(source)}>")
         fallback_options: DerivativeOptions = {**options, "format": fallback}
         image = self.img(

@@ -30,6 +30,8 @@ from resize_sidecar.core.errors import (
     SourceTooLargeError,
     StorageError,
 )
+from resize_sidecar.core.formats import CONTENT_TYPES
+from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
 from resize_sidecar.media import imaging
@@ -71,6 +73,22 @@ class Made:
     rendered: imaging.Rendered
     seconds: float  #: spent decoding, transforming and encoding
     source_version: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """An original in hand (an upload just stored), probed once, to make several derivatives of without reading it
+    again; ``version`` is what :meth:`Storage.version` said of it once stored."""
+
+    data: bytes
+    version: str
+    info: imaging.SourceInfo
+
+    def render(self, spec: DerivativeSpec, fmt: str, settings: Settings) -> Made:
+        """Raises: TransformTimeoutError, UndecodableImageError: as :func:`imaging.render`."""
+        started = time.perf_counter()
+        rendered = imaging.render(self.data, spec, fmt, settings, self.info)
+        return Made(rendered, time.perf_counter() - started, self.version)
 
 
 class NodeLocks:
@@ -283,6 +301,16 @@ class Deriver:
         path, spec = self.authorize(raw_path)
         return self._stored_or_made(path, spec, lambda key: b"" if self.storage.exists(key) else None)
 
+    def derive_from(self, source: Source, path: DerivativePath, spec: DerivativeSpec) -> Derivative:
+        """Like :meth:`derive`, for a path the caller built and signed itself from ``source``, its original in hand:
+        nothing is parsed or verified, and the original is not read again. The same flight lock, transform slot,
+        store and check of the source as a miss.
+
+        Raises:
+            SidecarError: as :meth:`derive`.
+        """
+        return self._stored_or_made(path, spec, self.storage.get, source)
+
     def render(self, path: DerivativePath, spec: DerivativeSpec) -> Made:
         """Read the original of an authorized path and render ``spec`` of it.
 
@@ -332,7 +360,11 @@ class Deriver:
         raise SourceChangedError(f"the original {original_key!r} was replaced while this derivative was made")
 
     def _stored_or_made(
-        self, path: DerivativePath, spec: DerivativeSpec, find: Callable[[str], bytes | None]
+        self,
+        path: DerivativePath,
+        spec: DerivativeSpec,
+        find: Callable[[str], bytes | None],
+        source: Source | None = None,
     ) -> Derivative:
         """The derivative as ``find`` gets it from storage (``None``: not stored), else made, stored and answered.
 
@@ -341,7 +373,7 @@ class Deriver:
             SidecarError: as :meth:`derive`.
         """
         storage_key = path.storage_key(self.settings.derived_prefix)
-        content_type = imaging.CONTENT_TYPES[path.fmt]
+        content_type = CONTENT_TYPES[path.fmt]
         # A concurrent holder may take a whole transform and a slot wait: waiting that long is still cheaper than
         # making the derivative once more.
         wait = self.settings.transform_timeout + self.settings.overload_wait
@@ -352,18 +384,20 @@ class Deriver:
             found = find(storage_key)
             if found is not None:
                 return Derivative(found, content_type, storage_key, created=False, concurrent=contended)
-            return self._make(path, spec, storage_key)
+            return self._make(path, spec, storage_key, source)
 
-    def _make(self, path: DerivativePath, spec: DerivativeSpec, storage_key: str) -> Derivative:
+    def _make(
+        self, path: DerivativePath, spec: DerivativeSpec, storage_key: str, source: Source | None
+    ) -> Derivative:
         # The slot bounds the memory and CPU of originals held and decoded at once, so it covers the read too; the
         # original (tens of megabytes, perhaps) is released when render() returns, before the upload.
         with self.locks.transform_slot(self.settings.overload_wait):
-            made = self.render(path, spec)
+            made = self.render(path, spec) if source is None else source.render(spec, path.fmt, self.settings)
         rendered, seconds = made.rendered, made.seconds
         content_type = rendered.content_type
         try:
             written = self.storage.put_if_absent(
-                storage_key, rendered.body, rendered.content_type, self.settings.cache_control
+                storage_key, rendered.body, *write_headers("derivative", self.settings, rendered.content_type)
             )
         except StorageError as error:
             # Serving what was made beats failing the request; the next miss will try to store it again.

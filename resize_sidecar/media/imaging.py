@@ -32,6 +32,7 @@ from resize_sidecar.core.errors import (
     UndecodableImageError,
     UnsupportedImageError,
 )
+from resize_sidecar.core.formats import BY_NAME, FormatName
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import DerivativeSpec
 
@@ -54,16 +55,8 @@ pyvips.block_untrusted_set(True)
 # Each original is rendered once per derivative and then served by nginx: cached operations would only hold memory.
 pyvips.cache_set_max(0)
 
-CONTENT_TYPES: dict[str, str] = {
-    "jpg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "avif": "image/avif",
-    "gif": "image/gif",
-}
-
 #: The format an original of each allowed loader is stored in, and its derivatives default to.
-FORMAT_OF_LOADER: dict[str, str] = {
+FORMAT_OF_LOADER: dict[str, FormatName] = {
     "jpegload": "jpg",
     "uhdrload": "jpg",
     "pngload": "png",
@@ -84,8 +77,6 @@ _METADATA_FIELDS = ("icc-profile-data", "exif-data", "xmp-data")
 
 #: The loaders whose pages are frames of an animation; heifload's pages are separate pictures of a collection.
 ANIMATED_LOADERS = ("gifload", "webpload")
-_ANIMATED_FORMATS = ("gif", "webp")
-_ALPHA_FORMATS = ("png", "webp", "avif", "gif")
 # A box side that never binds (libvips' largest coordinate), for a thumbnail whose other side decides the scale.
 _UNBOUNDED = 10_000_000
 #: The usual page colour: what alpha is flattened onto, and jpg's padding, when no ``bg`` is given.
@@ -470,10 +461,11 @@ def render(data: bytes, spec: DerivativeSpec, fmt: str, settings: Settings, info
     Raises:
         UnsupportedImageError, UndecodableImageError, SourceTooLargeError: as :func:`probe`; undecodable also
             when the pixels turn out truncated or corrupt, or libvips cannot decode this variant (HEVC HEIC).
-        MalformedPathError: ``fmt`` is not one of :data:`CONTENT_TYPES`.
+        MalformedPathError: ``fmt`` is not an output format (:data:`~resize_sidecar.core.formats.FORMATS`).
         TransformTimeoutError: the transform ran out of time.
     """
-    if fmt not in CONTENT_TYPES:
+    target = BY_NAME.get(fmt)
+    if target is None:
         raise MalformedPathError(f"unknown format {fmt!r}")
     if info is None:
         info = probe(data, settings)
@@ -500,7 +492,7 @@ def render(data: bytes, spec: DerivativeSpec, fmt: str, settings: Settings, info
         if job.deadline.expired:
             raise job.deadline.error() from None
         raise UndecodableImageError(f"{info.loader}: {reason(error)}") from None
-    return Rendered(body=body, content_type=CONTENT_TYPES[fmt], width=width, height=height)
+    return Rendered(body=body, content_type=target.content_type, width=width, height=height)
 
 
 def _find_loader(data: bytes) -> str | None:
@@ -621,7 +613,7 @@ def _fit_box(spec: DerivativeSpec, settings: Settings) -> tuple[int, int]:
 
 
 def _animates(spec: DerivativeSpec, fmt: str, settings: Settings, info: SourceInfo) -> bool:
-    if fmt not in _ANIMATED_FORMATS or info.loader not in ANIMATED_LOADERS or info.pages == 1:
+    if not BY_NAME[fmt].animation or info.loader not in ANIMATED_LOADERS or info.pages == 1:
         return False
     return (
         info.pages <= settings.max_frames
@@ -771,7 +763,7 @@ def _pad(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
         return image
     width, height = job.exact
     background: tuple[int, ...]
-    if spec.background is None and job.fmt in _ALPHA_FORMATS:
+    if spec.background is None and BY_NAME[job.fmt].alpha:
         background = (*WHITE, 0)
         if not image.hasalpha():
             image = image.bandjoin(255)

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import pyvips
 
 from resize_sidecar.core.errors import SourceTooLargeError, UndecodableImageError
+from resize_sidecar.core.formats import CONTENT_TYPES
 from resize_sidecar.core.settings import Settings
 
 # Importing imaging blocks libvips' untrusted loaders and turns its operation cache off, here too.
 from resize_sidecar.media.imaging import (
     ANIMATED_LOADERS,
-    CONTENT_TYPES,
     FORMAT_OF_LOADER,
     LIBVIPS_ERRORS,
     WHITE,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError
+from resize_sidecar.core.objects import WriteHeaders
 from resize_sidecar.core.signing import derivatives_prefix
 
 if TYPE_CHECKING:
@@ -188,10 +189,17 @@ class WriteProbe:
     """
 
     def __init__(
-        self, storage: Storage, key: str, *, interval: float, clock: Callable[[], float] = time.monotonic
+        self,
+        storage: Storage,
+        key: str,
+        *,
+        headers: WriteHeaders,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
         self.key = key
+        self.headers = headers
         self.interval = interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -209,7 +217,7 @@ class WriteProbe:
             if self._written_at is None or now - self._written_at >= self.interval:
                 self._written_at = now
                 try:
-                    self.storage.put(self.key, b"ok\n", "text/plain", "no-store")
+                    self.storage.put(self.key, b"ok\n", *self.headers)
                 except StorageError as error:
                     self._failure = error.detail
                 else:

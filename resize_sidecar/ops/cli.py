@@ -218,8 +218,7 @@ def positive(text: str) -> int:
 
 
 def serve_command(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.secrets:
-        raise SettingsError("RESIZE_SIDECAR_SECRETS (secrets): at least one secret is required to verify URLs")
+    settings.require_secrets()
     command = [
         sys.executable, "-m", "gunicorn",
         "--config", "python:resize_sidecar.ops.gunicorn_conf",
@@ -234,13 +233,12 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def url_command(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.secrets:
-        raise SettingsError("RESIZE_SIDECAR_SECRETS (secrets): a secret is required to sign URLs")
+    secret = settings.require_secrets()[0]
     spec, dot, fmt = args.spec.rpartition(".")
     if not dot:
         raise MalformedPathError(f"expected SPEC.FMT such as 400x300.webp, got {args.spec!r}")
     path = format_path(
-        args.key, spec, fmt, settings.secrets[0], media_url=settings.media_url, derived_prefix=settings.derived_prefix
+        args.key, spec, fmt, secret, media_url=settings.media_url, derived_prefix=settings.derived_prefix
     )
     print(settings.public_base_url.rstrip("/") + path)
     return 0

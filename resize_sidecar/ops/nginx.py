@@ -11,8 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from resize_sidecar.core.errors import SettingsError
+from resize_sidecar.core.formats import ORIGINAL_TYPES
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import ORIGINAL_TYPES, PRIVATE_PREFIX
+from resize_sidecar.core.signing import PRIVATE_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"

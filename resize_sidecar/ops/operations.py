@@ -43,8 +43,8 @@ from resize_sidecar.core.errors import (
     UnsupportedImageError,
 )
 from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.formats import FORMATS, ORIGINAL_TYPES
 from resize_sidecar.core.signing import (
-    ORIGINAL_TYPES,
     PRIVATE_PREFIX,
     DerivativePath,
     DerivativeSpec,
@@ -478,7 +478,7 @@ class Selection:
         if spec_and_format is None:
             return cls()
         spec, dot, fmt = spec_and_format.rpartition(".")
-        if not dot or fmt not in imaging.CONTENT_TYPES:
+        if not dot or fmt not in FORMATS:
             raise MalformedPathError(f"expected SPEC.FMT such as 400x300.webp, got {spec_and_format!r}")
         if is_preset_name(spec):
             _known_preset(spec, presets)
@@ -673,7 +673,7 @@ def _check_storage(settings: Settings, storage: Storage) -> Finding:
 def _check_formats(settings: Settings) -> list[Finding]:
     original = _tiny_png()
     findings = []
-    for fmt in imaging.CONTENT_TYPES:
+    for fmt in FORMATS:
         try:
             made = imaging.render(original, DerivativeSpec(), fmt, settings)
         except SidecarError as error:

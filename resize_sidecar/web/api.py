@@ -46,6 +46,7 @@ from resize_sidecar.core.errors import (
     UnsupportedMediaTypeError,
     WrongSecretError,
 )
+from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, format_of_key
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import (
     MAX_KEY_BYTES,
@@ -86,8 +87,6 @@ _ZIP_ERRORS_NAME = "ERRORS.txt"
 _OPEN_ROUTES = ("openapi", "files")
 #: Per-image routes named by the path's last segment; any other path under /api/images/ is the key itself.
 _ACTIONS = ("activate", "meta", "url")
-#: The extensions a key may end with, and the format each stands for (uploads are stored in their own format).
-_FORMAT_OF_EXTENSION = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
 
 
 class RouteMethodError(MethodNotAllowedError):
@@ -221,7 +220,7 @@ class ApiApp:
         with self.deriver.transform_slot():
             original = self.prepare(data)
             del data  # the upload can be tens of megabytes: from now on only what is stored is kept
-            if wanted is not None and _format_of_key(wanted) != original.fmt:
+            if wanted is not None and format_of_key(wanted) != original.fmt:
                 raise MalformedPathError(f"the key's extension does not fit the image's format ({original.fmt})")
             final_key = self.store_incoming(wanted, original)
             incoming_key = self.settings.incoming_prefix + final_key
@@ -505,7 +504,7 @@ class ApiApp:
         for item in self.all_objects(folder):
             name, _, fmt = item.key.removeprefix(folder).rpartition(".")
             spec, dash, _ = name.rpartition("-")
-            data = self.storage.get(item.key) if dash and fmt in imaging.CONTENT_TYPES and "/" not in name else None
+            data = self.storage.get(item.key) if dash and fmt in CONTENT_TYPES and "/" not in name else None
             if data is None:
                 continue  # not a derivative's name, or deleted meanwhile: the incoming folder goes anyway
             # The signature covers the key: the same spec and format under the final key need a new one.
@@ -513,7 +512,7 @@ class ApiApp:
             self.storage.put_if_absent(
                 path.storage_key(self.settings.derived_prefix),
                 data,
-                imaging.CONTENT_TYPES[fmt],
+                CONTENT_TYPES[fmt],
                 self.settings.cache_control,
             )
             moved += 1
@@ -521,7 +520,7 @@ class ApiApp:
 
     def activated(self, key: str, *, moved: int, activated: bool) -> dict[str, Any]:
         # Uploads are stored in the format their key's extension names.
-        fmt = _format_of_key(key) or "jpg"
+        fmt = format_of_key(key) or DEFAULT_FORMAT
         urls = {
             name: self.settings.public_base_url.rstrip("/") + self.derivative_path(key, name, fmt)
             for name in self.settings.presets
@@ -623,7 +622,7 @@ class ApiApp:
         Raises:
             UnsupportedImageError, UndecodableImageError, SourceTooLargeError: as :func:`imaging.probe`.
         """
-        return imaging.CONTENT_TYPES[imaging.FORMAT_OF_LOADER[imaging.probe(data, self.settings).loader]]
+        return CONTENT_TYPES[imaging.FORMAT_OF_LOADER[imaging.probe(data, self.settings).loader]]
 
     def original(self, key: str) -> bytes:
         """Raises: NotFoundError: no original at the key."""
@@ -689,10 +688,6 @@ def _file_signature(key: str, expires: int, secret: str) -> str:
     # be taken for a derivative's, or the other way round.
     message = f"file\0{key}\0{expires}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def _format_of_key(key: str) -> str | None:
-    return _FORMAT_OF_EXTENSION.get(key.rpartition(".")[2].lower())
 
 
 def _glob(match: str | None) -> re.Pattern[str] | None:

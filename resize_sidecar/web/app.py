@@ -26,10 +26,10 @@ from resize_sidecar.core import settings as settings_module
 from resize_sidecar.core.errors import (
     MethodNotAllowedError,
     NotFoundError,
-    SettingsError,
     SidecarError,
     StorageError,
 )
+from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import PRIVATE_PREFIX, parse_path
 from resize_sidecar.media.derive import Derivative, Deriver
@@ -84,10 +84,7 @@ def make_app(settings: Settings | None = None, *, storage: Storage | None = None
         SettingsError: invalid settings, or no secret to verify signatures with.
     """
     settings = settings or settings_module.load()
-    if not settings.secrets:
-        raise SettingsError(
-            "RESIZE_SIDECAR_SECRETS (secrets): at least one secret is required to verify derivative URLs"
-        )
+    settings.require_secrets()
     return SidecarApp(settings, storage or open_storage(settings))
 
 
@@ -135,7 +132,12 @@ class SidecarApp:
         self.deriver = Deriver(settings, storage)
         self.api = ApiApp(settings, storage, self.deriver)
         self.derivative_prefix = settings.media_url + settings.derived_prefix
-        self.write_probe = WriteProbe(storage, WRITE_PROBE_KEY, interval=WRITE_PROBE_SECONDS)
+        self.write_probe = WriteProbe(
+            storage,
+            WRITE_PROBE_KEY,
+            headers=write_headers("readiness_probe", settings),
+            interval=WRITE_PROBE_SECONDS,
+        )
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/healthz": self.health,
             "/readyz": self.ready,

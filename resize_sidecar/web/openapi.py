@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from resize_sidecar import __version__
+from resize_sidecar.core.formats import FORMATS
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import FORMATS, MAX_KEY_BYTES
+from resize_sidecar.core.signing import MAX_KEY_BYTES
 
 
 def document(settings: Settings) -> dict[str, Any]:

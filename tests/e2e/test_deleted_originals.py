@@ -23,8 +23,8 @@ from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import LocalStorage, Storage, delete_derivatives
 from resize_sidecar.ops.operations import regenerate
 from resize_sidecar.web.app import SidecarApp, make_app
-from tests.conftest import SECRET, photo
-from tests.support.servers import Stack, media_stack, metric, raw_get
+from tests.support.images import photo
+from tests.support.servers import SECRET, Stack, media_stack, metric, raw_get
 
 API_SECRET = "api-secret-for-deletes-0123456789"
 KEY = "album/portrait.jpg"

@@ -18,10 +18,10 @@ import pytest
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import Storage
 from resize_sidecar.ops import operations
-from tests.conftest import SECRET, TESTDATA
 from tests.support.faults import progressive_jpeg
+from tests.support.images import TESTDATA
 from tests.support.pictures import bmp, display_p3_profile, heic, multipage_tiff, picture, tiff, to_pyvips
-from tests.support.servers import Stack, media_stack
+from tests.support.servers import SECRET, Stack, media_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,6 @@ from resize_sidecar.media import imaging
 from resize_sidecar.media.derive import NodeLocks
 from resize_sidecar.media.storage import Storage, open_storage
 from resize_sidecar.ops import operations
-from tests.conftest import SECRET, photo
 from tests.support.faults import (
     Workers,
     dc_scan_flood_jpeg,
@@ -40,7 +39,8 @@ from tests.support.faults import (
     rss_kib,
     scan_flood_jpeg,
 )
-from tests.support.servers import SidecarServer
+from tests.support.images import photo
+from tests.support.servers import SECRET, SidecarServer
 
 pytestmark = pytest.mark.e2e
 

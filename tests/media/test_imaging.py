@@ -21,6 +21,7 @@ from resize_sidecar.core.errors import (
     UndecodableImageError,
     UnsupportedImageError,
 )
+from resize_sidecar.core.formats import CONTENT_TYPES
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging
@@ -655,7 +656,7 @@ def test_each_format_has_its_content_type_and_signature(
 ) -> None:
     rendered = render(landscape, "60x", fmt, make_settings())
     offset, signature = magic
-    assert rendered.content_type == imaging.CONTENT_TYPES[fmt] == content_type
+    assert rendered.content_type == CONTENT_TYPES[fmt] == content_type
     assert rendered.body[offset : offset + len(signature)] == signature
     assert (rendered.width, rendered.height) == (60, 40)
 

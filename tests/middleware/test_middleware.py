@@ -160,7 +160,7 @@ def test_the_builder_refuses_what_the_sidecar_would_refuse(
 
 
 def test_a_builder_without_a_secret_is_refused(make_settings: MakeSettings) -> None:
-    with pytest.raises(MalformedPathError, match="SECRETS"):
+    with pytest.raises(SettingsError, match="RESIZE_SIDECAR_SECRETS"):
         MediaURLs(make_settings(secrets=()))
 
 

@@ -26,7 +26,8 @@ from resize_sidecar.core.signing import encode_key, format_path
 from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.web import api as api_module
 from resize_sidecar.web.app import SidecarApp, make_app
-from tests.conftest import SECRET, photo
+from tests.support.images import photo
+from tests.support.servers import SECRET
 
 API_SECRET = "api-secret-0123456789abcdef"
 MakeApi = Callable[..., SidecarApp]

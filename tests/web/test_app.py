@@ -20,7 +20,8 @@ from resize_sidecar.core.signing import encode_key, format_path, sign
 from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.web import app as app_module
 from resize_sidecar.web.app import SidecarApp, make_app
-from tests.conftest import SECRET, photo
+from tests.support.images import photo
+from tests.support.servers import SECRET
 
 
 class CountingStorage:

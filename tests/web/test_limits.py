@@ -26,7 +26,7 @@ from resize_sidecar.media.derive import NodeLocks
 from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.web import app as app_module
 from resize_sidecar.web.app import SidecarApp, make_app
-from tests.conftest import photo
+from tests.support.images import photo
 from tests.support.servers import REPO
 from tests.web.test_app import CountingStorage, counter, get, url
 

@@ -13,7 +13,7 @@ from resize_sidecar.core.settings import Settings
 from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.ops import operations
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
-from tests.conftest import photo
+from tests.support.images import photo
 
 API_SECRET = "api-secret-0123456789abcdef"
 

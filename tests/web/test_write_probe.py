@@ -20,9 +20,9 @@ from resize_sidecar.media.s3 import BucketAdmin
 from resize_sidecar.media.storage import LocalStorage, WriteProbe
 from resize_sidecar.ops import operations
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
-from tests.conftest import SECRET, photo
-from tests.ops.test_operations import Run, s3_env
-from tests.ops.test_operations import cli as cli  # a fixture, used here by name
+from tests.support.commands import Run, s3_env
+from tests.support.images import photo
+from tests.support.servers import SECRET
 from tests.web.test_app import CountingStorage, get, url
 
 

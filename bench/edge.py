@@ -27,8 +27,16 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
-from tests.conftest import SECRET, photo  # noqa: E402
-from tests.support.servers import MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests  # noqa: E402
+from tests.support.environment import isolate  # noqa: E402
+from tests.support.images import photo  # noqa: E402
+from tests.support.servers import (  # noqa: E402
+    SECRET,
+    MotoServer,
+    NginxServer,
+    SidecarServer,
+    raw_get,
+    sidecar_requests,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "edge.md"
 
@@ -44,6 +52,7 @@ def wrk(url: str, seconds: int, connections: int = 8) -> float:
 
 
 def main() -> int:
+    isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")

@@ -41,7 +41,7 @@ from PIL import Image  # noqa: E402
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from resize_sidecar.media.storage import LocalStorage  # noqa: E402
-from tests.conftest import SECRET, photo  # noqa: E402
+from tests.support.environment import isolate  # noqa: E402
 from tests.support.faults import (  # noqa: E402
     dc_scan_flood_jpeg,
     flat_avif,
@@ -52,8 +52,9 @@ from tests.support.faults import (  # noqa: E402
     rss_kib,
     scan_flood_jpeg,
 )
+from tests.support.images import photo  # noqa: E402
 from tests.support.pictures import bmp, heic, tiff  # noqa: E402
-from tests.support.servers import SidecarServer, raw_get  # noqa: E402
+from tests.support.servers import SECRET, SidecarServer, raw_get  # noqa: E402
 
 #: Limits high enough that nothing below is refused from its header: the cost of the decode itself.
 UNGUARDED = {
@@ -275,6 +276,7 @@ def measure(*, unguarded_floods: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unguarded-floods", action="store_true", help="decode the 10k- and 100k-scan floods too")
     parser.add_argument("--decode", nargs=2, metavar=("FILE", "SETTINGS"), help=argparse.SUPPRESS)

@@ -48,9 +48,10 @@ import soak  # noqa: E402
 
 from resize_sidecar.core.settings import Settings  # noqa: E402
 from resize_sidecar.core.signing import format_path  # noqa: E402
-from tests.conftest import SECRET, photo  # noqa: E402
+from tests.support.environment import isolate  # noqa: E402
 from tests.support.faults import Fault, FaultProxy, Workers  # noqa: E402
-from tests.support.servers import SidecarServer, raw_get  # noqa: E402
+from tests.support.images import photo  # noqa: E402
+from tests.support.servers import SECRET, SidecarServer, raw_get  # noqa: E402
 
 
 def run_pytest(*args: str, results: Path) -> dict[str, Any]:
@@ -263,6 +264,7 @@ def _hostile_lines(figures: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--soak-requests", type=int, default=10_000)

@@ -24,8 +24,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
-from tests.conftest import SECRET, photo  # noqa: E402
-from tests.support.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
+from tests.support.environment import isolate  # noqa: E402
+from tests.support.images import photo  # noqa: E402
+from tests.support.servers import SECRET, NginxServer, SidecarServer, world_readable_dir  # noqa: E402
 from tests.support.slow_clients import SlowClients, slow_body, slow_headers  # noqa: E402
 
 TOKEN = "bench-slow-clients-token-0123456789"
@@ -122,4 +123,5 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
 if __name__ == "__main__":
     import json
 
+    isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
     print(json.dumps(measure(), indent=1))

@@ -42,9 +42,10 @@ if str(REPO) not in sys.path:
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from resize_sidecar.media.storage import LocalStorage  # noqa: E402
-from tests.conftest import SECRET, photo  # noqa: E402
+from tests.support.environment import isolate  # noqa: E402
 from tests.support.faults import Workers, open_fds, png_header_only, rss_kib  # noqa: E402
-from tests.support.servers import NginxServer, SidecarServer, world_readable_dir  # noqa: E402
+from tests.support.images import photo  # noqa: E402
+from tests.support.servers import SECRET, NginxServer, SidecarServer, world_readable_dir  # noqa: E402
 
 #: Share of each kind of request in the mix.
 MIX = {"hit": 0.5, "miss": 0.25, "bomb": 0.125, "bad_signature": 0.125}
@@ -300,6 +301,7 @@ def write_report(result: SoakResult, out: Path, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)

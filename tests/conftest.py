@@ -1,5 +1,8 @@
 """Shared fixtures: the shared test images, moto's S3 server over HTTP and Ceph's RADOS Gateway (each S3 store in
-turn for the tests that take ``s3_endpoint``), a fresh bucket per test, settings."""
+turn for the tests that take ``s3_endpoint``), a fresh bucket per test, settings, the operator's commands in-process.
+
+Importing this file changes nothing; the run's environment is set once, when pytest starts (``pytest_configure``).
+Nothing imports it: what tests share besides fixtures is in ``tests/support``."""
 
 from __future__ import annotations
 
@@ -7,35 +10,20 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
 from resize_sidecar.core.settings import Settings
-from tests.support.servers import SECRET as SECRET  # the tests import it from here too
-
-# boto3 reads credentials from the environment; moto accepts any. Set before any client is made.
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_DEFAULT_REGION="us-east-1",
-)
-for _variable in [name for name in os.environ if name.startswith("RESIZE_SIDECAR_")]:
-    del os.environ[_variable]
-
-TESTDATA = Path(os.environ.get("TESTDATA_IMAGES", Path(__file__).resolve().parents[2] / "shared/testdata/images"))
+from tests.support.commands import Result, Run
+from tests.support.environment import isolate
+from tests.support.images import TESTDATA
+from tests.support.servers import SECRET
+from tests.support.stores import S3Endpoint
 
 
-def photo(width: int, height: int, fmt: str = "jpg") -> bytes:
-    """A photo-like test image: smooth gradients with detail, so encoders and crops have something to show."""
-    import pyvips
-
-    xy = pyvips.Image.xyz(width, height)
-    red = xy[0] * (255 / max(width - 1, 1))
-    green = xy[1] * (255 / max(height - 1, 1))
-    blue = ((xy[0] + xy[1]) % 64) * 4
-    image = red.bandjoin([green, blue]).cast("uchar")
-    return bytes(image.write_to_buffer(f".{fmt}"))
+def pytest_configure(config: pytest.Config) -> None:
+    isolate()
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +69,6 @@ def rgw_endpoint() -> Iterator[str]:
         yield gateway.url
 
 
-class S3Endpoint(NamedTuple):
-    store: str  #: "moto" or "rgw"
-    url: str
-
-
 @pytest.fixture(scope="session", params=S3_STORES)
 def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
     """Each S3 implementation in turn: a test that takes it runs once per store."""
@@ -121,3 +104,20 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**values).validate()
 
     return make
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``resize-sidecar ARGS…`` in this process, with ``env`` as its environment's settings."""
+    from resize_sidecar.ops.cli import main  # only where a test runs a command: the CLI imports the whole program
+
+    def run(*args: str, env: dict[str, str]) -> Result:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            capsys.readouterr()
+            code = main(list(args))
+            out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run

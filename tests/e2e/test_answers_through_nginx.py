@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import photo
 from tests.e2e import test_api_e2e
 from tests.e2e.test_api_e2e import AUTH, MAX_SOURCE_BYTES
+from tests.support.images import photo
 from tests.support.servers import Stack, media_stack
 
 #: The media API's stack: real nginx and gunicorn over local storage and over moto's S3, with a small upload cap.

@@ -21,9 +21,8 @@ import pytest
 import requests
 
 from resize_sidecar.core.signing import encode_key, format_path
-from tests.conftest import SECRET, photo
-from tests.e2e.test_e2e import image_size
-from tests.support.servers import Stack, media_stack, raw_get
+from tests.support.images import image_size_and_format, photo
+from tests.support.servers import SECRET, Stack, media_stack, raw_get
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +69,7 @@ def test_the_c2corg_flow_upload_activate_and_nginx_serves_the_active_derivative(
     # The preset is made at upload time, in the incoming area, and served from there for a preview.
     assert stack.derivatives_of(incoming) == [f"_r/{incoming}/{answer['urls']['thumb'].rsplit('/', 1)[1]}"]
     status, _, preview = stack.get(answer["urls"]["thumb"])
-    assert status == 200 and image_size(preview) == (120, 120, "jpegload")
+    assert status == 200 and image_size_and_format(preview) == (120, 120, "jpegload")
 
     activated = api(stack, "POST", f"images/{encode_key(key)}/activate")
     assert activated.status_code == 200, activated.text

@@ -6,23 +6,22 @@ matches its device pixel ratio. A screenshot of the gallery is saved to ``tests/
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.middleware.variants import VariantPolicy
-from tests.conftest import photo
-from tests.e2e.test_examples import make_media_root, media_env, run_gallery, signed
+from tests.support.browser import ALL_LOADED, chromium
+from tests.support.gallery import make_media_root, media_env, run_gallery
+from tests.support.images import photo
+from tests.support.pages import signed
 from tests.support.servers import REPO, NginxServer
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = REPO / "tests" / "artifacts"
 LADDER = VariantPolicy(Settings())
 # Large enough for every box on the page at 2x (the 480x320 cards need 960x640) without upscaling.
@@ -33,44 +32,6 @@ ORIGINALS = {
     "Été/café crème.jpg": photo(1400, 1000),
     "wide/panorama.webp": photo(2000, 800, "webp"),
 }
-# Wait for every image, lazy ones included, once each has been scrolled into view.
-ALL_LOADED = """
-const done = arguments[arguments.length - 1];
-const images = Array.from(document.images);
-(async () => {
-  for (const image of images) { image.scrollIntoView(); await new Promise(r => setTimeout(r, 20)); }
-  await Promise.all(images.map(image => image.complete ? null :
-    new Promise(r => { image.addEventListener('load', r); image.addEventListener('error', r); })));
-  window.scrollTo(0, 0);
-  done(images.map(image => ({
-    width: image.getAttribute('width'), natural: image.naturalWidth, current: image.currentSrc,
-    inPicture: image.parentElement.tagName === 'PICTURE', srcset: image.getAttribute('srcset') || ''
-  })));
-})();
-"""
-
-
-def _browser(device_pixel_ratio: int) -> Any:
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        if not os.path.exists(binary):
-            message = f"{binary} is missing: apt-get install chromium chromium-driver"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # tests run as root in CI containers, where Chromium's sandbox cannot start
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        f"--force-device-scale-factor={device_pixel_ratio}",
-        "--window-size=1280,1600",
-    ):
-        options.add_argument(argument)
-    # An explicit driver keeps Selenium Manager from looking for (and downloading) one.
-    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +46,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
 
 @pytest.mark.parametrize("device_pixel_ratio", [1, 2])
 def test_every_gallery_image_loads_at_the_width_for_the_screen(gallery: NginxServer, device_pixel_ratio: int) -> None:
-    browser = _browser(device_pixel_ratio)
+    browser = chromium(device_pixel_ratio)
     try:
         browser.set_script_timeout(120)
         browser.get(gallery.url + "/")

@@ -23,8 +23,8 @@ import pyvips
 
 from deploy.demo import free  # the demo's own test of a port
 from resize_sidecar.core.signing import format_path
-from tests.conftest import TESTDATA
-from tests.e2e.test_browser import ALL_LOADED, _browser
+from tests.support.browser import ALL_LOADED, chromium
+from tests.support.images import TESTDATA
 from tests.support.servers import REPO, free_port, nginx_binary, world_readable_dir
 
 pytestmark = pytest.mark.e2e
@@ -141,7 +141,7 @@ def test_the_demo_shows_every_photo_in_chromium_and_a_signal_leaves_nothing_runn
     assert len(started) >= 3 + 3  # two gunicorn masters, nginx, and their workers
     browser = None
     try:
-        browser = _browser(1)
+        browser = chromium(1)
         status, content_type, body = fetch(example)
         assert (status, content_type, body[:4]) == (200, "image/webp", b"RIFF")
 

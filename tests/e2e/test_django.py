@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SECRET, photo
-from tests.e2e.test_examples import Page, signed
 from tests.support.fresh_projects import (
     VENV_BIN,
     assert_every_image_loads_in_its_box,
@@ -33,7 +31,9 @@ from tests.support.fresh_projects import (
     served,
     snippet,
 )
-from tests.support.servers import SidecarServer, public_derivatives_policy, world_readable_dir
+from tests.support.images import photo
+from tests.support.pages import Page, signed
+from tests.support.servers import SECRET, SidecarServer, public_derivatives_policy, world_readable_dir
 
 #: The originals the site's users upload: a landscape and a portrait photo.
 UPLOADS = {"harbour.jpg": (1600, 1000), "tower.jpg": (1000, 1500)}

@@ -24,8 +24,8 @@ import pytest
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-from tests.conftest import SECRET, photo
-from tests.support.servers import Blackhole, MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests
+from tests.support.images import photo
+from tests.support.servers import SECRET, Blackhole, MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests
 
 pytestmark = pytest.mark.e2e
 

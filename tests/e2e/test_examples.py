@@ -10,95 +10,16 @@ import shutil
 import sys
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from resize_sidecar.core.signing import DerivativePath, parse_path, verify
-from tests.conftest import SECRET, photo
-from tests.support.servers import GunicornServer, NginxServer, Server, SidecarServer, free_port, world_readable_dir
+from tests.support.gallery import KEY, make_media_root, media_env, run_gallery
+from tests.support.images import image_size, photo
+from tests.support.pages import Page, fetch, signed
+from tests.support.servers import NginxServer, Server, free_port
 
 pytestmark = pytest.mark.e2e
-
-KEY = "Été/example photo.jpg"
-
-
-class Page(HTMLParser):
-    """The start tags of a page with their attributes."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str]]] = []
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, {name: value or "" for name, value in attrs}))
-
-    def by_id(self, element_id: str) -> dict[str, str]:
-        return next(attributes for _, attributes in self.tags if attributes.get("id") == element_id)
-
-    def media_urls(self) -> list[str]:
-        """Every URL in ``src`` and ``srcset`` of the page's images and sources."""
-        urls = []
-        for tag, attributes in self.tags:
-            if tag in ("img", "source"):
-                urls += [attributes["src"]] if "src" in attributes else []
-                urls += [candidate.split()[0] for candidate in attributes.get("srcset", "").split(", ") if candidate]
-        return urls
-
-
-def signed(url: str) -> DerivativePath:
-    """The derivative a URL names, after checking its signature as the sidecar does."""
-    path = parse_path(url)
-    verify(path, (SECRET,))
-    return path
-
-
-def fetch(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return response.status, response.headers.get_content_type(), response.read()
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    import pyvips
-
-    image = pyvips.Image.new_from_buffer(data, "")
-    return image.width, image.height
-
-
-def make_media_root(originals: dict[str, bytes]) -> Path:
-    """A local storage folder holding ``originals``, readable by nginx's workers."""
-    root = world_readable_dir("resize-sidecar-examples-")
-    for key, data in originals.items():
-        path = root / key
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        path.write_bytes(data)
-        path.chmod(0o644)
-    return root
-
-
-def media_env(media_root: Path) -> dict[str, str]:
-    return {
-        "RESIZE_SIDECAR_STORAGE": "local",
-        "RESIZE_SIDECAR_LOCAL_ROOT": str(media_root),
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_SERVE_ORIGINALS": "true",
-        "EXAMPLE_KEY": KEY,
-    }
-
-
-@contextmanager
-def run_gallery(env: dict[str, str], logs: Path) -> Iterator[NginxServer]:
-    """The demo as ``make demo`` runs it: the sidecar and the gallery under gunicorn, nginx in front of both."""
-    demo_env = {**env, "RESIZE_SIDECAR_SERVE_ORIGINALS": "false"}
-    with (
-        SidecarServer(demo_env, logs) as sidecar,
-        GunicornServer("examples.gallery:application", demo_env, logs, workers=2) as gallery,
-        NginxServer(demo_env, sidecar_url=sidecar.url, app_url=gallery.url) as nginx,
-    ):
-        yield nginx
 
 
 @pytest.fixture(scope="module")

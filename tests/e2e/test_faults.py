@@ -24,9 +24,9 @@ import pytest
 import pyvips
 
 from resize_sidecar.core.signing import format_path
-from tests.conftest import SECRET, photo
 from tests.support.faults import Fault, FaultProxy, Workers
-from tests.support.servers import SidecarServer, metric, raw_get
+from tests.support.images import photo
+from tests.support.servers import SECRET, SidecarServer, metric, raw_get
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,6 @@ from resize_sidecar.core.errors import MalformedPathError, SettingsError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.middleware import MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.images import MediaImages, Original, original, shown_size
-from tests.conftest import SECRET, photo
-from tests.e2e.test_examples import Page, signed
 from tests.support.fresh_projects import (
     assert_every_image_loads_in_its_box,
     assert_placeholders_load,
@@ -28,7 +26,9 @@ from tests.support.fresh_projects import (
     served,
     snippet,
 )
-from tests.support.servers import world_readable_dir
+from tests.support.images import photo
+from tests.support.pages import Page, signed
+from tests.support.servers import SECRET, world_readable_dir
 
 IMAGES_PER_PHOTO = 4
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import photo
+from tests.support.images import photo
 from tests.support.servers import REPO, Stack, media_stack, raw_get
 
 pytestmark = pytest.mark.e2e

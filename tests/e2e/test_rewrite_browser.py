@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import photo
-from tests.e2e.test_browser import _browser
-from tests.e2e.test_examples import make_media_root, media_env
+from tests.support.browser import chromium
+from tests.support.gallery import make_media_root, media_env
+from tests.support.images import photo
 from tests.support.servers import GunicornServer, NginxServer, SidecarServer
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +108,7 @@ def load(browser: Any, url: str) -> dict[str, Any]:
 
 
 def test_a_live_handler_in_a_comment_is_noticed(stack: NginxServer) -> None:
-    browser = _browser(1)
+    browser = chromium(1)
     try:
         assert load(browser, stack.url + "/live-handler")["ran"] == 1
     finally:
@@ -117,7 +117,7 @@ def test_a_live_handler_in_a_comment_is_noticed(stack: NginxServer) -> None:
 
 @pytest.mark.parametrize("sanitizer", ["html5lib", "bleach", "nh3"])
 def test_sanitized_hostile_comments_stay_inert_after_rewriting(stack: NginxServer, sanitizer: str) -> None:
-    browser = _browser(1)
+    browser = chromium(1)
     try:
         for number in range(len(HOSTILE_COMMENTS)):
             result = load(browser, f"{stack.url}/comment-{number}-{sanitizer}")
@@ -130,7 +130,7 @@ def test_sanitized_hostile_comments_stay_inert_after_rewriting(stack: NginxServe
 
 @pytest.mark.parametrize("device_pixel_ratio", [1, 2])
 def test_sized_images_show_a_derivative_of_the_boxs_aspect_ratio(stack: NginxServer, device_pixel_ratio: int) -> None:
-    browser = _browser(device_pixel_ratio)
+    browser = chromium(device_pixel_ratio)
     try:
         images = load(browser, stack.url + "/boxes")["images"]
     finally:

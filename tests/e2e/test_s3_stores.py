@@ -25,11 +25,11 @@ import requests
 
 from resize_sidecar.core.signing import encode_key, format_path
 from resize_sidecar.media.s3 import S3Storage
-from tests.conftest import SECRET, S3Endpoint, photo
-from tests.e2e.test_e2e import AWKWARD_KEYS, image_size
-from tests.ops.test_operations import Run, s3_env
-from tests.ops.test_operations import cli as cli  # a fixture, used here by name
-from tests.support.servers import SidecarServer, Stack, media_stack, metric, raw_get
+from tests.support.commands import Run, s3_env
+from tests.support.images import image_size, image_size_and_format, photo
+from tests.support.keys import AWKWARD_KEYS
+from tests.support.servers import SECRET, SidecarServer, Stack, media_stack, metric, raw_get
+from tests.support.stores import S3Endpoint
 from tests.web.test_hardening import fetch_together
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ def test_a_miss_is_stored_and_later_hits_are_served_by_nginx_anonymously_without
     status, headers, body = stack.get(url)
 
     assert (status, headers["content-type"], headers["x-derivative"]) == (200, "image/webp", "created"), body
-    assert image_size(body) == (300, 200, "webpload")
+    assert image_size_and_format(body) == (300, 200, "webpload")
     stored = f"_r/{key}/{url.rsplit('/', 1)[1]}"
     assert stack.derivatives_of(key) == [stored]
     assert raw_get(stack.settings.s3_endpoint_url, bucket_url(stack, stored))[::2] == (200, body)
@@ -165,7 +165,7 @@ def test_the_api_uploads_activates_gives_a_temporary_url_and_deletes(stack: Stac
     key, thumb = activated.json()["key"], activated.json()["urls"]["thumb"]
     reached = stack.sidecar_requests()
     status, _, body = stack.get(thumb)
-    assert (status, image_size(body)) == (200, (120, 120, "jpegload"))
+    assert (status, image_size_and_format(body)) == (200, (120, 120, "jpegload"))
     assert stack.sidecar_requests() == reached, "nginx did not serve the activated derivative from the store"
 
     temporary = api(stack, "GET", f"images/{encode_key(key)}/url", params={"expires": 60}).json()["url"]
@@ -205,12 +205,12 @@ def test_upload_regenerate_and_check_work_on_the_store(cli: Run, stack: Stack, t
     assert stack.storage.get(key) == (folder / "alps" / "summit café.jpg").read_bytes()
 
     thumb = format_path(key, "thumb", "jpg", SECRET)
-    assert image_size(stack.get(thumb)[2])[:2] == (120, 120)
+    assert image_size(stack.get(thumb)[2]) == (120, 120)
     smaller = stack_env(stack, RESIZE_SIDECAR_PRESETS="thumb=90x60-fill")
     rebuilt = cli("regenerate", "--prefix", f"{dest}/", "--json", env=smaller)
     assert rebuilt.code == 0, rebuilt.err
     assert rebuilt.json()["counts"] == {"rebuilt": 1}
-    assert image_size(stack.storage.get(f"_r/{key}/{thumb.rsplit('/', 1)[1]}") or b"")[:2] == (90, 60)
+    assert image_size(stack.storage.get(f"_r/{key}/{thumb.rsplit('/', 1)[1]}") or b"") == (90, 60)
 
     checked = cli("check", "--json", env=stack_env(stack))
     storage = next(finding for finding in checked.json()["findings"] if finding["name"] == "storage")
@@ -294,7 +294,7 @@ def test_a_store_that_refuses_writes_is_not_ready_and_its_misses_are_logged_unst
     path = stack.url("refused/photo.jpg", "200x", "jpg")
     status, headers, body = raw_get(stack.sidecar.url, path, headers={"X-Request-ID": request_id})
 
-    assert (status, headers["x-derivative"], image_size(body)[:2]) == (200, "unstored", (200, 150))
+    assert (status, headers["x-derivative"], image_size(body)) == (200, "unstored", (200, 150))
     assert stack.derivatives_of("refused/photo.jpg") == []
     assert metric(stack.sidecar, "resize_sidecar_derivative_store_failed_total") == failed + 1
     (line,) = [json.loads(line) for line in stack.sidecar.log_tail(400).splitlines() if request_id in line]

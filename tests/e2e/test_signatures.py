@@ -31,9 +31,9 @@ from webob import Request
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import MAX_KEY_BYTES, encode_key, format_path, sign
 from resize_sidecar.web.app import SidecarApp, make_app
-from tests.conftest import SECRET, photo
 from tests.support.faults import FaultProxy
-from tests.support.servers import NginxServer, SidecarServer, raw_get, world_readable_dir
+from tests.support.images import photo
+from tests.support.servers import SECRET, NginxServer, SidecarServer, raw_get, world_readable_dir
 
 PREFIX = "/media/_r/"
 KEYS = ["photos/cat.jpg", "albums/café déjà vu/été 2024.jpg", "odd/a+b %25 & c; ~d=e,f!.jpg", "x.png"]

@@ -31,7 +31,6 @@ import pyvips
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import LocalStorage
-from tests.conftest import SECRET, TESTDATA, photo
 from tests.support.faults import (
     Workers,
     gif_frame_flood,
@@ -43,7 +42,8 @@ from tests.support.faults import (
     reset_peak_rss,
     rss_kib,
 )
-from tests.support.servers import REPO, SidecarServer, raw_get
+from tests.support.images import TESTDATA, photo
+from tests.support.servers import REPO, SECRET, SidecarServer, raw_get
 
 pytestmark = pytest.mark.e2e
 

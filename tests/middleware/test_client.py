@@ -10,8 +10,8 @@ import pytest
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import LocalStorage
 from resize_sidecar.middleware.client import MediaAPIError, MediaClient
-from tests.conftest import SECRET, photo
-from tests.support.servers import SidecarServer, free_port, raw_get
+from tests.support.images import photo
+from tests.support.servers import SECRET, SidecarServer, free_port, raw_get
 
 pytestmark = pytest.mark.e2e
 

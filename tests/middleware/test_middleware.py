@@ -27,7 +27,8 @@ from resize_sidecar.core.signing import parse_path, resolve_spec, verify
 from resize_sidecar.middleware import HTML, MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.middleware.rewrite import HTMLRewriter, rewrite_body
-from tests.conftest import SECRET, photo
+from tests.support.images import photo
+from tests.support.servers import SECRET
 
 MakeSettings = Callable[..., Settings]
 Headers = list[tuple[str, str]]

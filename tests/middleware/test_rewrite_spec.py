@@ -42,8 +42,9 @@ from resize_sidecar.middleware import MediaURLs
 from resize_sidecar.middleware.rewrite import HTMLRewriter, decode_attribute, srcset_urls
 from resize_sidecar.middleware.variants import DEFAULT_BLURS, DEFAULT_QUALITIES, DEFAULT_WIDTHS, VariantPolicy
 from resize_sidecar.web.app import make_app
-from tests.conftest import SECRET, photo
 from tests.middleware.test_middleware import contract_url
+from tests.support.images import photo
+from tests.support.servers import SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("HTML5LIB_TESTS", REPO.parent / "html5lib-tests"))

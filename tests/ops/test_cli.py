@@ -17,8 +17,7 @@ import yaml
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_path, verify
 from resize_sidecar.ops.cli import build_parser
-from tests.conftest import SECRET
-from tests.support.servers import REPO, nginx_binary, world_readable_dir
+from tests.support.servers import REPO, SECRET, nginx_binary, world_readable_dir
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -22,8 +22,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,63 +34,11 @@ from resize_sidecar.core.signing import format_path, parse_path, verify
 from resize_sidecar.media.derive import Deriver
 from resize_sidecar.media.s3 import S3Storage
 from resize_sidecar.media.storage import LocalStorage, Storage
-from resize_sidecar.ops.cli import build_parser, main
-from tests.conftest import SECRET, photo
+from resize_sidecar.ops.cli import build_parser
+from tests.support.commands import Run, s3_env
 from tests.support.faults import Fault, FaultProxy
-from tests.support.servers import REPO
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def lines(self) -> list[str]:
-        """The lines of stdout, runs of spaces (column padding) made one."""
-        return [" ".join(line.split()) for line in self.out.splitlines()]
-
-    def items(self, status: str) -> list[str]:
-        """What the lines of one status name (a URL, a file, a key)."""
-        return [line.split()[-1] for line in self.out.splitlines() if line.startswith(f"{status} ")]
-
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``resize-sidecar ARGS…`` in this process, with ``env`` as its environment's settings."""
-
-    def run(*args: str, env: dict[str, str]) -> Result:
-        with monkeypatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            capsys.readouterr()
-            code = main(list(args))
-            out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
-
-
-def s3_env(endpoint: str, bucket: str, **more: str) -> dict[str, str]:
-    """Settings for a bucket on moto; short timeouts and no retries, so a silent store fails within a second."""
-    return {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_STORAGE": "s3",
-        "RESIZE_SIDECAR_S3_BUCKET": bucket,
-        "RESIZE_SIDECAR_S3_ENDPOINT_URL": endpoint,
-        "RESIZE_SIDECAR_S3_CONNECT_TIMEOUT": "1",
-        "RESIZE_SIDECAR_S3_READ_TIMEOUT": "1",
-        "RESIZE_SIDECAR_S3_MAX_ATTEMPTS": "1",
-        "RESIZE_SIDECAR_PRESETS": "thumb=100x100-fill",
-        "RESIZE_SIDECAR_PUBLIC_BASE_URL": "https://cdn.example.com",
-        **more,
-    }
+from tests.support.images import image_size, photo
+from tests.support.servers import REPO, SECRET
 
 
 def local_env(root: Path, **more: str) -> dict[str, str]:
@@ -399,13 +346,6 @@ def make_derivatives(env: dict[str, str], key: str, specs: list[tuple[str, str]]
     return made
 
 
-def image_size(data: bytes | None) -> tuple[int, int]:
-    import pyvips
-
-    image = pyvips.Image.new_from_buffer(data or b"", "")
-    return image.width, image.height
-
-
 def test_regenerate_rebuilds_a_changed_preset_in_place_and_a_second_run_writes_nothing(
     cli: Run, proxy: FaultProxy, s3_bucket: str
 ) -> None:
@@ -508,15 +448,6 @@ def test_a_regenerate_cut_off_by_a_silent_store_exits_1_and_a_rerun_completes(
     assert rerun.code == 0
     assert sum(rerun.json()["counts"].values()) == 5
     assert {image_size(storage.get(key)) for key in made} == {(120, 90)}
-
-
-def test_the_operations_render_with_one_libvips_thread_as_the_workers_do() -> None:
-    # AVIF output differs with the thread count, and regenerate compares its renders with the workers' byte for byte;
-    # a fresh process, because libvips reads VIPS_CONCURRENCY only when it starts.
-    code = "import resize_sidecar.ops.operations, pyvips; print(pyvips.concurrency_get())"
-    env = {name: value for name, value in os.environ.items() if name != "VIPS_CONCURRENCY"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "1"
 
 
 def test_regenerate_refuses_a_spec_that_is_not_canonical_with_exit_2(cli: Run, tmp_path: Path) -> None:

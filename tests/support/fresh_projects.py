@@ -16,8 +16,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_browser import _browser
-from tests.e2e.test_examples import Page, fetch, image_size, signed
+from tests.support.browser import chromium
+from tests.support.images import image_size
+from tests.support.pages import Page, fetch, signed
 from tests.support.servers import REPO, NginxServer, Server, SidecarServer, free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -109,7 +110,7 @@ def assert_placeholders_load(base_url: str, images: list[dict[str, str]]) -> int
 
 def images_in_chromium(url: str, device_pixel_ratio: int = 1) -> dict[str, Any]:
     """What Chromium shows at ``url``: each image (attributes, natural and laid-out size) and the layout shift."""
-    browser = _browser(device_pixel_ratio)
+    browser = chromium(device_pixel_ratio)
     try:
         browser.set_script_timeout(120)
         browser.get(url)

@@ -20,8 +20,8 @@ import requests
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import Storage, open_storage
-from tests.conftest import SECRET, photo
-from tests.support.servers import NginxServer, SidecarServer, metric, world_readable_dir
+from tests.support.images import photo
+from tests.support.servers import SECRET, NginxServer, SidecarServer, metric, world_readable_dir
 
 pytestmark = pytest.mark.e2e
 

@@ -22,8 +22,8 @@ import requests
 
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.ops.cli import main
-from tests.conftest import SECRET, photo
-from tests.support.servers import NginxServer, SidecarServer, raw_get
+from tests.support.images import photo
+from tests.support.servers import SECRET, NginxServer, SidecarServer, raw_get
 
 pytestmark = pytest.mark.e2e
 

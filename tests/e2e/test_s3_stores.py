@@ -25,12 +25,12 @@ import requests
 
 from resize_sidecar.core.signing import encode_key, format_path
 from resize_sidecar.media.s3 import S3Storage
+from tests.support.bursts import fetch_together
 from tests.support.commands import Run, s3_env
 from tests.support.images import image_size, image_size_and_format, photo
 from tests.support.keys import AWKWARD_KEYS
 from tests.support.servers import SECRET, SidecarServer, Stack, media_stack, metric, raw_get
 from tests.support.stores import S3Endpoint
-from tests.web.test_hardening import fetch_together
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ops.test_cli import dockerfile_instruction
+from tests.support.dockerfile import dockerfile_instruction
 from tests.support.images import photo
 from tests.support.servers import REPO, SECRET, SidecarServer, Stack, media_stack, raw_get
 from tests.support.slow_clients import SlowClients, slow_body, slow_headers

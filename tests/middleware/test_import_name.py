@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.ops.test_packaging import source_tree
+from tests.support.dockerfile import source_tree
 from tests.support.servers import REPO
 
 REPORT = """

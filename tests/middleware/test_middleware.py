@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import hmac
 import subprocess
 import sys
 import zlib
@@ -13,7 +12,6 @@ from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -27,6 +25,7 @@ from resize_sidecar.core.signing import parse_path, resolve_spec, verify
 from resize_sidecar.middleware import HTML, MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.middleware.rewrite import HTMLRewriter, rewrite_body
+from tests.support.contract import contract_url
 from tests.support.images import photo
 from tests.support.servers import SECRET
 
@@ -56,12 +55,6 @@ OPTIONS = [
     pytest.param({}, "0x0", id="full size"),
     pytest.param({"preset": "thumb"}, "thumb", id="preset"),
 ]
-
-
-def contract_url(key: str, spec: str, fmt: str, base: str = "") -> str:
-    """The contract's URL computed independently of the code under test."""
-    signature = hmac.new(SECRET.encode(), f"{key}/{spec}.{fmt}".encode(), hashlib.sha256).hexdigest()[:32]
-    return f"{base}/media/_r/{quote(key, safe='/')}/{spec}-{signature}.{fmt}"
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from resize_sidecar.middleware import MediaURLs
 from resize_sidecar.middleware.rewrite import HTMLRewriter, decode_attribute, srcset_urls
 from resize_sidecar.middleware.variants import DEFAULT_BLURS, DEFAULT_QUALITIES, DEFAULT_WIDTHS, VariantPolicy
 from resize_sidecar.web.app import make_app
-from tests.middleware.test_middleware import contract_url
+from tests.support.contract import contract_url
 from tests.support.images import photo
 from tests.support.servers import SECRET
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -17,6 +16,7 @@ import yaml
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_path, verify
 from resize_sidecar.ops.cli import build_parser
+from tests.support.dockerfile import dockerfile_instruction
 from tests.support.servers import REPO, SECRET, nginx_binary, world_readable_dir
 
 
@@ -196,13 +196,6 @@ def test_nginx_refuses_a_sidecar_that_is_not_a_url() -> None:
     result = run("nginx", "--sidecar", "localhost:8000")
     assert result.returncode == 2
     assert "--sidecar" in result.stderr
-
-
-def dockerfile_instruction(name: str) -> list[str]:
-    text = (REPO / "Dockerfile").read_text()
-    match = re.search(rf"^{name}\s+(?:--\S+\s+)*\\?\s*(?:CMD\s+)?(\[.*\])\s*$", text, re.MULTILINE)
-    assert match, f"no {name} in the Dockerfile"
-    return list(json.loads(match[1]))
 
 
 def test_the_dockerfile_runs_the_serve_command_the_readme_documents() -> None:

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+from tests.support.dockerfile import source_tree
 from tests.support.servers import REPO
-
-#: What the Dockerfile copies to build the package (a copy also leaves out build/ and *.egg-info of a checkout).
-SOURCES = ("pyproject.toml", "README.md", "resize_sidecar", "middleware", "deploy/nginx")
-
-
-def source_tree(tree: Path) -> Path:
-    """A copy of what the Dockerfile copies, at ``tree``, for pip to build from."""
-    for name in SOURCES:
-        source, copy = REPO / name, tree / name
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copyfile(source, copy)
-    return tree
 
 
 def test_the_wheel_carries_every_nginx_template_and_the_signing_script(tmp_path: Path) -> None:

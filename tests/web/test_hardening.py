@@ -7,10 +7,8 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ import requests
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import Storage, open_storage
+from tests.support.bursts import fetch_together
 from tests.support.images import photo
 from tests.support.servers import SECRET, NginxServer, SidecarServer, metric, world_readable_dir
 
@@ -27,30 +26,6 @@ pytestmark = pytest.mark.e2e
 
 READS = "resize_sidecar_original_reads_total"
 TRANSFORMS = "resize_sidecar_transforms_total"
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()
-
-
-def fetch_together(urls: list[str]) -> list[Answer]:
-    """GET every URL at once: each from its own thread, all released together."""
-    start = threading.Barrier(len(urls))
-
-    def fetch(url: str) -> Answer:
-        start.wait()
-        response = requests.get(url, timeout=60)
-        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
-
-    with ThreadPoolExecutor(len(urls)) as pool:
-        return list(pool.map(fetch, urls))
 
 
 def private_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> str:

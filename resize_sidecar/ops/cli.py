@@ -1,8 +1,9 @@
 """The ``resize-sidecar`` command: serve, sign URLs, print settings and nginx configuration, operate storage.
 
 Heavy modules (pyvips, boto3, gunicorn, tqdm) are imported inside the subcommands that need them. The operations
-(upload, regenerate, check, setup-bucket) live in ``operations.py``; here they are parsed and printed. Exit codes:
-0 done, 1 something failed (the output says what), 2 a usage or settings mistake, 130 interrupted.
+live in their own modules (``upload.py``, ``regenerate.py``, ``check.py``, ``bucket.py``, sharing ``runs.py``); here
+they are parsed and printed. Exit codes: 0 done, 1 something failed (the output says what), 2 a usage or settings
+mistake, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
 
 if TYPE_CHECKING:
-    from resize_sidecar.ops.operations import Outcome, Report
+    from resize_sidecar.ops.runs import Outcome, Report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,12 +306,24 @@ def finish(report: Report, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def upload_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar.media.storage import open_storage
-    from resize_sidecar.ops import operations
+def render_as_the_workers_do() -> None:
+    """Give each transform of this process one libvips thread, as the sidecar's workers have (gunicorn_conf.py).
 
+    AVIF output differs with the thread count, and regenerate compares fresh renders with stored ones byte for byte;
+    a batch also shares the machine's transform slots with the misses, each slot worth one core.
+    """
+    from resize_sidecar.media import imaging
+
+    imaging.set_render_threads(1)
+
+
+def upload_command(settings: Settings, args: argparse.Namespace) -> int:
+    from resize_sidecar.media.stores import open_storage
+    from resize_sidecar.ops.upload import upload
+
+    render_as_the_workers_do()
     with BarProgress(args, "file") as progress:
-        report = operations.upload(
+        report = upload(
             settings,
             open_storage(settings),
             args.directory,
@@ -323,12 +336,13 @@ def upload_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar.media.storage import open_storage
-    from resize_sidecar.ops import operations
+    from resize_sidecar.media.stores import open_storage
+    from resize_sidecar.ops.regenerate import Selection, regenerate
 
-    selection = operations.Selection.of(args.spec, args.preset, presets=settings.presets)
+    selection = Selection.of(args.spec, args.preset, presets=settings.presets)
+    render_as_the_workers_do()
     with BarProgress(args, "derivative") as progress:
-        report = operations.regenerate(
+        report = regenerate(
             settings,
             open_storage(settings),
             prefix=args.prefix,
@@ -342,7 +356,7 @@ def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar.ops import operations
+    from resize_sidecar.ops.bucket import BucketPlan, setup_bucket
 
     if args.redirect_host and not args.website:
         raise SettingsError("--redirect-host: the redirect is a rule of the website, add --website")
@@ -357,7 +371,7 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
     for origin in args.cors:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise SettingsError(f"--cors: expected an origin such as https://app.example.com or *, got {origin!r}")
-    plan = operations.BucketPlan(
+    plan = BucketPlan(
         public_read=args.public_read,
         public_access_block=args.public_access_block,
         website=args.website,
@@ -367,7 +381,7 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     from resize_sidecar.media.s3 import BucketAdmin
 
-    changes = operations.setup_bucket(settings, BucketAdmin(settings, args.bucket), plan, dry_run=args.dry_run)
+    changes = setup_bucket(settings, BucketAdmin(settings, args.bucket), plan, dry_run=args.dry_run)
     unchanged = sum(change.status == "unchanged" for change in changes)
     changed = sum(change.status not in ("unchanged", "unsupported", "skipped", "verified") for change in changes)
     if args.json:
@@ -384,10 +398,11 @@ def setup_bucket_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def check_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar.media.storage import open_storage
-    from resize_sidecar.ops import operations
+    from resize_sidecar.media.stores import open_storage
+    from resize_sidecar.ops.check import check
 
-    findings = operations.check(settings, open_storage(settings))
+    render_as_the_workers_do()
+    findings = check(settings, open_storage(settings))
     healthy = all(finding.status != "fail" for finding in findings)
     if args.json:
         print(json.dumps({"healthy": healthy, "findings": [vars(finding) for finding in findings]}, indent=2))

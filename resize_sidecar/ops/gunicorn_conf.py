@@ -39,14 +39,6 @@ def _limit_malloc_arenas(count: int) -> None:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, count)
 
 
-# One libvips thread per transform: the transform slots already use every core, and more threads only add contention.
-os.environ.setdefault("VIPS_CONCURRENCY", "1")
-_limit_malloc_arenas(2)
-# Metrics from every worker are added up from files in this folder (prometheus-client's multiprocess mode).
-# It must be set before prometheus_client is imported, which happens when the app loads in the workers.
-_metrics_dir_owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="resize-sidecar-metrics-"))
-
 # Loopback by default: gunicorn must only ever hear nginx, which reads whole requests before passing them on. Its
 # threads read headers and bodies themselves, without a deadline, so clients sending slowly would hold them all.
 bind = "127.0.0.1:8000"
@@ -68,8 +60,23 @@ errorlog = "-"
 loglevel = "info"
 
 
+#: Whether the metrics folder was made by this server (and so is removed when it stops).
+_metrics_dir_owned = False
+
+
 def on_starting(server: Any) -> None:
-    """Start from empty metric files: values left from an earlier run would be added to this one's."""
+    """Prepare the environment the workers inherit, before the first one is forked; importing this module changes
+    nothing. Start from empty metric files: values left from an earlier run would be added to this one's."""
+    global _metrics_dir_owned
+    # One libvips thread per transform: the transform slots already use every core, and more threads only add
+    # contention. libvips reads it when it starts, in each worker as it loads the app.
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    _limit_malloc_arenas(2)
+    # Metrics from every worker are added up from files in this folder (prometheus-client's multiprocess mode).
+    # It must be set before prometheus_client is imported, which happens when the app loads in the workers.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="resize-sidecar-metrics-")
+        _metrics_dir_owned = True
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for name in os.listdir(metrics_dir):
         if name.endswith(".db"):

@@ -21,27 +21,18 @@ import pytest
 import requests
 
 from resize_sidecar.core.signing import encode_key, format_path
+from tests.support.api import AUTH, MAX_SOURCE_BYTES, api_stack
 from tests.support.images import image_size_and_format, photo
-from tests.support.servers import SECRET, Stack, media_stack, raw_get
+from tests.support.servers import SECRET, Stack, raw_get
 
 pytestmark = pytest.mark.e2e
-
-API_SECRET = "api-secret-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {API_SECRET}"}
-#: Small enough that an oversized body is cheap to announce.
-MAX_SOURCE_BYTES = 3_000_000
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
 def stack(
     request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    env = {
-        "RESIZE_SIDECAR_API_SECRET": API_SECRET,
-        "RESIZE_SIDECAR_PRESETS": "thumb=120x120-fill",
-        "RESIZE_SIDECAR_MAX_SOURCE_BYTES": str(MAX_SOURCE_BYTES),
-    }
-    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"api-logs-{request.param}"), env) as s:
+    with api_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"api-logs-{request.param}")) as s:
         yield s
 
 

@@ -21,7 +21,7 @@ from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import LocalStorage, Storage, delete_derivatives
-from resize_sidecar.ops.operations import regenerate
+from resize_sidecar.ops.regenerate import regenerate
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
 from tests.support.servers import SECRET, Stack, media_stack, metric, raw_get

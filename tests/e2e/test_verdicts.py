@@ -17,7 +17,7 @@ import pytest
 
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.storage import Storage
-from resize_sidecar.ops import operations
+from resize_sidecar.ops.upload import upload
 from tests.support.faults import progressive_jpeg
 from tests.support.images import TESTDATA
 from tests.support.pictures import bmp, display_p3_profile, heic, multipage_tiff, picture, tiff, to_pyvips
@@ -121,7 +121,7 @@ def verdicts(
             run.by_path[path] = {name: verdict for name, (verdict, _) in answers.items()}
             run.details[path] = {name: detail for name, (_, detail) in answers.items()}
         settings = replace(stack.settings, lock_dir=lock_dir)
-        report = operations.upload(settings, stack.storage, folder, dest="cli/")
+        report = upload(settings, stack.storage, folder, dest="cli/")
         run.by_path["CLI upload"] = {
             outcome.item: ACCEPTED if outcome.status == "uploaded" else REFUSED for outcome in report.outcomes
         }

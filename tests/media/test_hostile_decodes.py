@@ -27,7 +27,9 @@ from resize_sidecar.core.signing import encode_key, format_path, parse_path
 from resize_sidecar.media import imaging
 from resize_sidecar.media.derive import NodeLocks
 from resize_sidecar.media.storage import Storage, open_storage
-from resize_sidecar.ops import operations
+from resize_sidecar.ops.regenerate import regenerate
+from resize_sidecar.ops.runs import FAILED
+from resize_sidecar.ops.upload import upload
 from tests.support.faults import (
     Workers,
     dc_scan_flood_jpeg,
@@ -301,9 +303,9 @@ def test_the_cli_upload_refuses_each_hostile_original_and_stores_nothing(
 ) -> None:
     for hostile in hostiles:
         (tmp_path / hostile.key.rpartition("/")[2]).write_bytes(hostile.data)
-    report = operations.upload(node.settings, node.storage, tmp_path, dest="cli-hostile/")
+    report = upload(node.settings, node.storage, tmp_path, dest="cli-hostile/")
     assert sorted((outcome.item, outcome.status, outcome.detail) for outcome in report.outcomes) == sorted(
-        (hostile.key.rpartition("/")[2], operations.FAILED, hostile.detail) for hostile in hostiles
+        (hostile.key.rpartition("/")[2], FAILED, hostile.detail) for hostile in hostiles
     )
     assert [item.key for item in node.storage.list("cli-hostile/") if not item.key.endswith(".json")] == []
 
@@ -319,9 +321,9 @@ def test_regenerate_reports_each_hostile_original_as_failed_and_keeps_its_old_de
         keys.append(path.storage_key("_r/"))
         node.storage.put(keys[-1], old, "image/jpeg", "no-cache")
     try:
-        report = operations.regenerate(node.settings, node.storage, prefix="hostile/")
+        report = regenerate(node.settings, node.storage, prefix="hostile/")
         assert sorted((outcome.item, outcome.status, outcome.detail) for outcome in report.outcomes) == sorted(
-            (key, operations.FAILED, hostile.detail) for key, hostile in zip(keys, stored, strict=True)
+            (key, FAILED, hostile.detail) for key, hostile in zip(keys, stored, strict=True)
         )
         assert [node.storage.get(key) for key in keys] == [old] * len(keys)
     finally:
@@ -368,11 +370,11 @@ def test_regenerate_waits_for_a_transform_slot(node: Node) -> None:
     assert node.get(format_path(key, "300x", "jpg", SECRET)).status_code == 200
 
     with node.hold_slot():
-        held = operations.regenerate(node.settings, node.storage, prefix=key)
-    free = operations.regenerate(node.settings, node.storage, prefix=key)
+        held = regenerate(node.settings, node.storage, prefix=key)
+    free = regenerate(node.settings, node.storage, prefix=key)
 
     assert [(outcome.status, outcome.detail) for outcome in held.outcomes] == [
-        (operations.FAILED, "all 1 transform slots of this machine are busy")
+        (FAILED, "all 1 transform slots of this machine are busy")
     ]
     assert [outcome.status for outcome in free.outcomes] == ["current"]
 

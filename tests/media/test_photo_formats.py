@@ -15,7 +15,7 @@ from resize_sidecar.core.errors import SourceTooLargeError, UndecodableImageErro
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging, originals
-from resize_sidecar.ops import operations
+from resize_sidecar.ops import check
 from tests.support.pictures import (
     ORIENTATION_TAG,
     bmp,
@@ -250,7 +250,7 @@ def test_without_pillow_heif_an_heic_is_refused_as_unsupported_and_check_warns(
     monkeypatch.setattr(imaging, "HEVC_DECODER", False)
     with pytest.raises(UnsupportedImageError, match="needs pillow-heif, which is not installed"):
         imaging.probe(heic(picture(64, 48)), Settings())
-    finding = operations._check_heic(Settings())
+    finding = check._check_heic(Settings())
     assert (finding.status, finding.detail) == (
         "warn",
         "HEIC originals are refused: HEVC-coded HEIF (HEIC) needs pillow-heif, which is not installed",
@@ -258,7 +258,7 @@ def test_without_pillow_heif_an_heic_is_refused_as_unsupported_and_check_warns(
 
 
 def test_check_reports_heic_as_ok_naming_its_decoder() -> None:
-    finding = operations._check_heic(Settings())
+    finding = check._check_heic(Settings())
     assert finding.status == "ok"
     assert "libde265" in finding.detail
 

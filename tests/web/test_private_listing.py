@@ -11,7 +11,7 @@ from webob import Request
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.media.storage import LocalStorage
-from resize_sidecar.ops import operations
+from resize_sidecar.ops.upload import upload
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.support.images import photo
 
@@ -34,7 +34,7 @@ def stored(make_settings: Callable[..., Settings], tmp_path: Path) -> tuple[Sett
     folder = tmp_path / "originals"
     folder.mkdir()
     (folder / "cat.jpg").write_bytes(photo(64, 48))
-    report = operations.upload(settings, storage, folder, dest="photos/", jobs=1)
+    report = upload(settings, storage, folder, dest="photos/", jobs=1)
     assert report.ok
     storage.put(WRITE_PROBE_KEY, b"probe", "application/octet-stream", "no-store")
     private = [item.key for item in storage.list(".resize-sidecar/")]

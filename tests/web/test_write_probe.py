@@ -18,7 +18,7 @@ from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.media.s3 import BucketAdmin
 from resize_sidecar.media.storage import LocalStorage, WriteProbe
-from resize_sidecar.ops import operations
+from resize_sidecar.ops.bucket import BucketPlan, setup_bucket
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.support.commands import Run, s3_env
 from tests.support.images import photo
@@ -118,9 +118,9 @@ def test_setup_bucket_reads_a_part_the_store_lacks_as_unsupported_and_sets_the_r
     store.add_client_error("get_bucket_website", code, http_status_code=status)
     store.add_client_error("get_bucket_cors", "NoSuchCORSConfiguration", http_status_code=404)
     store.add_response("put_bucket_cors", {})
-    plan = operations.BucketPlan(website=True, cors_origins=("https://app.example.com",))
+    plan = BucketPlan(website=True, cors_origins=("https://app.example.com",))
 
-    changes = operations.setup_bucket(settings_for(bucket_admin), bucket_admin, plan)
+    changes = setup_bucket(settings_for(bucket_admin), bucket_admin, plan)
 
     assert [(change.part, change.status) for change in changes] == [
         ("bucket", "unchanged"),
@@ -143,7 +143,7 @@ def test_setup_bucket_puts_back_a_public_access_block_after_which_writes_fail_an
     store.add_response("delete_public_access_block", {}, {"Bucket": "media"})
 
     with pytest.raises(StorageError) as refused:
-        operations.setup_bucket(settings_for(bucket_admin), bucket_admin, operations.BucketPlan(public_read=True))
+        setup_bucket(settings_for(bucket_admin), bucket_admin, BucketPlan(public_read=True))
 
     message = refused.value.detail
     assert message.startswith("setup-bucket could not verify bucket 'media': S3 put_object on bucket 'media': Access")

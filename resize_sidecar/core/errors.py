@@ -1,7 +1,8 @@
 """Errors that map to an HTTP answer.
 
-Lower layers raise them; ``app.py`` renders them. Each class carries its status, the short message a client may
-see, and whether it is a fault of ours (``report``: logged with a traceback and counted) or of the client's.
+Lower layers raise them; ``resize_sidecar.web.answers`` renders them, for every route. Each class carries its whole
+answer: its status, the short message a client may see, the reason it is logged and counted under, whether it is a
+fault of ours (``report``: logged with a traceback) or of the client's, and the headers it adds (:meth:`headers`).
 Standard library only: the middleware imports this module.
 """
 
@@ -23,6 +24,10 @@ class SidecarError(Exception):
         super().__init__(detail or self.public_message)
         self.detail = detail or self.public_message
 
+    def headers(self) -> dict[str, str]:
+        """The headers the answer carries besides its body's: ``Retry-After`` for a temporary refusal."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
 
 class SettingsError(Exception):
     """A setting is missing or invalid; the message is one line that names it."""
@@ -32,6 +37,12 @@ class MalformedPathError(SidecarError, ValueError):
     """A path, key or spec that is not in the contract's one canonical form."""
 
     status, public_message, report, reason = 400, "Bad Request", False, "malformed"
+
+
+class BadRequestError(SidecarError):
+    """A request whose other parts are malformed: a query parameter, a body, a form field, a cursor."""
+
+    status, public_message, report, reason = 400, "Bad Request", False, "bad_request"
 
 
 class PolicyError(SidecarError):
@@ -44,6 +55,10 @@ class UnauthorizedError(SidecarError):
     """No ``Authorization: Bearer …`` header on an API request."""
 
     status, public_message, report, reason = 401, "Unauthorized", False, "api_unauthenticated"
+
+    def headers(self) -> dict[str, str]:
+        """The challenge that names the scheme to authenticate with."""
+        return {"WWW-Authenticate": 'Bearer realm="resize-sidecar"'}
 
 
 class BadSignatureError(SidecarError):
@@ -61,7 +76,16 @@ class NotFoundError(SidecarError):
 
 
 class MethodNotAllowedError(SidecarError):
+    """A method the route does not answer; ``allowed`` lists those it does."""
+
     status, public_message, report, reason = 405, "Method Not Allowed", False, "method"
+
+    def __init__(self, detail: str = "", allowed: tuple[str, ...] = ("GET", "HEAD")) -> None:
+        super().__init__(detail)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
 
 
 class ConflictError(SidecarError):

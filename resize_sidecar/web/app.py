@@ -1,7 +1,7 @@
-"""The sidecar's WSGI application (webob): routing, HTTP answers, request metrics and the request log.
+"""The sidecar's WSGI application (webob): routing, the derivative route, health, readiness, and the request log.
 
-gunicorn runs ``resize_sidecar.web.app:make_app()``. Domain code (``derive``) returns values and raises
-:class:`SidecarError`; only this module speaks HTTP.
+gunicorn runs ``resize_sidecar.web.app:make_app()``. Domain code (``derive``, the media library) returns values and
+raises :class:`SidecarError`; the web room speaks HTTP, and :mod:`resize_sidecar.web.answers` renders every error.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -18,8 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import prometheus_client
-from prometheus_client import multiprocess
 from webob import Request, Response
 
 from resize_sidecar.core import settings as settings_module
@@ -34,6 +31,8 @@ from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import PRIVATE_PREFIX, parse_path
 from resize_sidecar.media.derive import Derivative, Deriver
 from resize_sidecar.media.storage import Storage, WriteProbe, open_storage
+from resize_sidecar.web import answers, metrics
+from resize_sidecar.web.answers import NO_STORE, text_response
 from resize_sidecar.web.api import ApiApp
 
 if TYPE_CHECKING:
@@ -44,28 +43,6 @@ log = logging.getLogger(__name__)
 #: One JSON line per request, at INFO (``resize-sidecar serve`` prints them on stderr; see gunicorn_conf).
 request_log = logging.getLogger("resize_sidecar.requests")
 
-REQUESTS = prometheus_client.Counter(
-    "resize_sidecar_requests", "Requests answered, by route and status.", ["route", "status"]
-)
-REJECTIONS = prometheus_client.Counter(
-    "resize_sidecar_rejections", "Requests refused or failed, by reason.", ["reason"]
-)
-TRANSFORMS = prometheus_client.Counter("resize_sidecar_transforms", "Derivatives made, by format.", ["format"])
-TRANSFORM_SECONDS = prometheus_client.Histogram(
-    "resize_sidecar_transform_seconds",
-    "Seconds spent decoding, transforming and encoding one derivative.",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-EXISTING = prometheus_client.Counter(
-    "resize_sidecar_existing_derivatives",
-    "Derivatives answered from storage: nginx could not serve them, or a concurrent miss stored them first.",
-)
-STORE_FAILED = prometheus_client.Counter(
-    "resize_sidecar_derivative_store_failed", "Derivatives answered but not stored because storage failed."
-)
-STORAGE_ERRORS = prometheus_client.Counter("resize_sidecar_storage_errors", "Requests failed by storage errors.")
-
-NO_STORE = "no-store"
 #: Request ids taken from ``X-Request-ID`` (nginx sends its ``$request_id``, 32 hex digits): nothing that could
 #: break a log line or a header.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
@@ -141,7 +118,7 @@ class SidecarApp:
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/healthz": self.health,
             "/readyz": self.ready,
-            "/metrics": self.metrics,
+            "/metrics": self.show_metrics,
         }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -160,7 +137,7 @@ class SidecarApp:
         # The response decides its final status when called: a conditional request may get 304 instead of 200.
         body: Iterable[bytes] = response(environ, record)
         status, headers = answered[-1]
-        REQUESTS.labels(route, status.split(" ", 1)[0]).inc()
+        metrics.REQUESTS.labels(route, status.split(" ", 1)[0]).inc()
         self.log_request(request, request_id, route, status, headers, reason, time.perf_counter() - started)
         return body
 
@@ -172,21 +149,23 @@ class SidecarApp:
         if path.startswith(self.derivative_prefix):
             route, handler = "derivative", self.derivative
         elif path.startswith("/api/"):
-            return "api", self.api.handle(request), None
+            route, handler = "api", self.api.handle
         elif path in self.routes:
             route, handler = path.strip("/"), self.routes[path]
         else:
             route, handler = "other", self.not_found
+        body: answers.ErrorBody = "json" if route == "api" else "text"
         try:
-            if request.method not in ("GET", "HEAD"):
+            # The API answers the methods of each of its routes; every other route only reads.
+            if route != "api" and request.method not in ("GET", "HEAD"):
                 raise MethodNotAllowedError(f"{request.method} is not allowed here")
             return route, handler(request), None
         except SidecarError as error:
-            return route, self.error_response(error), error.reason
+            return route, answers.error_response(error, body), error.reason
         except Exception:
-            log.exception("unexpected error answering %s", path)
+            log.exception("unexpected error answering %s %s", request.method, path)
             fault = SidecarError()
-            return route, self.error_response(fault), fault.reason
+            return route, answers.error_response(fault, body), fault.reason
 
     def log_request(
         self,
@@ -233,7 +212,7 @@ class SidecarApp:
         if self.settings.on_miss == "redirect":
             return self.redirect(request)
         derivative = self.deriver.derive(raw_path(request.environ))
-        self.count(derivative)
+        metrics.count_derivative(derivative)
         return self.image_response(derivative)
 
     def image_response(self, derivative: Derivative) -> Response:
@@ -262,7 +241,7 @@ class SidecarApp:
         path = raw_path(request.environ)
         derivative = self.deriver.ensure(path)
         if derivative.created:
-            self.count(derivative)
+            metrics.count_derivative(derivative)
             if not derivative.stored:
                 return self.image_response(derivative)
         elif RETURNED in parse_qs(request.query_string, keep_blank_values=True):  # webob's GET fails on bad UTF-8
@@ -273,72 +252,26 @@ class SidecarApp:
         response.headers["X-Derivative"] = _origin(derivative)
         return response
 
-    @staticmethod
-    def count(derivative: Derivative) -> None:
-        if derivative.created:
-            TRANSFORMS.labels(derivative.storage_key.rsplit(".", 1)[-1]).inc()
-            TRANSFORM_SECONDS.observe(derivative.transform_seconds)
-        else:
-            EXISTING.inc()
-            if not derivative.concurrent:
-                log.warning(
-                    "answered %s from storage: if this repeats, nginx cannot read derivatives", derivative.storage_key
-                )
-        if not derivative.stored:
-            STORE_FAILED.inc()
-
     def health(self, request: Request) -> Response:
-        return self.text_response(200, "ok")
+        return text_response(200, "ok")
 
     def ready(self, request: Request) -> Response:
         try:
             self.storage.check()
         except StorageError as error:
             log.warning("not ready: %s", error.detail)
-            return self.text_response(503, "storage unreachable")
+            return text_response(503, "storage unreachable")
         try:
             self.write_probe.check()
         except StorageError as error:
             log.warning("not ready: storage refuses writes: %s", error.detail)
-            return self.text_response(503, "storage refuses writes")
-        return self.text_response(200, "ready")
+            return text_response(503, "storage refuses writes")
+        return text_response(200, "ready")
 
-    def metrics(self, request: Request) -> Response:
-        registry: prometheus_client.CollectorRegistry = prometheus_client.REGISTRY
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # Under gunicorn each worker writes its own files; add them up for one answer.
-            registry = prometheus_client.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        response = self.text_response(200, "")
-        response.body = prometheus_client.generate_latest(registry)
-        response.content_type = prometheus_client.CONTENT_TYPE_LATEST.split(";")[0]
+    def show_metrics(self, request: Request) -> Response:
+        response = text_response(200, "")
+        response.body, response.content_type = metrics.exposition()
         return response
 
     def not_found(self, request: Request) -> Response:
         raise NotFoundError(f"nothing is served at {raw_path(request.environ)!r}")
-
-    def error_response(self, error: SidecarError) -> Response:
-        REJECTIONS.labels(error.reason).inc()
-        if isinstance(error, StorageError):
-            STORAGE_ERRORS.inc()
-        if error.report:
-            log.error("%s %s: %s", error.status, error.public_message, error.detail, exc_info=error)
-            message = error.public_message  # a fault of ours: say no more than the status does
-        else:
-            message = f"{error.public_message}: {error.detail}"
-        response = self.text_response(error.status, message)
-        if isinstance(error, MethodNotAllowedError):
-            response.allow = ("GET", "HEAD")
-        if error.retry_after is not None:
-            response.retry_after = error.retry_after
-        return response
-
-    @staticmethod
-    def text_response(status: int, text: str) -> Response:
-        return Response(
-            status=status,
-            text=text + "\n",
-            content_type="text/plain",
-            charset="utf-8",
-            cache_control=NO_STORE,
-        )

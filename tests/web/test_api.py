@@ -23,8 +23,8 @@ from webob import Request, Response
 from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import encode_key, format_path
+from resize_sidecar.media import library
 from resize_sidecar.media.storage import LocalStorage
-from resize_sidecar.web import api as api_module
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
 from tests.support.servers import SECRET
@@ -457,7 +457,7 @@ def test_an_upload_while_every_transform_slot_is_busy_is_503_with_retry_after(
     make_api: MakeApi, storage: LocalStorage, tmp_path: Path
 ) -> None:
     app = make_api(max_concurrent_transforms=1, overload_wait=0.0, lock_dir=str(tmp_path / "locks"))
-    with app.api.deriver.locks.transform_slot(0.0):
+    with app.deriver.locks.transform_slot(0.0):
         response = upload(app, photo(64, 48))
     assert response.status_int == 503
     assert response.retry_after is not None
@@ -620,7 +620,7 @@ def test_a_scan_that_finds_little_ends_the_page_early_with_a_cursor(
 ) -> None:
     for number in range(30):
         storage.put(f"many/{number:02}.jpg", b"x", "image/jpeg", "")
-    monkeypatch.setattr(api_module, "_SCAN_BUDGET", 10)
+    monkeypatch.setattr(library, "_SCAN_BUDGET", 10)
     page = listing(api, "?match=*/29.jpg").json
     assert page["items"] == [] and page["cursor"] is not None
     found = []

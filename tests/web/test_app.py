@@ -18,7 +18,7 @@ from resize_sidecar.core.errors import SettingsError, StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import encode_key, format_path, sign
 from resize_sidecar.media.storage import LocalStorage
-from resize_sidecar.web import app as app_module
+from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
 from tests.support.servers import SECRET
@@ -87,13 +87,13 @@ def test_an_existing_derivative_is_answered_from_storage_without_a_transform(
 ) -> None:
     storage.inner.put("a.jpg", photo(300, 200), "image/jpeg", "")
     first = get(sidecar, url("a.jpg", "thumb", "jpg"))
-    transforms = counter(app_module.TRANSFORMS, "jpg")
-    existing = counter(app_module.EXISTING)
+    transforms = counter(metrics.TRANSFORMS, "jpg")
+    existing = counter(metrics.EXISTING)
     second = get(sidecar, url("a.jpg", "thumb", "jpg"))
     assert (second.status_int, second.body) == (200, first.body)
     assert second.headers["X-Derivative"] == "existing"
-    assert counter(app_module.TRANSFORMS, "jpg") == transforms
-    assert counter(app_module.EXISTING) == existing + 1
+    assert counter(metrics.TRANSFORMS, "jpg") == transforms
+    assert counter(metrics.EXISTING) == existing + 1
 
 
 def test_a_conditional_request_for_the_same_bytes_is_304(sidecar: SidecarApp, storage: CountingStorage) -> None:
@@ -106,11 +106,11 @@ def test_a_conditional_request_for_the_same_bytes_is_304(sidecar: SidecarApp, st
 def test_a_failed_write_still_answers_the_image_and_is_counted(sidecar: SidecarApp, storage: CountingStorage) -> None:
     storage.inner.put("c.jpg", photo(300, 200), "image/jpeg", "")
     storage.fail_writes = True
-    failed = counter(app_module.STORE_FAILED)
+    failed = counter(metrics.STORE_FAILED)
     response = get(sidecar, url("c.jpg", "100x", "jpg"))
     assert response.status_int == 200
     assert response.content_type == "image/jpeg"
-    assert counter(app_module.STORE_FAILED) == failed + 1
+    assert counter(metrics.STORE_FAILED) == failed + 1
     assert storage.inner.list("_r/") == []
 
 

@@ -24,7 +24,7 @@ from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging
 from resize_sidecar.media.derive import NodeLocks
 from resize_sidecar.media.storage import LocalStorage
-from resize_sidecar.web import app as app_module
+from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
 from tests.support.servers import REPO
@@ -118,11 +118,11 @@ def test_a_progressive_original_over_the_limit_is_a_422_and_nothing_is_stored(
     sidecar_with: Callable[..., SidecarApp], storage: CountingStorage
 ) -> None:
     storage.inner.put("big/progressive.jpg", with_size(small(interlaced=True, fmt="jpg"), 4000, 3000), "", "")
-    refused = counter(app_module.REJECTIONS, "interlaced_limit")
+    refused = counter(metrics.REJECTIONS, "interlaced_limit")
     response = get(sidecar_with(max_interlaced_pixels=10_000_000), url("big/progressive.jpg", "100x", "jpg"))
     assert response.status_int == 422
     assert response.cache_control.no_store
-    assert counter(app_module.REJECTIONS, "interlaced_limit") == refused + 1
+    assert counter(metrics.REJECTIONS, "interlaced_limit") == refused + 1
     assert storage.inner.list("_r/") == []
 
 
@@ -197,12 +197,12 @@ def test_a_transform_past_its_deadline_is_a_503_with_retry_after_and_nothing_is_
     sidecar_with: Callable[..., SidecarApp], storage: CountingStorage, slow_original: bytes
 ) -> None:
     storage.inner.put("slow.jpg", slow_original, "", "")
-    timed_out = counter(app_module.REJECTIONS, "transform_timeout")
+    timed_out = counter(metrics.REJECTIONS, "transform_timeout")
     response = get(sidecar_with(transform_timeout=0.05), url("slow.jpg", "2000x-sharp", "png"))
     assert response.status_int == 503
     assert response.headers["Retry-After"] == "10"
     assert response.cache_control.no_store
-    assert counter(app_module.REJECTIONS, "transform_timeout") == timed_out + 1
+    assert counter(metrics.REJECTIONS, "transform_timeout") == timed_out + 1
     assert storage.inner.list("_r/") == []
 
 
@@ -355,14 +355,14 @@ def test_a_miss_while_every_transform_slot_stays_busy_is_a_503_and_hits_are_answ
     storage.inner.put("o.jpg", photo(300, 200), "", "")
     sidecar = sidecar_with(max_concurrent_transforms=1, overload_wait=0.05)
     stored = get(sidecar, url("o.jpg", "100x", "jpg"))
-    overloaded = counter(app_module.REJECTIONS, "overloaded")
+    overloaded = counter(metrics.REJECTIONS, "overloaded")
     with NodeLocks(lock_dir, 1).transform_slot(0):
         miss = get(sidecar, url("o.jpg", "120x", "jpg"))
         hit = get(sidecar, url("o.jpg", "100x", "jpg"))
     assert miss.status_int == 503
     assert miss.headers["Retry-After"] == "2"
     assert miss.cache_control.no_store
-    assert counter(app_module.REJECTIONS, "overloaded") == overloaded + 1
+    assert counter(metrics.REJECTIONS, "overloaded") == overloaded + 1
     assert (hit.status_int, hit.body) == (200, stored.body)
     assert get(sidecar, url("o.jpg", "120x", "jpg")).status_int == 200
 

@@ -45,7 +45,7 @@ def check(settings: Settings, storage: Storage) -> list[Finding]:
     rendering a small image to every output format and reading each result back through the sidecar's own code.
     """
     findings = [Finding("settings", "ok", f"valid: storage {settings.storage}, on miss {settings.on_miss}")]
-    findings.append(_check_secrets(settings.secrets))
+    findings.append(_check_secrets(settings))
     findings.append(_check_storage(settings, storage))
     findings.append(Finding("libvips", "ok", imaging.libvips_version()))
     findings.extend(_check_formats(settings))
@@ -55,9 +55,11 @@ def check(settings: Settings, storage: Storage) -> list[Finding]:
     return findings
 
 
-def _check_secrets(secrets: tuple[str, ...]) -> Finding:
-    if not secrets:
-        return Finding("secrets", "fail", "none: the sidecar cannot verify URLs (set RESIZE_SIDECAR_SECRETS)")
+def _check_secrets(settings: Settings) -> Finding:
+    try:
+        secrets = settings.require_secrets()
+    except SettingsError as error:
+        return Finding("secrets", "fail", str(error))
     weak = [number for number, secret in enumerate(secrets, 1) if len(secret) < 16 or len(set(secret)) < 6]
     short = [number for number, secret in enumerate(secrets, 1) if len(secret) < 32]
     advice = "make one with: python -c 'import secrets; print(secrets.token_hex(32))'"

@@ -630,6 +630,15 @@ def test_check_judges_the_strength_of_every_secret(cli: Run, tmp_path: Path, sec
     assert secrets not in result.out
 
 
+def test_check_without_a_secret_fails_in_the_words_of_every_command_that_needs_one(cli: Run, tmp_path: Path) -> None:
+    env = {**local_env(tmp_path / "media"), "RESIZE_SIDECAR_SECRETS": ""}
+    checked = cli("check", env=env)
+    signed = cli("url", "cat.jpg", "200x.webp", env=env)
+    words = "RESIZE_SIDECAR_SECRETS (secrets): a secret is required to sign and verify derivative URLs"
+    assert (checked.code, checked.lines()[1]) == (1, f"fail secrets {words}")
+    assert (signed.code, signed.out, signed.err) == (2, "", f"resize-sidecar: {words}\n")
+
+
 def test_check_fails_with_exit_1_when_local_storage_is_not_a_folder(cli: Run, tmp_path: Path) -> None:
     result = cli("check", env={**local_env(tmp_path), "RESIZE_SIDECAR_LOCAL_ROOT": str(tmp_path / "missing")})
     assert result.code == 1

@@ -6,7 +6,7 @@ Each figure is measured against its baseline in the same run, interleaved, and r
 - rewriting: realistic pages (a 200 KB blog page with 100 images, a page of sanitized user comments with images, a
   page without media) through ``HTMLRewriter.rewrite`` (lol_html) against the regular-expression rewriter it
   replaced (``regex_rewriter_before.py``), and through the whole middleware against the unwrapped app;
-- the worst-case inputs of the rewriting tests (``tests/middleware/test_rewrite_spec.py::WORST_CASES``), through both
+- the worst-case inputs of the rewriting tests (``WORST_CASES`` of ``tests/support/html_standard.py``), through both
   rewriters (the old one once each, in a subprocess stopped after 120 s);
 - pass-through: a hello-world app in-process and under gunicorn over HTTP, wrapped and unwrapped;
 - with html5lib-tests present (``HTML5LIB_TESTS``, see ``tests/middleware/test_rewrite_spec.py``): how many of the
@@ -41,8 +41,8 @@ from resize_sidecar.core.settings import Settings  # noqa: E402
 from resize_sidecar.core.signing import DerivativeSpec, format_path  # noqa: E402
 from resize_sidecar.middleware import MediaMiddleware, MediaURLs  # noqa: E402
 from resize_sidecar.middleware.rewrite import HTMLRewriter  # noqa: E402
-from tests.middleware.test_rewrite_spec import CORPUS, MEDIA_MARKUP, WORST_CASES, insertions, same_to_a_parser  # noqa: E402
-from tests.middleware.test_rewrite_spec import tree_construction_inputs as corpus_pages  # noqa: E402
+from tests.support.html_standard import CORPUS, MEDIA_MARKUP, WORST_CASES, insertions, same_to_a_parser  # noqa: E402
+from tests.support.html_standard import tree_construction_inputs as corpus_pages  # noqa: E402
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -386,7 +386,7 @@ the old rewriter once each). Produced by `bench/bench_middleware.py`.
 |---|---|---|---|---|---|
 {rows}
 
-Worst-case inputs (from `tests/middleware/test_rewrite_spec.py`; the picture upgrade on):
+Worst-case inputs (`WORST_CASES` of `tests/support/html_standard.py`; the picture upgrade on):
 
 | input | size | lol_html | regex before |
 |---|---|---|---|

@@ -21,7 +21,7 @@ from typing import Any
 import lolhtml
 from bench_middleware import HERE, ROUNDS, interleaved_rounds, make_page, spread
 
-from tests.middleware.test_rewrite_spec import CORPUS, tree_construction_tests
+from tests.support.html_standard import CORPUS, tree_construction_tests
 
 RESULTS = HERE / "results" / "tokenizers.md"
 

@@ -26,7 +26,8 @@ from resize_sidecar.core.signing import PRIVATE_PREFIX, validate_key
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.media import imaging
 from resize_sidecar.media.derive import Deriver
-from resize_sidecar.media.storage import Storage, delete_derivatives
+from resize_sidecar.media.library import store_original
+from resize_sidecar.media.storage import Storage
 from resize_sidecar.ops.runs import FAILED, Outcome, Progress, Report, Silent, run_bulk
 
 MANIFEST = "manifest.json"
@@ -125,9 +126,9 @@ class _Uploader:
         elif self.dry_run:
             status = "would upload"
         else:
-            self.storage.put(key, data, *write_headers("original", self.settings, entry.content_type))
-            # Derivatives of the picture this one replaces (after it, see Deriver.confirm_source).
-            delete_derivatives(self.storage, key, self.settings.derived_prefix)
+            # Stored as the file is (the API converts its uploads): the same headers, and the derivatives of the
+            # picture it replaces deleted after it.
+            store_original(self.settings, self.storage, key, data, entry.content_type)
             status = "uploaded"
         with self.lock:
             self.entries[key] = entry
@@ -211,8 +212,8 @@ def upload(
     moved there on the first save.
 
     Raises:
-        SettingsError: ``directory`` is not a folder, or ``dest`` is not a key prefix.
-        MalformedPathError: no secret to sign the manifest's URLs with.
+        SettingsError: ``directory`` is not a folder, ``dest`` is not a key prefix, or no secret is set to sign the
+            manifest's URLs with.
         StorageError: storage fails at the start, or when the manifest is read or written.
     """
     progress = progress or Silent()

@@ -43,7 +43,8 @@ from load import OPERATIONS, LoadResult, UrlPool
 from quality import References, luma, ssim
 
 from resize_sidecar.media import imaging
-from resize_sidecar.media.storage import LocalStorage, read_capped
+from resize_sidecar.media.local import LocalStorage
+from resize_sidecar.media.storage import read_capped
 
 BENCH = Path(__file__).resolve().parent
 Section = list[str]

@@ -40,7 +40,7 @@ import pyvips  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
-from resize_sidecar.media.storage import LocalStorage  # noqa: E402
+from resize_sidecar.media.local import LocalStorage  # noqa: E402
 from tests.support.environment import isolate  # noqa: E402
 from tests.support.faults import (  # noqa: E402
     dc_scan_flood_jpeg,

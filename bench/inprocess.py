@@ -27,7 +27,7 @@ from quality import References
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import DerivativeSpec, format_path
 from resize_sidecar.media import derive, imaging
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 
 BOX = (400, 300)
 

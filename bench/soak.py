@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
-from resize_sidecar.media.storage import LocalStorage  # noqa: E402
+from resize_sidecar.media.local import LocalStorage  # noqa: E402
 from tests.support.environment import isolate  # noqa: E402
 from tests.support.faults import Workers, open_fds, png_header_only, rss_kib  # noqa: E402
 from tests.support.images import photo  # noqa: E402

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from resize_sidecar.core.errors import SettingsError, SidecarError
 from resize_sidecar.core.formats import ORIGINAL_TYPES
 from resize_sidecar.core.settings import Settings, load
-from resize_sidecar.core.signing import encode_key, parse_path, validate_key
+from resize_sidecar.core.signing import parse_storage_key, validate_key
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
 
@@ -223,19 +223,15 @@ class DevelopmentMedia:
         except UnicodeError:
             return response(environ, start_response)
         is_derivative = path.startswith(self._derivatives)
+        key = path[len(settings.media_url) :]
         try:
             if is_derivative:
-                # Re-encoding the decoded path gives the one spelling parse_path accepts.
-                found = parse_path(
-                    encode_key(path), media_url=settings.media_url, derived_prefix=settings.derived_prefix
-                )
-                key = found.storage_key(settings.derived_prefix)
+                parse_storage_key(key, settings.derived_prefix)
             else:
-                key = path[len(settings.media_url) :]
                 validate_key(key, settings.derived_prefix)
+            file = self._stored_file(key)
         except SidecarError:
-            key = None
-        file = self._stored_file(key) if key is not None else None
+            file = None
         if file is not None and (is_derivative or settings.serve_originals):
             # Typed as nginx types them: an original only as an image type (never a page a browser would run), a
             # derivative by its format.

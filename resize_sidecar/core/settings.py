@@ -69,7 +69,7 @@ class Settings:
     )
     cache_control: str = setting("public, max-age=31536000, immutable", "Cache-Control of stored derivatives.")
     originals_cache_control: str = setting(
-        "public, max-age=86400", "Cache-Control of originals written by 'resize-sidecar upload' (they can change)."
+        "no-cache", "Cache-Control of originals stored by the API or 'resize-sidecar upload' (they can be replaced)."
     )
     quality_jpg: int = setting(80, "Default JPEG quality (1-100).")
     quality_webp: int = setting(80, "Default WebP quality (1-100).")

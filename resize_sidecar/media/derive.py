@@ -259,6 +259,15 @@ class Deriver:
         """
         settings = self.settings
         path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix)
+        return path, self.authorize_path(path)
+
+    def authorize_path(self, path: DerivativePath) -> DerivativeSpec:
+        """Verify a parsed path and check its spec against the settings; the spec it stands for.
+
+        Raises:
+            BadSignatureError, MalformedPathError, PolicyError: the path is refused.
+        """
+        settings = self.settings
         verify(path, settings.secrets)
         spec = resolve_spec(path.spec, settings.preset_specs)
         limit = settings.max_output_dimension
@@ -280,7 +289,7 @@ class Deriver:
                 check_listed(name, side, settings.widths, "allowed widths")
             check_listed("quality", spec.quality, settings.qualities, "allowed qualities")
             check_listed("blur", spec.blur, settings.blurs, "allowed blurs")
-        return path, spec
+        return spec
 
     def derive(self, raw_path: str) -> Derivative:
         """The derivative a signed path names: from storage if it exists, else made now and stored.

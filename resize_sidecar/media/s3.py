@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import threading
-from dataclasses import replace
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
-from resize_sidecar.media.storage import StoredBytes, StoredObject, check_key, check_prefix, open_storage, read_capped
+from resize_sidecar.core.objects import write_headers
+from resize_sidecar.media.storage import StoredBytes, StoredObject, check_key, check_prefix, read_capped
 
 if TYPE_CHECKING:
     from resize_sidecar.core.settings import Settings
@@ -74,6 +74,19 @@ class S3Storage:
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
         self._pid_and_client: tuple[int, Any] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bucket: str | None = None) -> S3Storage:
+        """The bucket of the settings (or ``bucket``), with their prefix, endpoint, region, timeouts and attempts."""
+        return cls(
+            settings.s3_bucket if bucket is None else bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            max_attempts=settings.s3_max_attempts,
+        )
 
     def __repr__(self) -> str:
         return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
@@ -352,9 +365,9 @@ class BucketAdmin:
     """Configuration calls on one S3 bucket, with the storage's client (endpoint, credentials, timeouts)."""
 
     def __init__(self, settings: Settings, bucket: str) -> None:
-        storage = open_storage(replace(settings, storage="s3", s3_bucket=bucket))
-        assert isinstance(storage, S3Storage)
+        storage = S3Storage.from_settings(settings, bucket)
         self.bucket = bucket
+        self._check_headers = write_headers("check_object", settings)
         self.region = settings.s3_region
         self._endpoint_url = storage.endpoint_url or None
         self._client = storage.client()
@@ -402,7 +415,8 @@ class BucketAdmin:
             StorageError: a step failed; the message names it.
         """
         data = os.urandom(16)
-        self.call("put_object", Key=key, Body=data, ContentType="application/octet-stream", CacheControl="no-store")
+        content_type, cache_control = self._check_headers
+        self.call("put_object", Key=key, Body=data, ContentType=content_type, CacheControl=cache_control)
         try:
             body = self.call("get_object", Key=key)["Body"]
             with contextlib.closing(body):

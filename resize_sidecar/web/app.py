@@ -30,7 +30,8 @@ from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import PRIVATE_PREFIX, parse_path
 from resize_sidecar.media.derive import Derivative, Deriver
-from resize_sidecar.media.storage import Storage, WriteProbe, open_storage
+from resize_sidecar.media.storage import Storage, WriteProbe
+from resize_sidecar.media.stores import open_storage
 from resize_sidecar.web import answers, metrics
 from resize_sidecar.web.answers import NO_STORE, text_response
 from resize_sidecar.web.api import ApiApp

@@ -20,7 +20,8 @@ from webob import Request, Response
 from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-from resize_sidecar.media.storage import LocalStorage, Storage, delete_derivatives
+from resize_sidecar.media.local import LocalStorage
+from resize_sidecar.media.storage import Storage, delete_derivatives
 from resize_sidecar.ops.regenerate import regenerate
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo

@@ -30,7 +30,7 @@ import pyvips
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from tests.support.faults import (
     Workers,
     gif_frame_flood,

@@ -24,8 +24,10 @@ import pytest
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
 from resize_sidecar.core.settings import Settings
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import S3Storage
-from resize_sidecar.media.storage import LocalStorage, Storage, open_storage
+from resize_sidecar.media.storage import Storage
+from resize_sidecar.media.stores import open_storage
 
 JPEG = "image/jpeg"
 CACHE = "public, max-age=31536000, immutable"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from resize_sidecar.core.signing import format_path
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.middleware.client import MediaAPIError, MediaClient
 from tests.support.images import photo
 from tests.support.servers import SECRET, SidecarServer, free_port, raw_get

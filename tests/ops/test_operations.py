@@ -32,8 +32,9 @@ import yaml
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import format_path, parse_path, verify
 from resize_sidecar.media.derive import Deriver
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import S3Storage
-from resize_sidecar.media.storage import LocalStorage, Storage
+from resize_sidecar.media.storage import Storage
 from resize_sidecar.ops.cli import build_parser
 from tests.support.commands import Run, s3_env
 from tests.support.faults import Fault, FaultProxy
@@ -105,7 +106,8 @@ def test_upload_stores_each_image_at_its_path_with_its_type_and_writes_a_manifes
     types = {"photos/cat.jpg": "image/jpeg", "photos/fox.avif": "image/avif", "photos/portrait.webp": "image/webp"}
     for key, content_type in types.items():
         head = s3_client.head_object(Bucket=s3_bucket, Key=key)
-        assert (head["ContentType"], head["CacheControl"]) == (content_type, "public, max-age=86400")
+        # The API's policy for originals: they can be replaced, so caches ask again.
+        assert (head["ContentType"], head["CacheControl"]) == (content_type, "no-cache")
     manifest_key = ".resize-sidecar/upload/photos/manifest.json"
     manifest = json.loads(s3_client.get_object(Bucket=s3_bucket, Key=manifest_key)["Body"].read())
     rows = {row["key"]: row for row in manifest["files"]}

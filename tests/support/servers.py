@@ -29,7 +29,10 @@ import pytest
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-from resize_sidecar.media.storage import Storage, open_storage
+
+#: The signing secret of the servers and URLs of the test suite (here, not in conftest, so that the benchmark can
+from resize_sidecar.media.storage import Storage
+from resize_sidecar.media.stores import open_storage
 
 #: The signing secret of the servers and URLs of the test suite (here, not in conftest, so that the benchmark can
 #: import these helpers without conftest's changes to the environment).

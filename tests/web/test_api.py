@@ -24,7 +24,7 @@ from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import encode_key, format_path
 from resize_sidecar.media import library
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
 from tests.support.servers import SECRET

@@ -17,7 +17,7 @@ from webob import Request
 from resize_sidecar.core.errors import SettingsError, StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import encode_key, format_path, sign
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo

@@ -17,7 +17,8 @@ import requests
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-from resize_sidecar.media.storage import Storage, open_storage
+from resize_sidecar.media.storage import Storage
+from resize_sidecar.media.stores import open_storage
 from tests.support.bursts import fetch_together
 from tests.support.images import photo
 from tests.support.servers import SECRET, NginxServer, SidecarServer, metric, world_readable_dir

@@ -23,7 +23,7 @@ from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging
 from resize_sidecar.media.derive import NodeLocks
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo

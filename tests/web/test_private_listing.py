@@ -10,7 +10,7 @@ import pytest
 from webob import Request
 
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.ops.upload import upload
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.support.images import photo

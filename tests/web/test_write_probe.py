@@ -15,9 +15,11 @@ import pytest
 from botocore.stub import Stubber
 
 from resize_sidecar.core.errors import StorageError
+from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import BucketAdmin
-from resize_sidecar.media.storage import LocalStorage, WriteProbe
+from resize_sidecar.media.storage import WriteProbe
 from resize_sidecar.ops.bucket import BucketPlan, setup_bucket
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.support.commands import Run, s3_env
@@ -36,7 +38,8 @@ def test_the_write_probe_writes_at_most_once_per_interval_and_keeps_a_refusal_as
     storage: CountingStorage,
 ) -> None:
     now = [0.0]
-    probe = WriteProbe(storage, WRITE_PROBE_KEY, interval=30.0, clock=lambda: now[0])
+    headers = write_headers("readiness_probe", Settings())
+    probe = WriteProbe(storage, WRITE_PROBE_KEY, headers=headers, interval=30.0, clock=lambda: now[0])
 
     for now[0] in (0.0, 10.0, 29.9):
         probe.check()

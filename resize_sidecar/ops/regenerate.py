@@ -17,7 +17,7 @@ from resize_sidecar.core.errors import (
 from resize_sidecar.core.formats import FORMATS
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import DerivativePath, encode_key, is_preset_name, parse_path, parse_spec
+from resize_sidecar.core.signing import DerivativePath, is_preset_name, parse_spec, parse_storage_key
 from resize_sidecar.media.derive import Deriver
 from resize_sidecar.media.storage import Storage, StoredObject
 from resize_sidecar.ops.runs import FAILED, Outcome, Progress, Report, Silent, run_bulk
@@ -88,17 +88,16 @@ class _Regenerator:
 
     def regenerate(self, stored: StoredObject) -> Outcome | None:
         settings = self.settings
-        raw_path = settings.media_url + encode_key(stored.key)
         try:
-            path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix)
-        except (MalformedPathError, BadSignatureError):
+            path = parse_storage_key(stored.key, settings.derived_prefix)
+        except MalformedPathError:
             return Outcome(stored.key, "skipped", "not a derivative's key")
         if not self.selection.picks(path):
             return None
         if is_preset_name(path.spec) and path.spec not in settings.preset_specs:
             return self.stale(stored.key, f"preset {path.spec!r} no longer exists")
         try:
-            _, spec = self.deriver.authorize(raw_path)
+            spec = self.deriver.authorize_path(path)
             # The machine's transform slots are shared with the sidecar's misses; a batch may wait a whole transform.
             with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
                 made = self.deriver.render(path, spec)

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from resize_sidecar.core.errors import SettingsError
-from resize_sidecar.core.formats import ORIGINAL_TYPES
+from resize_sidecar.core.formats import ORIGINAL_TYPES, OUTPUT_FORMATS
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import PRIVATE_PREFIX
 
@@ -135,6 +135,9 @@ def render_nginx(
             "main": "\n".join(main),
             "http": _indent(_render("http.conf", {"outside": "\n".join(http)}), 4),
             "locations": _indent(text, 8),
+            "output_types": "\n".join(
+                f"        {fmt.content_type} {' '.join(fmt.extensions)};" for fmt in OUTPUT_FORMATS
+            ),
         },
     )
 

@@ -37,7 +37,7 @@ from resize_sidecar.core.errors import (
     UnsupportedMediaTypeError,
 )
 from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, format_of_key
-from resize_sidecar.core.objects import ORIGINAL_CACHE_CONTROL, write_headers
+from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import (
     MAX_KEY_BYTES,
@@ -217,8 +217,7 @@ class MediaLibrary:
         if existing is not None and existing != data:
             raise ConflictError(f"another image is stored at {final_key!r}")
         moved = self._move_derivatives(incoming_key, final_key)
-        # An original the API activated may be deleted and uploaded again at the same key: caches must ask again.
-        self.storage.put_if_absent(final_key, data, self.content_type(data), ORIGINAL_CACHE_CONTROL)
+        self.storage.put_if_absent(final_key, data, *write_headers("original", self.settings, self.content_type(data)))
         self._remove_incoming(incoming_key)
         return Activation(final_key, True, moved, self._preset_urls(final_key))
 

@@ -7,6 +7,7 @@ import struct
 import uuid
 import zlib
 from dataclasses import dataclass
+from typing import Literal
 
 from resize_sidecar.core.errors import SettingsError, SidecarError, UnsupportedImageError
 from resize_sidecar.core.formats import FORMATS
@@ -31,10 +32,10 @@ _HEIC_SAMPLE = base64.b64decode(
 
 @dataclass(frozen=True)
 class Finding:
-    """One line of the doctor's report; ``status`` is ``ok``, ``warn`` or ``fail``."""
+    """One line of the doctor's report; only a ``fail`` makes the setup unhealthy."""
 
     name: str
-    status: str
+    status: Literal["ok", "warn", "fail"]
     detail: str
 
 

@@ -780,8 +780,8 @@ def _pad(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
 
 
 def _flatten(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
-    """JPEG has no alpha: blend onto ``bg`` (white by default). Other formats keep theirs."""
-    if job.fmt != "jpg" or not image.hasalpha():
+    """A format without alpha (JPEG): blend onto ``bg`` (white by default). Other formats keep theirs."""
+    if BY_NAME[job.fmt].alpha or not image.hasalpha():
         return image
     background = _rgb(spec.background) if spec.background is not None else WHITE
     return image.flatten(background=list(background))

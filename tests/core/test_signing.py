@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
+from resize_sidecar.core.formats import FORMATS
 from resize_sidecar.core.signing import (
-    FORMATS,
     GRAVITIES,
     MAX_KEY_BYTES,
     DerivativePath,
@@ -31,8 +31,10 @@ from resize_sidecar.core.signing import (
     format_path,
     format_spec,
     is_preset_name,
+    names_a_derivative,
     parse_path,
     parse_spec,
+    parse_storage_key,
     resolve_spec,
     sign,
     validate_key,
@@ -150,6 +152,52 @@ def test_formatting_a_parsed_path_again_gives_the_same_path(key: str, spec: str,
     parsed = parse_path(path)
 
     assert format_path(parsed.key, parsed.spec, parsed.fmt, SECRET) == path
+
+
+@given(key=KEYS, spec=SPEC_TEXTS, fmt=FORMATS_ST)
+@example(key="photos/café 1.jpg", spec="thumb", fmt="avif")
+def test_a_storage_key_parses_back_to_its_derivative_path(key: str, spec: str, fmt: str) -> None:
+    path = format_path(key, spec, fmt, SECRET)
+    parsed = parse_path(path)
+
+    assert parsed.public_path("/media/", "_r/") == path
+    for derived_prefix in ("_r/", "derived.v2/"):
+        assert parse_storage_key(parsed.storage_key(derived_prefix), derived_prefix) == parsed
+
+
+@pytest.mark.parametrize(
+    "storage_key",
+    [
+        pytest.param("photos/a.jpg", id="an original"),
+        pytest.param(f"_r/a.jpg/200x-{ANY_SIGNATURE}.bmp", id="unknown format"),
+        pytest.param(f"_r/a.jpg/200x-{ANY_SIGNATURE}.jpg.txt", id="a name after the format"),
+        pytest.param(f"_r/a.jpg/200x-{ANY_SIGNATURE[:-1]}.jpg", id="short signature"),
+        pytest.param(f"_r/a.jpg/200x-{ANY_SIGNATURE.upper()}.jpg", id="upper-case signature"),
+        pytest.param(f"_r/a.jpg/-{ANY_SIGNATURE}.jpg", id="no spec"),
+        pytest.param(f"_r/200x-{ANY_SIGNATURE}.jpg", id="no key"),
+        pytest.param(f"_r/../200x-{ANY_SIGNATURE}.jpg", id="traversal key"),
+        pytest.param(f"_r/_r/a.jpg/200x-{ANY_SIGNATURE}.jpg", id="key under the derived prefix"),
+        pytest.param("_r/resize-sidecar-check-0123", id="the check's object"),
+    ],
+)
+def test_what_is_not_a_derivative_s_storage_key_is_malformed(storage_key: str) -> None:
+    with pytest.raises(MalformedPathError):
+        parse_storage_key(storage_key, "_r/")
+
+
+@pytest.mark.parametrize(
+    ("name", "names_one"),
+    [
+        pytest.param(f"200x-{ANY_SIGNATURE}.webp", True, id="a derivative"),
+        pytest.param(f"a.b-{ANY_SIGNATURE}.gif", True, id="any spec text"),
+        pytest.param(f"200x-{ANY_SIGNATURE}.tiff", False, id="unknown format"),
+        pytest.param(f"200x-{ANY_SIGNATURE[1:]}.jpg", False, id="short signature"),
+        pytest.param(f"-{ANY_SIGNATURE}.jpg", False, id="no spec"),
+        pytest.param("cat.jpg", False, id="an original's name"),
+    ],
+)
+def test_a_name_is_a_derivative_s_when_it_has_its_shape(name: str, names_one: bool) -> None:
+    assert names_a_derivative(name) is names_one
 
 
 @given(specs())

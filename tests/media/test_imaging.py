@@ -21,7 +21,7 @@ from resize_sidecar.core.errors import (
     UndecodableImageError,
     UnsupportedImageError,
 )
-from resize_sidecar.core.formats import CONTENT_TYPES
+from resize_sidecar.core.formats import BY_NAME, CONTENT_TYPES, FORMATS
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging
@@ -659,6 +659,26 @@ def test_each_format_has_its_content_type_and_signature(
     assert rendered.content_type == CONTENT_TYPES[fmt] == content_type
     assert rendered.body[offset : offset + len(signature)] == signature
     assert (rendered.width, rendered.height) == (60, 40)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_of_the_table_is_written_as_the_type_and_format_it_names(
+    landscape: bytes, make_settings: MakeSettings, fmt: str
+) -> None:
+    """libvips reads back what was written with the loader of the table's format, whatever the table says."""
+    rendered = render(landscape, "60x", fmt, make_settings())
+    loader = pyvips.Image.new_from_buffer(rendered.body, "").get("vips-loader").removesuffix("_buffer")
+    assert imaging.FORMAT_OF_LOADER[loader] == fmt
+    assert rendered.content_type == BY_NAME[fmt].content_type
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_format_keeps_alpha_exactly_when_the_table_says_it_holds_alpha(
+    make_settings: MakeSettings, fmt: str
+) -> None:
+    half_transparent = pyvips.Image.black(16, 16, bands=3).bandjoin(128).copy(interpretation="srgb")
+    rendered = render(png(half_transparent), "0x0", fmt, make_settings())
+    assert bool(decode(rendered.body).hasalpha()) is BY_NAME[fmt].alpha
 
 
 # Orientation --------------------------------------------------------------------------------------------------------

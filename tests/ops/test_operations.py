@@ -39,6 +39,7 @@ from resize_sidecar.ops.cli import build_parser
 from tests.support.commands import Run, s3_env
 from tests.support.faults import Fault, FaultProxy
 from tests.support.images import image_size, photo
+from tests.support.pictures import bmp, heic, picture, tiff, to_pyvips
 from tests.support.servers import REPO, SECRET
 
 
@@ -122,6 +123,31 @@ def test_upload_stores_each_image_at_its_path_with_its_type_and_writes_a_manifes
     thumb = rows["photos/fox.avif"]["derivatives"]["thumb"]
     assert thumb.startswith("https://cdn.example.com/media/_r/photos/fox.avif/thumb-") and thumb.endswith(".avif")
     verify(parse_path(thumb.removeprefix("https://cdn.example.com")), [SECRET])
+
+
+def test_upload_stores_heic_tiff_and_bmp_as_sent_with_the_type_their_bytes_name(
+    cli: Run, tmp_path: Path, moto_endpoint: str, s3_bucket: str, s3_client: Any
+) -> None:
+    """The API converts these; the bulk upload keeps the photographer's file, typed by what it is."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    files = {
+        "phone.heic": ("image/heic", heic(picture(64, 48))),
+        "scan.tiff": ("image/tiff", tiff(to_pyvips(picture(64, 48)))),
+        "paint.bmp": ("image/bmp", bmp(picture(64, 48))),
+    }
+    for name, (_, data) in files.items():
+        (folder / name).write_bytes(data)
+
+    result = cli("upload", str(folder), "--json", env=s3_env(moto_endpoint, s3_bucket))
+
+    assert (result.code, result.json()["counts"]) == (0, {"uploaded": 3}), result.err
+    stored = {name: s3_client.get_object(Bucket=s3_bucket, Key=name) for name in files}
+    assert {name: (got["ContentType"], got["Body"].read()) for name, got in stored.items()} == files
+    manifest = json.loads(s3_client.get_object(Bucket=s3_bucket, Key=MANIFEST_KEY)["Body"].read())
+    assert {row["key"]: row["content_type"] for row in manifest["files"]} == {
+        name: content_type for name, (content_type, _) in files.items()
+    }
 
 
 @pytest.mark.parametrize("kind", ["s3", "local"])

@@ -1,4 +1,4 @@
-# make demo: sidecar + nginx + a sample gallery on local storage.  make test: the whole suite.
+# make demo: sidecar + nginx + a sample gallery on local storage.  make test: make lint, then the whole suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ DEMO_PACKAGES := python3-venv nginx libnginx-mod-http-js
 # The suite adds headless Chromium, and Ceph's RADOS Gateway as its second S3 store (tests/support/rgw.py).
 APT_PACKAGES := $(DEMO_PACKAGES) chromium chromium-driver ceph-mon ceph-osd radosgw
 
-.PHONY: setup system-packages demo-packages test demo bench clean
+.PHONY: setup system-packages demo-packages lint test mutation demo bench clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -35,7 +35,15 @@ system-packages:
 demo-packages:
 	$(call install_missing,$(DEMO_PACKAGES))
 
-test: setup
+# Style (ruff) and types (mypy --strict, pyproject's [tool.mypy]); the rooms' import rules are a test
+# (tests/test_layout.py). mypy reads the packages as installed, where the folder middleware/ is
+# resize_sidecar.middleware: build/installed/ holds links to the sources (tests/support/installed.py).
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m tests.support.installed build/installed
+	cd build/installed && $(abspath $(PY)) -m mypy --config-file $(CURDIR)/pyproject.toml -p resize_sidecar -p middleware
+
+test: setup lint
 	$(PY) -m pytest
 
 demo: demo-packages $(VENV)/.installed

@@ -1,44 +1,19 @@
 """The rooms' import rules (pyproject's [tool.importlinter] contracts): the core imports nothing of the other rooms,
 media imports only the core, web never imports ops, the middleware imports only the core, no import cycles.
 
-import-linter reads packages from their folders, and the folder middleware/ is installed as resize_sidecar.middleware
-(package-dir). So the packages are laid out as the wheel has them, in a temporary folder, and import-linter runs
-there in a fresh interpreter: a broken rule fails with import-linter's report, which names each offending import and
-its line.
+import-linter reads packages from their folders, so it runs, in a fresh interpreter, in a folder laid out as the wheel
+has them (tests.support.installed): a broken rule fails with import-linter's report, which names each offending
+import and its line.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PYPROJECT = ROOT / "pyproject.toml"
-
-
-def package_folders() -> dict[str, Path]:
-    """Each package the wheel carries, by import name, with the folder its modules come from."""
-    setuptools = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]
-    mapped: dict[str, str] = setuptools.get("package-dir", {})
-    folders = {}
-    for package in setuptools["packages"]:
-        parts = package.split(".")
-        # package-dir's rule: the longest mapped start of the name gives a folder, the rest of the name folders in it.
-        cut = next(cut for cut in range(len(parts), -1, -1) if cut == 0 or ".".join(parts[:cut]) in mapped)
-        folders[package] = ROOT.joinpath(mapped.get(".".join(parts[:cut]), ""), *parts[cut:])
-    return folders
-
-
-def lay_out_as_installed(target: Path) -> None:
-    for package, folder in package_folders().items():
-        destination = target.joinpath(*package.split("."))
-        destination.mkdir(parents=True, exist_ok=True)
-        for module in folder.glob("*.py"):
-            shutil.copyfile(module, destination / module.name)
+from tests.support.installed import PYPROJECT, ROOT, lay_out_as_installed, package_folders
 
 
 def test_every_package_folder_is_one_the_wheel_carries() -> None:

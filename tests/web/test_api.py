@@ -6,6 +6,7 @@ gunicorn on local storage and on moto's S3 server, are in ``test_api_e2e.py``.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import threading
 import time
@@ -26,10 +27,20 @@ from resize_sidecar.core.signing import encode_key, format_path
 from resize_sidecar.media import library
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web.app import SidecarApp, make_app
+from tests.support.api import API_SECRET
 from tests.support.images import photo
 from tests.support.servers import SECRET
 
-API_SECRET = "api-secret-0123456789abcdef"
+#: The client errors the API answers, and the message of each.
+REFUSALS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+}
 MakeApi = Callable[..., SidecarApp]
 
 
@@ -333,9 +344,14 @@ def test_a_malformed_multipart_body_is_400(
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(boundary=st.text(max_size=80), body=st.binary(max_size=300))
-def test_hostile_multipart_bodies_never_cause_a_500(api: SidecarApp, boundary: str, body: bytes) -> None:
+def test_hostile_multipart_bodies_never_cause_a_500(
+    api: SidecarApp, storage: LocalStorage, boundary: str, body: bytes
+) -> None:
     content_type = f"multipart/form-data; boundary={boundary}".encode("utf-8", "replace").decode("latin-1")
-    assert upload(api, body, headers={"Content-Type": content_type}).status_int in (400, 415, 422)
+    response = upload(api, body, headers={"Content-Type": content_type})
+    assert response.json["error"] == REFUSALS[response.status_int], response.text
+    assert response.json["detail"]
+    assert keys(storage) == []
 
 
 def test_a_malformed_content_length_is_400(api: SidecarApp, storage: LocalStorage) -> None:
@@ -577,9 +593,12 @@ def test_activation_with_a_wrong_secret_moves_nothing(api: SidecarApp, storage: 
 # Listing.
 
 
+LISTED_ORIGINALS = ("a/1.jpg", "a/2.png", "a/3.jpg", "b/1.jpg", "incoming/c/1.jpg", "z.jpg")
+
+
 @pytest.fixture
 def listed_storage(storage: LocalStorage) -> LocalStorage:
-    for key in ["a/1.jpg", "a/2.png", "a/3.jpg", "b/1.jpg", "incoming/c/1.jpg", "z.jpg"]:
+    for key in LISTED_ORIGINALS:
         storage.put(key, b"x" * len(key), "image/jpeg", "")
     storage.put("_r/a/1.jpg/100x-" + "0" * 32 + ".jpg", b"derivative", "image/jpeg", "")
     return storage
@@ -658,7 +677,19 @@ def test_hostile_globs_and_prefixes_never_cause_a_500(
     response = listing(
         api, "?" + urlencode({"match": match, "prefix": prefix}, encoding="utf-8", errors="surrogatepass")
     )
-    assert response.status_int in (200, 400)
+    if response.status_int == 400:
+        assert response.json["error"] == "Bad Request" and response.json["detail"], response.text
+        return
+    # Uploads are listed only when the prefix asks for them; derivatives never.
+    expected = [
+        key
+        for key in LISTED_ORIGINALS
+        if key.startswith(prefix)
+        and (prefix.startswith("incoming/") or not key.startswith("incoming/"))
+        and fnmatch.fnmatchcase(key, match)
+    ]
+    assert (response.status_int, response.json["cursor"]) == (200, None)
+    assert [item["key"] for item in response.json["items"]] == expected
 
 
 # Metadata.
@@ -954,7 +985,12 @@ def test_unknown_routes_are_404_and_wrong_methods_405_with_allow(api: SidecarApp
     tail=st.text(max_size=60),
     query=st.text(max_size=40),
 )
-def test_hostile_api_requests_never_cause_a_500(api: SidecarApp, method: str, tail: str, query: str) -> None:
+def test_hostile_api_requests_never_cause_a_500(
+    api: SidecarApp, storage: LocalStorage, method: str, tail: str, query: str
+) -> None:
     path = "/api/" + encode_key(tail) + "?" + encode_key(query).replace("/", "%2F")
     response = call(api, method, path, b"" if method == "POST" else None)
-    assert response.status_int < 500, (path, response.text)
+    # Nothing is stored, so no route finds anything: every answer is one of the client's errors, in JSON.
+    assert (response.cache_control.no_store, keys(storage)) == (True, [])
+    if method != "HEAD":
+        assert response.json["error"] == REFUSALS[response.status_int], (path, response.text)

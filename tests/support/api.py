@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from resize_sidecar.core.settings import StorageKind
 from tests.support.servers import Stack, media_stack
 
 API_SECRET = "api-secret-0123456789abcdef"
@@ -15,7 +16,7 @@ MAX_SOURCE_BYTES = 3_000_000
 
 
 @contextmanager
-def api_stack(mode: str, moto_endpoint: str, log_dir: Path) -> Iterator[Stack]:
+def api_stack(mode: StorageKind, moto_endpoint: str, log_dir: Path) -> Iterator[Stack]:
     """nginx and the sidecar with the media API on, over local storage or a bucket on moto (``mode``)."""
     env = {
         "RESIZE_SIDECAR_API_SECRET": API_SECRET,

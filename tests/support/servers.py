@@ -27,7 +27,7 @@ from typing import Self
 
 import pytest
 
-from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.settings import Settings, StorageKind
 from resize_sidecar.core.signing import format_path
 
 #: The signing secret of the servers and URLs of the test suite (here, not in conftest, so that the benchmark can
@@ -291,7 +291,7 @@ def sidecar_requests(sidecar: SidecarServer) -> float:
 
 @dataclass
 class Stack:
-    mode: str
+    mode: StorageKind
     settings: Settings
     storage: Storage
     sidecar: SidecarServer
@@ -328,7 +328,7 @@ def public_derivatives_policy(bucket: str) -> str:
 
 @contextmanager
 def media_stack(
-    mode: str, moto_endpoint: str, log_dir: Path, env: dict[str, str] | None = None, *, public: bool = True
+    mode: StorageKind, moto_endpoint: str, log_dir: Path, env: dict[str, str] | None = None, *, public: bool = True
 ) -> Iterator[Stack]:
     """nginx in front of a sidecar, over a fresh local folder or a fresh bucket at an S3 endpoint (moto's, or any
     other with the suite's credentials) whose derivatives are public, or private if not ``public``."""

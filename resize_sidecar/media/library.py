@@ -17,7 +17,6 @@ import hmac
 import re
 import secrets
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +51,7 @@ from resize_sidecar.core.signing import (
     validate_key,
 )
 from resize_sidecar.media import imaging, originals
+from resize_sidecar.media.archives import zip_stream
 from resize_sidecar.media.derive import Deriver, Source
 from resize_sidecar.media.storage import Storage, StoredObject, delete_derivatives
 
@@ -65,7 +65,6 @@ _SCAN_BUDGET = 5000
 _MATCH_MAX_CHARACTERS = 256
 #: Sorts after every key that starts with a given prefix: listing from prefix + this skips the whole area.
 _AFTER_EVERY_KEY = "\U0010ffff"
-_ZIP_ERRORS_NAME = "ERRORS.txt"
 
 
 def store_original(settings: Settings, storage: Storage, key: str, data: bytes, content_type: str) -> None:
@@ -366,7 +365,7 @@ class MediaLibrary:
             # Refuse a bad spec, format or size now, while an error can still be an HTTP status.
             self.deriver.authorize(paths[0][1])
             entries = [(f"{name}.{spec}.{fmt}", self._loader_of_derivative(path)) for name, path in paths]
-        return _zip_stream(entries, limit)
+        return zip_stream(entries, limit)
 
     # Deleting
 
@@ -580,59 +579,3 @@ def _decode_cursor(cursor: str | None) -> str:
         return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequestError("cursor is not one this API returned") from None
-
-
-class _Sink:
-    """A write-only file that keeps what is written until it is taken: zipfile writes, the stream yields."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        """zipfile flushes after each entry; there is nothing to flush to."""
-
-    def close(self) -> None:
-        """Part of the file protocol zipfile expects; nothing to release."""
-
-    def take(self) -> bytes:
-        data, self.chunks = b"".join(self.chunks), []
-        return data
-
-
-def _zip_stream(entries: list[tuple[str, Callable[[], bytes]]], max_bytes: int) -> Iterator[bytes]:
-    """A zip of the entries, yielded as each one is read: one image in memory at a time, never the archive.
-
-    Entries are stored, not compressed: images are compressed already. An entry that cannot be read, or would
-    take the archive past ``max_bytes``, is left out and named, with its reason, in a last entry ``ERRORS.txt``.
-    """
-    sink = _Sink()
-    problems = []
-    written = 0
-    # An unseekable file: zipfile writes each entry's sizes and CRC after its data (a data descriptor).
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, load in entries:
-            try:
-                data = load()
-            except SidecarError as error:
-                # A fault of ours (storage) is named by its status only, as in any error answer.
-                problems.append(f"{name}: {error.public_message}" + ("" if error.report else f": {error.detail}"))
-                continue
-            if written + len(data) > max_bytes:
-                problems.append(f"{name}: left out, the archive would pass {max_bytes} bytes")
-                continue
-            written += len(data)
-            archive.writestr(_zip_entry(name), data)
-            yield sink.take()
-        if problems:
-            archive.writestr(_zip_entry(_ZIP_ERRORS_NAME), "\n".join(problems) + "\n")
-    yield sink.take()
-
-
-def _zip_entry(name: str) -> zipfile.ZipInfo:
-    entry = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
-    entry.external_attr = 0o644 << 16  # readable by everyone once extracted, as any downloaded file
-    return entry

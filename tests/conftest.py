@@ -1,5 +1,6 @@
 """Shared fixtures: the shared test images, moto's S3 server over HTTP and Ceph's RADOS Gateway (each S3 store in
-turn for the tests that take ``s3_endpoint``), a fresh bucket per test, settings, the operator's commands in-process.
+turn for the tests that take ``s3_endpoint``), a fresh bucket per test, storage, settings, the operator's commands
+in-process.
 
 Importing this file changes nothing; the run's environment is set once, when pytest starts (``pytest_configure``).
 Nothing imports it: what tests share besides fixtures is in ``tests/support``."""
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from resize_sidecar.core.settings import Settings
+from resize_sidecar.media.local import LocalStorage
+from resize_sidecar.media.storage import Storage
 from tests.support.commands import Result, Run
 from tests.support.environment import isolate
 from tests.support.images import TESTDATA
@@ -88,6 +91,26 @@ def s3_bucket(s3_client: Any) -> str:
     name = f"test-{uuid.uuid4().hex[:16]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def storage_kind() -> str:
+    """The kind of ``storage``: local. A module whose tests hold for S3 too overrides this fixture with the kinds as
+    its params: "local", "s3", "s3-with-prefix"."""
+    return "local"
+
+
+@pytest.fixture
+def storage(storage_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
+    """Real storage of ``storage_kind``: a folder under tmp_path, or a fresh bucket on moto's S3 server over HTTP
+    (with "s3-with-prefix", everything in it under ``media/``)."""
+    if storage_kind == "local":
+        (tmp_path / "media").mkdir(exist_ok=True)
+        return LocalStorage(tmp_path / "media")
+    from resize_sidecar.media.s3 import S3Storage
+
+    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_endpoint")
+    return S3Storage(bucket, endpoint_url=endpoint, prefix="media/" if storage_kind == "s3-with-prefix" else "")
 
 
 @pytest.fixture

@@ -45,12 +45,6 @@ MakeApi = Callable[..., SidecarApp]
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    (tmp_path / "media").mkdir()
-    return LocalStorage(tmp_path / "media")
-
-
-@pytest.fixture
 def make_api(make_settings: Callable[..., Settings], storage: LocalStorage) -> MakeApi:
     """The sidecar app with the API on, one preset, over ``storage``; keyword arguments override settings."""
 

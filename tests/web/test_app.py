@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import pytest
@@ -16,57 +15,19 @@ from webob import Request
 
 from resize_sidecar.core.errors import SettingsError, StorageError
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import encode_key, format_path, sign
+from resize_sidecar.core.signing import encode_key, sign
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
+from tests.support.in_process import CountingStorage, counter, get, url
 from tests.support.servers import SECRET
-
-
-class CountingStorage:
-    """Real local storage that counts calls (and can be told to fail writes), to prove what a request touched."""
-
-    def __init__(self, inner: LocalStorage) -> None:
-        self.inner = inner
-        self.calls: list[str] = []
-        self.fail_writes = False
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append(name)
-            if self.fail_writes and name.startswith("put"):
-                raise StorageError(f"{name} refused for the test")
-            return method(*args, **kwargs)
-
-        return counted
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> CountingStorage:
-    (tmp_path / "media").mkdir()
-    return CountingStorage(LocalStorage(tmp_path / "media"))
 
 
 @pytest.fixture
 def sidecar(make_settings: Callable[..., Settings], storage: CountingStorage) -> SidecarApp:
     settings = make_settings(presets={"thumb": "120x120-fill"}, max_output_dimension=2000)
     return make_app(settings, storage=storage)  # type: ignore[arg-type]
-
-
-def get(app: SidecarApp, path: str, method: str = "GET", **environ: Any) -> Any:
-    request = Request.blank(path, method=method, environ={"RAW_URI": path, **environ})
-    return request.get_response(app)
-
-
-def url(key: str, spec: str, fmt: str) -> str:
-    return format_path(key, spec, fmt, SECRET)
-
-
-def counter(metric: Any, *labels: str) -> float:
-    return float((metric.labels(*labels) if labels else metric)._value.get())
 
 
 def test_a_miss_is_made_stored_and_answered_with_cache_headers(sidecar: SidecarApp, storage: CountingStorage) -> None:

@@ -27,8 +27,8 @@ from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
+from tests.support.in_process import CountingStorage, counter, get, url
 from tests.support.servers import REPO
-from tests.web.test_app import CountingStorage, counter, get, url
 
 MakeSettings = Callable[..., Settings]
 
@@ -51,12 +51,6 @@ def small(*, interlaced: bool, fmt: str) -> bytes:
     if fmt == "png":
         return bytes(image.pngsave_buffer(interlace=interlaced))
     return bytes(image.jpegsave_buffer(interlace=interlaced))
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> CountingStorage:
-    (tmp_path / "media").mkdir()
-    return CountingStorage(LocalStorage(tmp_path / "media"))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from botocore.stub import Stubber
@@ -17,21 +16,14 @@ from botocore.stub import Stubber
 from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import BucketAdmin
 from resize_sidecar.media.storage import WriteProbe
 from resize_sidecar.ops.bucket import BucketPlan, setup_bucket
 from resize_sidecar.web.app import WRITE_PROBE_KEY, make_app
 from tests.support.commands import Run, s3_env
 from tests.support.images import photo
+from tests.support.in_process import CountingStorage, get, url
 from tests.support.servers import SECRET
-from tests.web.test_app import CountingStorage, get, url
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> CountingStorage:
-    (tmp_path / "media").mkdir()
-    return CountingStorage(LocalStorage(tmp_path / "media"))
 
 
 def test_the_write_probe_writes_at_most_once_per_interval_and_keeps_a_refusal_as_long(

@@ -132,7 +132,7 @@ def _decode_here(path: str, overrides: dict[str, Any]) -> dict[str, Any]:
     reset_peak_rss(os.getpid())
     cpu, wall = time.process_time(), time.perf_counter()
     try:
-        imaging.render(data, parse_spec("400x"), "jpg", settings)
+        imaging.render(data, parse_spec("400x"), "jpg", settings.image_limits)
         outcome = "200"
     except SidecarError as error:
         outcome = f"{error.status} {error.reason}"

@@ -42,8 +42,8 @@ def settings(**overrides: Any) -> Settings:
 def sidecar_render(data: bytes, fmt: str, quality: int | None = None, mode: str = "fit") -> bytes:
     """What the sidecar's miss path does between reading the original and storing the result."""
     config = settings()
-    info = imaging.probe(data, config)
-    return imaging.render(data, DerivativeSpec(*BOX, mode=mode, quality=quality), fmt, config, info).body
+    info = imaging.probe(data, config.image_limits)
+    return imaging.render(data, DerivativeSpec(*BOX, mode=mode, quality=quality), fmt, config.image_limits, info).body
 
 
 def vips_naive(data: bytes, fmt: str, quality: int | None = None) -> bytes:

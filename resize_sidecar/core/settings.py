@@ -27,6 +27,33 @@ OnMiss = Literal["serve", "redirect"]
 NginxS3Auth = Literal["none", "sigv4"]
 
 
+@dataclass(frozen=True)
+class ImageLimits:
+    """What one original may cost to read and decode, and one derivative to make: the settings the image work reads,
+    taken from :class:`Settings` once (:attr:`Settings.image_limits`). Fields keep their settings' names, which
+    refusals quote."""
+
+    allowed_loaders: tuple[str, ...]
+    max_source_bytes: int
+    max_source_pixels: int
+    max_frames: int
+    max_output_dimension: int
+    max_interlaced_pixels: int
+    max_heif_pixels: int
+    max_lossless_webp_pixels: int
+    max_tiff_pixels: int
+    max_bmp_pixels: int
+    max_jpeg_scan_pixels: int
+    transform_timeout: float
+    #: A derivative's quality, per lossy format, when its spec names none.
+    quality_jpg: int
+    quality_webp: int
+    quality_avif: int
+
+    def quality_for(self, fmt: str) -> int:
+        return {"jpg": self.quality_jpg, "webp": self.quality_webp, "avif": self.quality_avif}.get(fmt, 80)
+
+
 def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata={"doc": doc, "secret": secret})
@@ -152,6 +179,10 @@ class Settings:
     archive_max_bytes: int = setting(200_000_000, "Most bytes of images in one zip from /api/archive.")
 
     @cached_property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(**{limit.name: getattr(self, limit.name) for limit in fields(ImageLimits)})
+
+    @cached_property
     def preset_specs(self) -> dict[str, DerivativeSpec]:
         return {name: parse_spec(text) for name, text in self.presets.items()}
 
@@ -206,9 +237,6 @@ class Settings:
                 f"{_env_name('secrets')} (secrets): a secret is required to sign and verify derivative URLs"
             )
         return self.secrets
-
-    def quality_for(self, fmt: str) -> int:
-        return {"jpg": self.quality_jpg, "webp": self.quality_webp, "avif": self.quality_avif}.get(fmt, 80)
 
     def validate(self) -> Settings:
         """Check values that their types do not; returns self.

@@ -32,7 +32,7 @@ from resize_sidecar.core.errors import (
 )
 from resize_sidecar.core.formats import CONTENT_TYPES
 from resize_sidecar.core.objects import write_headers
-from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.settings import ImageLimits, Settings
 from resize_sidecar.core.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
 from resize_sidecar.media import imaging
 from resize_sidecar.media.storage import Storage
@@ -84,10 +84,10 @@ class Source:
     version: str
     info: imaging.SourceInfo
 
-    def render(self, spec: DerivativeSpec, fmt: str, settings: Settings) -> Made:
+    def render(self, spec: DerivativeSpec, fmt: str, limits: ImageLimits) -> Made:
         """Raises: TransformTimeoutError, UndecodableImageError: as :func:`imaging.render`."""
         started = time.perf_counter()
-        rendered = imaging.render(self.data, spec, fmt, settings, self.info)
+        rendered = imaging.render(self.data, spec, fmt, limits, self.info)
         return Made(rendered, time.perf_counter() - started, self.version)
 
 
@@ -239,6 +239,7 @@ class Deriver:
             SettingsError: the lock folder is unusable (see :class:`NodeLocks`).
         """
         self.settings = settings
+        self.limits = settings.image_limits
         self.storage = storage
         self.locks = NodeLocks(settings.lock_path, settings.transform_slots)
 
@@ -331,14 +332,14 @@ class Deriver:
         """
         ORIGINAL_READS.inc()
         try:
-            original = self.storage.get_versioned(path.key, max_bytes=self.settings.max_source_bytes)
+            original = self.storage.get_versioned(path.key, max_bytes=self.limits.max_source_bytes)
         except SourceTooLargeError as error:
             raise SourceTooLargeError(f"{error.detail} (MAX_SOURCE_BYTES)") from None
         if original is None:
             raise NotFoundError(f"no original at {path.key!r}")
         started = time.perf_counter()
-        info = imaging.probe(original.data, self.settings)
-        rendered = imaging.render(original.data, spec, path.fmt, self.settings, info)
+        info = imaging.probe(original.data, self.limits)
+        rendered = imaging.render(original.data, spec, path.fmt, self.limits, info)
         return Made(rendered, time.perf_counter() - started, original.version)
 
     def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
@@ -401,7 +402,7 @@ class Deriver:
         # The slot bounds the memory and CPU of originals held and decoded at once, so it covers the read too; the
         # original (tens of megabytes, perhaps) is released when render() returns, before the upload.
         with self.locks.transform_slot(self.settings.overload_wait):
-            made = self.render(path, spec) if source is None else source.render(spec, path.fmt, self.settings)
+            made = self.render(path, spec) if source is None else source.render(spec, path.fmt, self.limits)
         rendered, seconds = made.rendered, made.seconds
         content_type = rendered.content_type
         try:

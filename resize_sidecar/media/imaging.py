@@ -33,7 +33,7 @@ from resize_sidecar.core.errors import (
     UnsupportedImageError,
 )
 from resize_sidecar.core.formats import BY_NAME, FormatName
-from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.settings import ImageLimits
 from resize_sidecar.core.signing import DerivativeSpec
 
 # libvips reads this once, when pyvips starts it (the import below); block_untrusted_set() also covers a process
@@ -155,7 +155,7 @@ class WholeDecode:
 
     kind: str  # as a refusal names it
     loader: str
-    setting: str  # the Settings field of its pixel limit
+    setting: str  # the ImageLimits field (and setting) of its pixel limit
     applies: Callable[[SourceInfo], bool]
     error: type[SourceTooLargeError] = SourceTooLargeError
 
@@ -208,7 +208,7 @@ class _Job:
     """What every step needs besides the image and the spec."""
 
     fmt: str
-    settings: Settings
+    limits: ImageLimits
     info: SourceInfo
     animated: bool
     # Width and height of the result (of one frame) for fill and pad; None for fit, whose size libvips decides.
@@ -279,7 +279,7 @@ def set_render_threads(count: int) -> None:
     pyvips.concurrency_set(count)
 
 
-def probe(data: bytes, settings: Settings) -> SourceInfo:
+def probe(data: bytes, limits: ImageLimits) -> SourceInfo:
     """Read an original's header, decoding no pixel, and check it against the allowed loaders and the pixel limit.
 
     An animation over ``max_frames`` or over the pixel budget is accepted: :func:`render` then uses its first frame.
@@ -296,14 +296,14 @@ def probe(data: bytes, settings: Settings) -> SourceInfo:
     if loader is None:
         raise UnsupportedImageError("not an image format libvips knows")
     name = loader.removesuffix("_buffer")
-    if name not in settings.allowed_loaders:
+    if name not in limits.allowed_loaders:
         raise UnsupportedImageError(f"{name} originals are not allowed")
-    info = _pillow_header(data, name) if name in PILLOW_LOADERS else _libvips_header(data, name, settings)
-    _check_limits(info, settings)
+    info = _pillow_header(data, name) if name in PILLOW_LOADERS else _libvips_header(data, name, limits)
+    _check_limits(info, limits)
     return info
 
 
-def _libvips_header(data: bytes, name: str, settings: Settings) -> SourceInfo:
+def _libvips_header(data: bytes, name: str, limits: ImageLimits) -> SourceInfo:
     try:
         # A source reads the bytes in place, where the buffer loader would copy the whole original first.
         header = pyvips.Operation.call(f"{name}_source", pyvips.Source.new_from_memory(data), access="sequential")
@@ -317,7 +317,7 @@ def _libvips_header(data: bytes, name: str, settings: Settings) -> SourceInfo:
             has_alpha=bool(header.hasalpha()),
             has_icc=header.get_typeof("icc-profile-data") != 0,
             interlaced=bool(header.get_typeof("interlaced") and header.get("interlaced")),
-            scans=jpeg_scans(data, _most_scans(header.width * header.height, settings)) if name in _JPEG_LOADERS else 0,
+            scans=jpeg_scans(data, _most_scans(header.width * header.height, limits)) if name in _JPEG_LOADERS else 0,
             lossless=name == "webpload" and _webp_lossless(data),
         )
     except LIBVIPS_ERRORS as error:
@@ -380,7 +380,7 @@ def load(data: bytes, info: SourceInfo, **options: object) -> pyvips.Image:
     return pyvips.Operation.call(f"{info.loader}_buffer", data, **options)
 
 
-def decode_all(data: bytes, info: SourceInfo, settings: Settings) -> None:
+def decode_all(data: bytes, info: SourceInfo, limits: ImageLimits) -> None:
     """Decode every pixel of an original, every frame of an animation, keeping none, within ``transform_timeout``:
     what is corrupt or truncated only in its pixels is found, as a miss or an upload would find it.
 
@@ -388,7 +388,7 @@ def decode_all(data: bytes, info: SourceInfo, settings: Settings) -> None:
         UndecodableImageError: the pixels are truncated or corrupt.
         TransformTimeoutError: decoding ran out of time.
     """
-    deadline = Deadline(settings.transform_timeout)
+    deadline = Deadline(limits.transform_timeout)
     pages = {"n": -1} if info.loader in ANIMATED_LOADERS and info.pages > 1 else {}
     try:
         deadline.watch(load(data, info, fail_on="error", access="sequential", **pages)).avg()
@@ -449,7 +449,9 @@ def _decode_pillow(data: bytes, info: SourceInfo) -> pyvips.Image:
     return image
 
 
-def render(data: bytes, spec: DerivativeSpec, fmt: str, settings: Settings, info: SourceInfo | None = None) -> Rendered:
+def render(
+    data: bytes, spec: DerivativeSpec, fmt: str, limits: ImageLimits, info: SourceInfo | None = None
+) -> Rendered:
     """Make the derivative ``spec`` of an original in format ``fmt``: oriented, 8-bit sRGB, without metadata.
 
     ``info`` is :func:`probe`'s answer for the same ``data``, when the caller already has it (the header is then
@@ -468,16 +470,16 @@ def render(data: bytes, spec: DerivativeSpec, fmt: str, settings: Settings, info
     if target is None:
         raise MalformedPathError(f"unknown format {fmt!r}")
     if info is None:
-        info = probe(data, settings)
+        info = probe(data, limits)
     else:
-        _check_limits(info, settings)
+        _check_limits(info, limits)
     job = _Job(
         fmt=fmt,
-        settings=settings,
+        limits=limits,
         info=info,
-        animated=_animates(spec, fmt, settings, info),
+        animated=_animates(spec, fmt, limits, info),
         exact=_exact_size(spec, info),
-        deadline=Deadline(settings.transform_timeout),
+        deadline=Deadline(limits.transform_timeout),
     )
     # Errors in the pixels only surface when libvips computes them, which may be during the encode.
     try:
@@ -554,30 +556,30 @@ def _webp_lossless(data: bytes) -> bool:
     return False
 
 
-def _check_limits(info: SourceInfo, settings: Settings) -> None:
+def _check_limits(info: SourceInfo, limits: ImageLimits) -> None:
     pixels = info.width * info.height
-    if pixels > settings.max_source_pixels:
+    if pixels > limits.max_source_pixels:
         raise SourceTooLargeError(
-            f"{info.width}x{info.height} pixels is over the limit of {settings.max_source_pixels} (MAX_SOURCE_PIXELS)"
+            f"{info.width}x{info.height} pixels is over the limit of {limits.max_source_pixels} (MAX_SOURCE_PIXELS)"
         )
     for whole in WHOLE_DECODES:
-        limit = getattr(settings, whole.setting)
+        limit = getattr(limits, whole.setting)
         if info.loader == whole.loader and whole.applies(info) and pixels > limit:
             raise whole.error(
                 f"a {whole.kind} of {info.width}x{info.height} pixels is decoded whole, and is over the limit of "
                 f"{limit} pixels ({whole.setting.upper()})"
             )
-    most = _most_scans(pixels, settings)
+    most = _most_scans(pixels, limits)
     if info.scans > most:
         raise SourceTooLargeError(
             f"a JPEG of {info.width}x{info.height} pixels has more than {most} scans, each a pass over its pixels: "
-            f"over the limit of {settings.max_jpeg_scan_pixels} pixels decoded (MAX_JPEG_SCAN_PIXELS)"
+            f"over the limit of {limits.max_jpeg_scan_pixels} pixels decoded (MAX_JPEG_SCAN_PIXELS)"
         )
 
 
-def _most_scans(pixels: int, settings: Settings) -> int:
+def _most_scans(pixels: int, limits: ImageLimits) -> int:
     """The most scans a JPEG of ``pixels`` may have within ``max_jpeg_scan_pixels``."""
-    return settings.max_jpeg_scan_pixels // max(pixels, _SCAN_FLOOR_PIXELS)
+    return limits.max_jpeg_scan_pixels // max(pixels, _SCAN_FLOOR_PIXELS)
 
 
 def _upright_size(info: SourceInfo) -> tuple[int, int]:
@@ -605,23 +607,23 @@ def _enlarges(spec: DerivativeSpec) -> bool:
     return spec.upscale and not spec.full_size
 
 
-def _fit_box(spec: DerivativeSpec, settings: Settings) -> tuple[int, int]:
+def _fit_box(spec: DerivativeSpec, limits: ImageLimits) -> tuple[int, int]:
     # A missing side, and full size, are bounded by the output cap (thumbnail would make a missing height the
     # width); explicit sides over the cap were refused before rendering.
-    limit = settings.max_output_dimension
+    limit = limits.max_output_dimension
     return min(spec.width or limit, limit), min(spec.height or limit, limit)
 
 
-def _animates(spec: DerivativeSpec, fmt: str, settings: Settings, info: SourceInfo) -> bool:
+def _animates(spec: DerivativeSpec, fmt: str, limits: ImageLimits, info: SourceInfo) -> bool:
     if not BY_NAME[fmt].animation or info.loader not in ANIMATED_LOADERS or info.pages == 1:
         return False
     return (
-        info.pages <= settings.max_frames
-        and _frame_pixels(spec, settings, info) * info.pages <= settings.max_source_pixels
+        info.pages <= limits.max_frames
+        and _frame_pixels(spec, limits, info) * info.pages <= limits.max_source_pixels
     )
 
 
-def _frame_pixels(spec: DerivativeSpec, settings: Settings, info: SourceInfo) -> int:
+def _frame_pixels(spec: DerivativeSpec, limits: ImageLimits, info: SourceInfo) -> int:
     """The most pixels one frame holds on the way: decoded, or made (enlarged or padded).
 
     The pixel budget counts both for animations: a small animation enlarged or padded to a large box, times its
@@ -632,7 +634,7 @@ def _frame_pixels(spec: DerivativeSpec, settings: Settings, info: SourceInfo) ->
     if spec.mode == "pad" or (spec.mode == "fill" and _enlarges(spec)):
         return max(most, (spec.width or 1) * (spec.height or 1))
     if spec.mode == "fit" and _enlarges(spec):
-        box_width, box_height = _fit_box(spec, settings)
+        box_width, box_height = _fit_box(spec, limits)
         scale = min(box_width / width, box_height / height)
         return max(most, math.ceil(width * scale) * math.ceil(height * scale))
     return most
@@ -641,7 +643,7 @@ def _frame_pixels(spec: DerivativeSpec, settings: Settings, info: SourceInfo) ->
 def _load(data: bytes, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
     """Decode once, shrinking on load, upright (thumbnail applies the EXIF orientation and drops the tag)."""
     if job.exact is None:
-        width, height = _fit_box(spec, job.settings)
+        width, height = _fit_box(spec, job.limits)
     elif spec.mode == "pad":
         width, height = job.exact
     else:
@@ -809,7 +811,7 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
 
 
 def _quality(spec: DerivativeSpec, job: _Job) -> int:
-    return spec.quality or job.settings.quality_for(job.fmt)
+    return spec.quality or job.limits.quality_for(job.fmt)
 
 
 # Encoders. keep=NONE drops EXIF (GPS included), XMP, IPTC, comments and the ICC profile: pixels are sRGB by now,

@@ -249,7 +249,7 @@ class MediaLibrary:
         # The BlurHash decodes the original: a transform slot bounds it, and the original held, as on a miss.
         with self.deriver.transform_slot():
             data = self.original(key)
-            return Meta(originals.describe(data, self.settings, gps=gps), len(data))
+            return Meta(originals.describe(data, self.settings.image_limits, gps=gps), len(data))
 
     def temporary_access(self, key: str, seconds: int) -> TemporaryAccess:
         """Access to the original at ``key`` without the secret, for ``seconds``.
@@ -292,7 +292,7 @@ class MediaLibrary:
         Raises:
             UnsupportedImageError, UndecodableImageError, SourceTooLargeError: as :func:`imaging.probe`.
         """
-        return CONTENT_TYPES[imaging.FORMAT_OF_LOADER[imaging.probe(data, self.settings).loader]]
+        return CONTENT_TYPES[imaging.FORMAT_OF_LOADER[imaging.probe(data, self.settings.image_limits).loader]]
 
     def original(self, key: str) -> bytes:
         """Raises: NotFoundError: no original at the key."""
@@ -388,7 +388,13 @@ class MediaLibrary:
     def _prepare(self, data: bytes) -> originals.Original:
         """The original to store, with upload statuses: not an allowed image 415, over a limit 413."""
         try:
-            return originals.prepare_original(data, self.settings)
+            settings = self.settings
+            return originals.prepare_original(
+                data,
+                settings.image_limits,
+                auto_orient=settings.auto_orient_original,
+                strip_gps=settings.strip_original_gps,
+            )
         except UnsupportedImageError as error:
             raise UnsupportedMediaTypeError(error.detail) from None
         except SourceTooLargeError as error:
@@ -434,7 +440,7 @@ class MediaLibrary:
         version = self.storage.version(key)
         if version is None:
             raise NotFoundError(f"the upload {key!r} was deleted while its presets were made")
-        source = Source(original.body, version, imaging.probe(original.body, self.settings))
+        source = Source(original.body, version, imaging.probe(original.body, self.settings.image_limits))
         urls = {}
         for name in self.settings.presets:
             # Settings refuse presets over the output cap, and presets are exempt from ALLOWED_WIDTHS.

@@ -23,7 +23,7 @@ import pyvips
 
 from resize_sidecar.core.errors import SourceTooLargeError, UndecodableImageError
 from resize_sidecar.core.formats import CONTENT_TYPES
-from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.settings import ImageLimits
 
 # Importing imaging blocks libvips' untrusted loaders and turns its operation cache off, here too.
 from resize_sidecar.media.imaging import (
@@ -107,14 +107,14 @@ _EXIF_DATE = re.compile(r"(\d{4}):(\d\d):(\d\d) (\d\d:\d\d:\d\d)")
 _EXIF_OFFSET = re.compile(r"[+-]\d\d:\d\d")
 
 
-def prepare_original(data: bytes, settings: Settings) -> Original:
+def prepare_original(data: bytes, limits: ImageLimits, *, auto_orient: bool, strip_gps: bool) -> Original:
     """Check an uploaded original, decode every pixel of it, and keep it as uploaded or encode it again for storage.
 
     It is kept as uploaded when nothing has to change: a format stored as it is, no orientation to apply, no
     metadata to remove. Otherwise the new encoding, in its own format (HEIC: AVIF; TIFF, BMP: PNG), keeps the pixels
-    (turned upright when ``auto_orient_original`` is set), the colour profile and the EXIF less maker notes, the
-    embedded thumbnail and, when ``strip_original_gps`` is set, the GPS location. Animations keep their frames,
-    delays and loop count.
+    (turned upright with ``auto_orient``, the ``auto_orient_original`` setting), the colour profile and the EXIF less
+    maker notes, the embedded thumbnail and, with ``strip_gps`` (``strip_original_gps``), the GPS location.
+    Animations keep their frames, delays and loop count.
 
     Raises:
         UnsupportedImageError: not an image, or a loader that is not allowed.
@@ -122,15 +122,15 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
         UndecodableImageError: a corrupt header, or pixels that turn out truncated or corrupt.
         TransformTimeoutError: decoding and encoding took longer than ``transform_timeout``.
     """
-    info = probe(data, settings)
-    if info.width * info.height * info.pages > settings.max_source_pixels:
+    info = probe(data, limits)
+    if info.width * info.height * info.pages > limits.max_source_pixels:
         raise SourceTooLargeError(
             f"{info.pages} frames of {info.width}x{info.height} pixels are over the limit of "
-            f"{settings.max_source_pixels} (MAX_SOURCE_PIXELS)"
+            f"{limits.max_source_pixels} (MAX_SOURCE_PIXELS)"
         )
     animated = info.loader in ANIMATED_LOADERS and info.pages > 1
     # Frames of an animation share one strip, which turning would scramble; no animated format carries an orientation.
-    turn = settings.auto_orient_original and info.orientation != 1 and not animated
+    turn = auto_orient and info.orientation != 1 and not animated
     options: dict[str, object] = {"fail_on": "error"}
     if animated:
         options["n"] = -1
@@ -138,12 +138,12 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
         # Turning needs the whole image at once; anything else streams through in one pass.
         options["access"] = "sequential"
     fmt = FORMAT_OF_LOADER[info.loader]
-    deadline = Deadline(settings.transform_timeout)
+    deadline = Deadline(limits.transform_timeout)
     try:
         image = load(data, info, **options)
-        removed = _removed_fields(image, settings)
+        removed = _removed_fields(image, strip_gps)
         if info.loader in _STORED_AS_UPLOADED and info.decoder == "libvips" and not turn and not removed:
-            decode_all(data, info, settings)  # to refuse what could not be rendered
+            decode_all(data, info, limits)  # to refuse what could not be rendered
             body = data
         else:
             image = _without(image, removed)
@@ -158,7 +158,7 @@ def prepare_original(data: bytes, settings: Settings) -> Original:
     return Original(body, fmt, CONTENT_TYPES[fmt], width, height, info.pages)
 
 
-def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Description:
+def describe(data: bytes, limits: ImageLimits, *, gps: bool = False) -> Description:
     """An original's header facts, profile name, a small EXIF subset and a BlurHash placeholder.
 
     The GPS location is read only when ``gps`` is true. Decoding for the BlurHash runs within ``transform_timeout``.
@@ -168,8 +168,8 @@ def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Descripti
             the pixels needed for the BlurHash are corrupt.
         TransformTimeoutError: decoding ran out of time.
     """
-    info = probe(data, settings)
-    deadline = Deadline(settings.transform_timeout)
+    info = probe(data, limits)
+    deadline = Deadline(limits.transform_timeout)
     try:
         header = load(data, info, access="sequential")
         if info.decoder == "libvips":
@@ -196,7 +196,7 @@ def describe(data: bytes, settings: Settings, *, gps: bool = False) -> Descripti
     )
 
 
-def _removed_fields(image: pyvips.Image, settings: Settings) -> list[str]:
+def _removed_fields(image: pyvips.Image, strip_gps: bool) -> list[str]:
     """The metadata fields an original is stored without."""
     return [
         name
@@ -205,7 +205,7 @@ def _removed_fields(image: pyvips.Image, settings: Settings) -> list[str]:
         or name in _DROPPED_BLOCKS
         or name.endswith("comment")
         or "-comment-" in name
-        or (settings.strip_original_gps and name.startswith(_GPS_FIELDS))
+        or (strip_gps and name.startswith(_GPS_FIELDS))
     ]
 
 

@@ -105,13 +105,13 @@ def _check_formats(settings: Settings) -> list[Finding]:
     findings = []
     for fmt in FORMATS:
         try:
-            made = imaging.render(original, DerivativeSpec(), fmt, settings)
+            made = imaging.render(original, DerivativeSpec(), fmt, settings.image_limits)
         except SidecarError as error:
             findings.append(Finding(f"format {fmt}", "fail", f"cannot write it: {error.detail}"))
             continue
         try:
-            loader = imaging.probe(made.body, settings).loader
-            imaging.render(made.body, DerivativeSpec(8, 8), "png", settings)
+            loader = imaging.probe(made.body, settings.image_limits).loader
+            imaging.render(made.body, DerivativeSpec(8, 8), "png", settings.image_limits)
         except SidecarError as error:
             findings.append(Finding(f"format {fmt}", "warn", f"written, but not read as an original: {error.detail}"))
             continue
@@ -121,8 +121,8 @@ def _check_formats(settings: Settings) -> list[Finding]:
 
 def _check_heic(settings: Settings) -> Finding:
     try:
-        info = imaging.probe(_HEIC_SAMPLE, settings)
-        imaging.render(_HEIC_SAMPLE, DerivativeSpec(8, 8), "png", settings, info)
+        info = imaging.probe(_HEIC_SAMPLE, settings.image_limits)
+        imaging.render(_HEIC_SAMPLE, DerivativeSpec(8, 8), "png", settings.image_limits, info)
     except UnsupportedImageError as error:
         return Finding("heic", "warn", f"HEIC originals are refused: {error.detail}")
     except SidecarError as error:

@@ -103,7 +103,7 @@ class _Uploader:
         try:
             validate_key(key, self.settings.derived_prefix)
             data = _read_file(path, self.settings.max_source_bytes)
-            info = imaging.probe(data, self.settings)
+            info = imaging.probe(data, self.settings.image_limits)
             content_type = _content_type(info.loader, data)
             _check_extension(path.name, content_type)
         except OSError as error:
@@ -141,7 +141,7 @@ class _Uploader:
         try:
             # A batch shares the slots with the sidecar's misses, and may wait a whole transform for one.
             with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
-                imaging.decode_all(data, info, settings)
+                imaging.decode_all(data, info, settings.image_limits)
         except SidecarError as error:
             return error.detail
         return None

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from resize_sidecar.core.errors import SettingsError
-from resize_sidecar.core.settings import CONFIG_ENV, ENV_PREFIX, Settings, defaults_yaml, load
+from resize_sidecar.core.settings import CONFIG_ENV, ENV_PREFIX, ImageLimits, Settings, defaults_yaml, load
 from resize_sidecar.core.signing import DerivativeSpec
 
 FIELDS = [f.name for f in fields(Settings)]
@@ -451,3 +451,38 @@ def test_the_defaults_yaml_documents_every_setting_above_it() -> None:
         assert doc and "\n" not in doc, f.name
         (index,) = [i for i, line in enumerate(lines) if line.startswith(f"{f.name}:")]
         assert lines[index - 1] == f"# {doc} (env {env_name(f.name)})"
+
+
+def test_the_image_limits_are_the_settings_of_the_same_names() -> None:
+    values = {f.name: index + 1 for index, f in enumerate(fields(ImageLimits)) if f.name != "allowed_loaders"}
+    values["transform_timeout"] = 7
+    settings = Settings(allowed_loaders=("pngload",), **values)  # type: ignore[arg-type]
+
+    limits = settings.image_limits
+    assert {f.name: getattr(limits, f.name) for f in fields(ImageLimits)} == {**values, "allowed_loaders": ("pngload",)}
+    assert [limits.quality_for(fmt) for fmt in ("jpg", "webp", "avif")] == [
+        values["quality_jpg"], values["quality_webp"], values["quality_avif"]
+    ]  # fmt: skip
+
+
+def test_a_secret_is_required_in_one_wording() -> None:
+    assert Settings(secrets=("a", "b")).require_secrets() == ("a", "b")
+    with pytest.raises(SettingsError) as refused:
+        Settings().require_secrets()
+    assert str(refused.value) == (
+        "RESIZE_SIDECAR_SECRETS (secrets): a secret is required to sign and verify derivative URLs"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param("storage", "gcs", "must be 'local' or 's3', got 'gcs'", id="storage"),
+        pytest.param("on_miss", "proxy", "must be 'serve' or 'redirect', got 'proxy'", id="on miss"),
+        pytest.param("nginx_s3_auth", "sigv2", "must be 'none' or 'sigv4', got 'sigv2'", id="nginx s3 auth"),
+    ],
+)
+def test_a_choice_outside_its_literal_is_refused_naming_the_choices(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load(None, {env_name(name): value})
+    assert str(refused.value) == f"{env_name(name)} ({name}): {message}"

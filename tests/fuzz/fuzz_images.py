@@ -57,8 +57,8 @@ def target() -> Check:
         pyvips.vips_lib.vips_error_clear()
         spec, fmt = specs[len(data) % len(specs)]
         try:
-            info = imaging.probe(data, settings)
-            imaging.render(data, spec, fmt, settings, info)
+            info = imaging.probe(data, settings.image_limits)
+            imaging.render(data, spec, fmt, settings.image_limits, info)
         except SidecarError:
             pass
 

@@ -390,8 +390,8 @@ settings = Settings()
 for path in sys.argv[2:]:
     data = open(path, "rb").read()
     try:
-        info = imaging.probe(data, settings)
-        rendered = imaging.render(data, parse_spec("300x"), "jpg", settings, info)
+        info = imaging.probe(data, settings.image_limits)
+        rendered = imaging.render(data, parse_spec("300x"), "jpg", settings.image_limits, info)
         outcome = f"rendered {rendered.width}x{rendered.height}"
     except SidecarError as error:
         outcome = f"{error.status} {type(error).__name__}"

@@ -207,9 +207,9 @@ def test_after_bytes_out_of_place_every_scan_marker_left_is_counted() -> None:
 def test_a_flood_at_the_scan_limit_passes_and_one_scan_more_is_refused() -> None:
     # A small picture's scan counts as 65,536 pixels: this limit allows 100 scans of it.
     settings = Settings(max_jpeg_scan_pixels=65_536 * 100)
-    assert imaging.probe(scan_flood_jpeg(64, 64, 94), settings).scans == 100
+    assert imaging.probe(scan_flood_jpeg(64, 64, 94), settings.image_limits).scans == 100
     with pytest.raises(SourceTooLargeError) as refused:
-        imaging.probe(scan_flood_jpeg(64, 64, 95), settings)
+        imaging.probe(scan_flood_jpeg(64, 64, 95), settings.image_limits)
     assert refused.value.detail == (
         "a JPEG of 64x64 pixels has more than 100 scans, each a pass over its pixels: over the limit of 6553600 "
         "pixels decoded (MAX_JPEG_SCAN_PIXELS)"
@@ -217,10 +217,10 @@ def test_a_flood_at_the_scan_limit_passes_and_one_scan_more_is_refused() -> None
 
 
 def test_a_legitimate_progressive_photo_is_far_inside_the_scan_budget() -> None:
-    info = imaging.probe(photo(3000, 3000, "jpg"), Settings())
+    info = imaging.probe(photo(3000, 3000, "jpg"), Settings().image_limits)
     assert info.scans == 1
     data = bytes(pyvips.Image.new_from_buffer(photo(3000, 3000), "").jpegsave_buffer(interlace=True))
-    progressive = imaging.probe(data, Settings())
+    progressive = imaging.probe(data, Settings().image_limits)
     assert progressive.interlaced and progressive.scans == 10
 
 
@@ -229,16 +229,16 @@ def test_a_legitimate_progressive_photo_is_far_inside_the_scan_budget() -> None:
 )
 def test_a_whole_decoded_format_within_its_limit_passes_and_one_pixel_over_is_refused(fmt: str, setting: str) -> None:
     data = flat_avif(400, 300) if fmt == "avif" else lossless_webp(400, 300)
-    assert imaging.probe(data, limited(setting, 120_000)).width == 400
+    assert imaging.probe(data, limited(setting, 120_000).image_limits).width == 400
     with pytest.raises(SourceTooLargeError) as refused:
-        imaging.probe(data, limited(setting, 119_999))
+        imaging.probe(data, limited(setting, 119_999).image_limits)
     assert refused.value.status == 422
     assert f"({setting.upper()})" in refused.value.detail
 
 
 def test_a_lossy_webp_of_the_same_size_is_not_held_to_the_lossless_limit() -> None:
     lossy = bytes(pyvips.Image.black(400, 300, bands=3).cast("uchar").webpsave_buffer(Q=80))
-    info = imaging.probe(lossy, Settings(max_lossless_webp_pixels=1000))
+    info = imaging.probe(lossy, Settings(max_lossless_webp_pixels=1000).image_limits)
     assert (info.width, info.lossless) == (400, False)
 
 

@@ -88,7 +88,7 @@ def band_means(image: pyvips.Image) -> list[float]:
 
 
 def render(data: bytes, spec: str, fmt: str, settings: Settings) -> imaging.Rendered:
-    return imaging.render(data, parse_spec(spec), fmt, settings)
+    return imaging.render(data, parse_spec(spec), fmt, settings.image_limits)
 
 
 def read(testdata: Path, name: str) -> bytes:
@@ -178,7 +178,7 @@ def test_a_fresh_process_that_imports_imaging_cannot_load_svg() -> None:
 def test_probe_reads_what_the_header_says(
     testdata: Path, make_settings: MakeSettings, name: str, expected: imaging.SourceInfo
 ) -> None:
-    assert imaging.probe(read(testdata, name), make_settings()) == expected
+    assert imaging.probe(read(testdata, name), make_settings().image_limits) == expected
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_probe_reads_what_the_header_says(
 )
 def test_probe_refuses_what_is_not_an_image_of_an_allowed_format(make_settings: MakeSettings, data: bytes) -> None:
     with pytest.raises(UnsupportedImageError):
-        imaging.probe(data, make_settings())
+        imaging.probe(data, make_settings().image_limits)
 
 
 @pytest.mark.parametrize("loader", ["tiffload", "heifload"])
@@ -200,15 +200,15 @@ def test_probe_refuses_a_loader_taken_out_of_the_allowed_ones(
     testdata: Path, make_settings: MakeSettings, loader: str
 ) -> None:
     data = read(testdata, "formats/multipage.tiff" if loader == "tiffload" else "formats/IMG_5195.HEIC")
-    assert imaging.probe(data, make_settings()).loader == loader
+    assert imaging.probe(data, make_settings().image_limits).loader == loader
     others = tuple(name for name in Settings().allowed_loaders if name != loader)
     with pytest.raises(UnsupportedImageError, match=f"{loader} originals are not allowed"):
-        imaging.probe(data, make_settings(allowed_loaders=others))
+        imaging.probe(data, make_settings(allowed_loaders=others).image_limits)
 
 
 def test_probe_refuses_a_png_when_only_jpeg_is_allowed(make_settings: MakeSettings) -> None:
     with pytest.raises(UnsupportedImageError, match="pngload"):
-        imaging.probe(png(solid(4, 4, RED)), make_settings(allowed_loaders=("jpegload",)))
+        imaging.probe(png(solid(4, 4, RED)), make_settings(allowed_loaders=("jpegload",)).image_limits)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_probe_refuses_a_png_when_only_jpeg_is_allowed(make_settings: MakeSettin
 def test_pixel_bombs_are_refused_from_their_header(testdata: Path, make_settings: MakeSettings, name: str) -> None:
     data = read(testdata, name)
     with pytest.raises(SourceTooLargeError):
-        imaging.probe(data, make_settings())
+        imaging.probe(data, make_settings().image_limits)
     with pytest.raises(SourceTooLargeError):
         render(data, "100x", "jpg", make_settings())
 
@@ -237,22 +237,23 @@ def test_a_png_header_claiming_100000_by_100000_pixels_is_refused(make_settings:
 
 def test_one_frame_over_the_pixel_limit_is_refused(make_settings: MakeSettings) -> None:
     with pytest.raises(SourceTooLargeError):
-        imaging.probe(png(solid(100, 100, RED)), make_settings(max_source_pixels=9_999))
+        imaging.probe(png(solid(100, 100, RED)), make_settings(max_source_pixels=9_999).image_limits)
 
 
 def test_render_checks_the_limits_of_the_info_it_is_given(make_settings: MakeSettings) -> None:
     data = png(solid(100, 100, RED))
-    info = imaging.probe(data, make_settings())
+    info = imaging.probe(data, make_settings().image_limits)
     with pytest.raises(SourceTooLargeError):
-        imaging.render(data, parse_spec("10x"), "png", make_settings(max_source_pixels=9_999), info)
+        imaging.render(data, parse_spec("10x"), "png", make_settings(max_source_pixels=9_999).image_limits, info)
 
 
 def test_render_with_the_probed_info_makes_the_same_bytes_as_without(
     testdata: Path, make_settings: MakeSettings
 ) -> None:
     data, settings = read(testdata, "exif/DSCN0010.jpg"), make_settings()
-    info = imaging.probe(data, settings)
-    assert imaging.render(data, parse_spec("120x"), "jpg", settings, info) == render(data, "120x", "jpg", settings)
+    info = imaging.probe(data, settings.image_limits)
+    rendered = imaging.render(data, parse_spec("120x"), "jpg", settings.image_limits, info)
+    assert rendered == render(data, "120x", "jpg", settings)
 
 
 # Hostile input: every file is a 422, never another exception ---------------------------------------------------------
@@ -302,7 +303,7 @@ def test_truncated_originals_are_undecodable_not_grey_filled(
     testdata: Path, make_settings: MakeSettings, name: str
 ) -> None:
     data, settings = read(testdata, name), make_settings()
-    imaging.probe(data, settings)  # the header is intact; the pixels are not
+    imaging.probe(data, settings.image_limits)  # the header is intact; the pixels are not
     with pytest.raises(UndecodableImageError):
         render(data, "0x0", "png", settings)
 
@@ -927,7 +928,7 @@ def test_animations_over_the_limits_render_their_first_frame(
 ) -> None:
     settings = make_settings(**overrides)
     data = read(testdata, "formats/animated-loop-3.webp")
-    imaging.probe(data, settings)
+    imaging.probe(data, settings.image_limits)
     rendered = render(data, spec, "webp", settings)
     output = decode(rendered.body, animated=True)
     assert output.get_n_pages() == 1

@@ -33,8 +33,16 @@ TOLERANCE = 12
 
 
 def render(data: bytes, spec: str = "0x0", fmt: str = "png", settings: Settings | None = None) -> pyvips.Image:
-    made = imaging.render(data, parse_spec(spec), fmt, settings or Settings())
+    made = imaging.render(data, parse_spec(spec), fmt, (settings or Settings()).image_limits)
     return pyvips.Image.new_from_buffer(made.body, "")
+
+
+def prepare(data: bytes) -> originals.Original:
+    """An upload as the default settings store it."""
+    settings = Settings()
+    return originals.prepare_original(
+        data, settings.image_limits, auto_orient=settings.auto_orient_original, strip_gps=settings.strip_original_gps
+    )
 
 
 def corners(image: pyvips.Image) -> list[list[float]]:
@@ -86,7 +94,7 @@ def test_a_display_p3_heic_is_converted_to_srgb_as_a_display_p3_png_is() -> None
 
 def test_a_10_bit_heic_with_alpha_keeps_its_alpha_and_comes_out_8_bit() -> None:
     data = heic(picture(64, 48, alpha=True), ten_bit=True, quality=95)
-    assert imaging.decode_whole(data, imaging.probe(data, Settings())).format == "ushort"
+    assert imaging.decode_whole(data, imaging.probe(data, Settings().image_limits)).format == "ushort"
     made = render(data)
     assert (made.bands, made.format) == (4, "uchar")
     assert made.crop(2, 2, 10, 10)[3].avg() == pytest.approx(255, abs=2)
@@ -109,7 +117,7 @@ def test_an_heic_cut_short_is_undecodable_and_says_so() -> None:
 
 def test_an_heic_over_max_heif_pixels_is_refused_naming_the_setting(make_settings: MakeSettings) -> None:
     with pytest.raises(SourceTooLargeError, match=r"over the limit of 3071 pixels \(MAX_HEIF_PIXELS\)"):
-        imaging.probe(heic(picture(64, 48)), make_settings(max_heif_pixels=64 * 48 - 1))
+        imaging.probe(heic(picture(64, 48)), make_settings(max_heif_pixels=64 * 48 - 1).image_limits)
 
 
 # TIFF ---------------------------------------------------------------------------------------------------------------
@@ -138,7 +146,7 @@ def test_a_cmyk_tiff_with_its_profile_comes_out_srgb_in_its_colours() -> None:
 
 def test_a_tiff_over_max_tiff_pixels_is_refused_naming_the_setting(make_settings: MakeSettings) -> None:
     with pytest.raises(SourceTooLargeError, match=r"a TIFF of 64x48 pixels .* \(MAX_TIFF_PIXELS\)"):
-        imaging.probe(tiff(to_pyvips(picture(64, 48))), make_settings(max_tiff_pixels=1000))
+        imaging.probe(tiff(to_pyvips(picture(64, 48))), make_settings(max_tiff_pixels=1000).image_limits)
 
 
 # BMP ----------------------------------------------------------------------------------------------------------------
@@ -172,20 +180,20 @@ def test_a_bmp_declaring_more_than_max_bmp_pixels_is_refused_from_its_header(mak
     header = bytearray(bmp(picture(8, 8)))
     header[18:26] = (5000).to_bytes(4, "little") + (4000).to_bytes(4, "little")  # 20 MP, eight pixels of data
     with pytest.raises(SourceTooLargeError, match=r"a BMP of 5000x4000 pixels .* \(MAX_BMP_PIXELS\)"):
-        imaging.probe(bytes(header), make_settings())
+        imaging.probe(bytes(header), make_settings().image_limits)
 
 
 def test_a_bmp_over_pillows_own_limit_is_too_large_naming_the_setting_set_above_it(make_settings: MakeSettings) -> None:
     header = bytearray(bmp(picture(8, 8)))
     header[18:26] = (20_000).to_bytes(4, "little") + (20_000).to_bytes(4, "little")  # 400 MP
     with pytest.raises(SourceTooLargeError, match=r"\(MAX_BMP_PIXELS allows more than Pillow reads\)"):
-        imaging.probe(bytes(header), make_settings(max_source_pixels=10**9, max_bmp_pixels=10**9))
+        imaging.probe(bytes(header), make_settings(max_source_pixels=10**9, max_bmp_pixels=10**9).image_limits)
 
 
 def test_a_bmp_is_refused_when_bmpload_is_not_allowed(make_settings: MakeSettings) -> None:
     others = tuple(name for name in Settings().allowed_loaders if name != "bmpload")
     with pytest.raises(UnsupportedImageError, match="bmpload originals are not allowed"):
-        imaging.probe(bmp(picture(8, 8)), make_settings(allowed_loaders=others))
+        imaging.probe(bmp(picture(8, 8)), make_settings(allowed_loaders=others).image_limits)
 
 
 # Uploads ------------------------------------------------------------------------------------------------------------
@@ -194,12 +202,12 @@ def test_a_bmp_is_refused_when_bmpload_is_not_allowed(make_settings: MakeSetting
 def test_an_upload_that_needs_no_change_is_stored_as_uploaded(testdata: Path) -> None:
     for name in ("formats/Flag_of_the_Netherlands-16bit.png", "formats/iss634.apng", "formats/4.webp"):
         data = (testdata / name).read_bytes()
-        assert originals.prepare_original(data, Settings()).body == data, name
+        assert prepare(data).body == data, name
 
 
 def test_an_iphone_heic_upload_is_stored_as_avif_upright_without_its_location_and_not_larger() -> None:
     data = heic(picture(640, 480), orientation=6, icc=display_p3_profile(), gps=True)
-    stored = originals.prepare_original(data, Settings())
+    stored = prepare(data)
     assert (stored.fmt, stored.content_type, stored.width, stored.height) == ("avif", "image/avif", 480, 640)
     image = pyvips.Image.new_from_buffer(stored.body, "")
     assert (image.width, image.height) == (480, 640)
@@ -213,7 +221,7 @@ def test_an_iphone_heic_upload_is_stored_as_avif_upright_without_its_location_an
 
 def test_the_corpus_iphone_heic_is_stored_as_an_avif_about_its_size(testdata: Path) -> None:
     data = (testdata / "formats/IMG_5195.HEIC").read_bytes()
-    stored = originals.prepare_original(data, Settings())
+    stored = prepare(data)
     assert stored.fmt == "avif"
     assert len(stored.body) <= 1.1 * len(data)
 
@@ -226,7 +234,7 @@ def test_the_corpus_iphone_heic_is_stored_as_an_avif_about_its_size(testdata: Pa
     ],
 )
 def test_a_tiff_or_bmp_upload_is_stored_as_png(make: Callable[[], bytes]) -> None:
-    stored = originals.prepare_original(make(), Settings())
+    stored = prepare(make())
     assert (stored.fmt, stored.content_type, stored.width, stored.height) == ("png", "image/png", 64, 48)
     assert pyvips.Image.new_from_buffer(stored.body, "").get("vips-loader") == "pngload_buffer"
 
@@ -239,7 +247,7 @@ def test_a_tiff_or_bmp_upload_is_stored_as_png(make: Callable[[], bytes]) -> Non
     ],
 )
 def test_an_heic_or_bmp_is_described_with_a_placeholder(make: Callable[[], bytes]) -> None:
-    described = originals.describe(make(), Settings())
+    described = originals.describe(make(), Settings().image_limits)
     assert (described.info.width, described.info.height) == (64, 48)
     assert len(described.blurhash) == 28
 
@@ -249,7 +257,7 @@ def test_without_pillow_heif_an_heic_is_refused_as_unsupported_and_check_warns(
 ) -> None:
     monkeypatch.setattr(imaging, "HEVC_DECODER", False)
     with pytest.raises(UnsupportedImageError, match="needs pillow-heif, which is not installed"):
-        imaging.probe(heic(picture(64, 48)), Settings())
+        imaging.probe(heic(picture(64, 48)), Settings().image_limits)
     finding = check._check_heic(Settings())
     assert (finding.status, finding.detail) == (
         "warn",
@@ -268,11 +276,11 @@ def test_an_upload_with_nothing_to_change_is_still_decoded_in_full_and_refused_w
     testdata: Path, name: str
 ) -> None:
     with pytest.raises(UndecodableImageError) as raised:
-        originals.prepare_original((testdata / name).read_bytes(), Settings())
+        prepare((testdata / name).read_bytes())
     assert raised.value.status == 422
 
 
 def test_a_10_bit_heic_upload_with_alpha_is_stored_deep_with_its_alpha() -> None:
-    stored = originals.prepare_original(heic(picture(64, 48, alpha=True), ten_bit=True), Settings())
+    stored = prepare(heic(picture(64, 48, alpha=True), ten_bit=True))
     image = pyvips.Image.new_from_buffer(stored.body, "")
     assert (stored.fmt, image.bands, image.format) == ("avif", 4, "ushort")

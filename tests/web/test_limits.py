@@ -84,7 +84,7 @@ def test_an_interlaced_original_over_its_limit_is_refused_from_its_header_naming
 ) -> None:
     data = with_size(small(interlaced=True, fmt=fmt), 10_000, 6001)
     with pytest.raises(InterlacedTooLargeError) as raised:
-        imaging.probe(data, make_settings(max_source_pixels=10**9))
+        imaging.probe(data, make_settings(max_source_pixels=10**9).image_limits)
     assert raised.value.status == 422
     assert raised.value.reason == "interlaced_limit"
     assert "over the limit of 60000000 pixels (MAX_INTERLACED_PIXELS)" in raised.value.detail
@@ -92,20 +92,20 @@ def test_an_interlaced_original_over_its_limit_is_refused_from_its_header_naming
 
 @pytest.mark.parametrize("fmt", ["jpg", "png"])
 def test_a_12_mp_interlaced_original_passes_by_default(make_settings: MakeSettings, fmt: str) -> None:
-    info = imaging.probe(with_size(small(interlaced=True, fmt=fmt), 4000, 3000), make_settings())
+    info = imaging.probe(with_size(small(interlaced=True, fmt=fmt), 4000, 3000), make_settings().image_limits)
     assert (info.width, info.height, info.interlaced) == (4000, 3000, True)
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png"])
 def test_the_same_size_without_interlacing_passes_the_header_check(make_settings: MakeSettings, fmt: str) -> None:
-    info = imaging.probe(with_size(small(interlaced=False, fmt=fmt), 4000, 3000), make_settings())
+    info = imaging.probe(with_size(small(interlaced=False, fmt=fmt), 4000, 3000), make_settings().image_limits)
     assert (info.width, info.height, info.interlaced) == (4000, 3000, False)
 
 
 def test_an_interlaced_original_within_the_limit_renders(make_settings: MakeSettings) -> None:
     data = small(interlaced=True, fmt="png")
-    assert imaging.probe(data, make_settings()).interlaced
-    assert imaging.render(data, parse_spec("32x"), "png", make_settings()).width == 32
+    assert imaging.probe(data, make_settings().image_limits).interlaced
+    assert imaging.render(data, parse_spec("32x"), "png", make_settings().image_limits).width == 32
 
 
 def test_a_progressive_original_over_the_limit_is_a_422_and_nothing_is_stored(
@@ -182,7 +182,7 @@ def test_a_transform_past_its_deadline_is_stopped_inside_libvips(
 ) -> None:
     settings = make_settings(transform_timeout=0.3)
     with pytest.raises(TransformTimeoutError) as raised:
-        imaging.render(slow_original, parse_spec("4000x-sharp"), "png", settings)
+        imaging.render(slow_original, parse_spec("4000x-sharp"), "png", settings.image_limits)
     # libvips reported the kill as an error while it computed pixels: the stop did not wait for the encode to end.
     assert isinstance(raised.value.__context__, pyvips.Error)
 

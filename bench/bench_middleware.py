@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
+from common import RESULTS, Spread, arguments, write_results  # noqa: E402
 from regex_rewriter_before import HTMLRewriter as RegexRewriter  # noqa: E402
 
 from resize_sidecar.core.settings import Settings  # noqa: E402
@@ -46,8 +47,6 @@ from tests.support.html_standard import tree_construction_inputs as corpus_pages
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-RESULTS = HERE / "results" / "middleware.md"
 
 
 class Rewriter(Protocol):
@@ -110,10 +109,6 @@ def make_comments_page(comments: int = 300) -> str:
         )
     parts.append("</main></body></html>")
     return "".join(parts)
-
-
-def spread(times: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
 
 
 def interleaved_rounds(
@@ -195,7 +190,7 @@ def bench_rewrite() -> dict[str, dict[str, object]]:
         functions["unwrapped app"] = partial(call, plain)
         functions["whole middleware"] = partial(call, MediaMiddleware(plain, SETTINGS))
         times = interleaved_rounds(functions, 10)
-        results[page_name] = {"bytes": size, **{name: spread(values) for name, values in times.items()}}
+        results[page_name] = {"bytes": size, **{name: Spread.of(values).as_dict() for name, values in times.items()}}
     return results
 
 
@@ -209,7 +204,7 @@ def bench_worst_cases() -> dict[str, dict[str, object]]:
         times = interleaved_rounds({name: partial(rewriter.rewrite, page)}, 1, rounds=5)[name]
         results[name] = {
             "bytes": len(page.encode()),
-            "lol_html": spread(times),
+            "lol_html": Spread.of(times).as_dict(),
             "lol_html_output_bytes": len(rewriter.rewrite(page).encode()),
             "regex, before": _old_worst_case(name),
         }
@@ -327,7 +322,7 @@ def bench_pass_through_http(requests: int = 1500) -> dict[str, float]:
     return {"plain_us": plain * 1e6, "wrapped_us": wrapped * 1e6, "overhead_percent": (wrapped / plain - 1) * 100}
 
 
-def _rate(size: int, times: dict[str, float]) -> str:
+def rate(size: int, times: dict[str, float]) -> str:
     """MB/s as median [min–max] (the fastest round is the highest rate)."""
     return f"{size / times['median'] / 1e6:.1f} [{size / times['max'] / 1e6:.1f}–{size / times['min'] / 1e6:.1f}]"
 
@@ -342,8 +337,8 @@ def report(results: dict[str, Any]) -> str:
     for name, page in results["rewrite"].items():
         added = {key: page["whole middleware"][key] - page["unwrapped app"][key] for key in ("median", "min", "max")}
         rewrite_rows.append(
-            f"| {name} | {page['bytes'] / 1000:.0f} KB | {_rate(page['bytes'], page['lol_html'])} | "
-            f"{_rate(page['bytes'], page['regex, before'])} | "
+            f"| {name} | {page['bytes'] / 1000:.0f} KB | {rate(page['bytes'], page['lol_html'])} | "
+            f"{rate(page['bytes'], page['regex, before'])} | "
             f"{page['regex, before']['median'] / page['lol_html']['median']:.2f}× | "
             f"{_duration(page['whole middleware'])} ({added['median'] * 1e3:.2f} ms over the app) |"
         )
@@ -412,6 +407,7 @@ Raw figures:
 
 
 def main() -> int:
+    arguments(__doc__).parse_args()
     results = {
         "signing": bench_signing(),
         "rewrite": bench_rewrite(),
@@ -420,9 +416,7 @@ def main() -> int:
         "pass_through_in_process": bench_pass_through_in_process(),
         "pass_through_http": bench_pass_through_http(),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(report(results))
-    print(RESULTS.read_text())
+    print(write_results(RESULTS, "middleware", report(results)).read_text())
     return 0
 
 

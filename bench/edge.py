@@ -9,11 +9,9 @@ wrk drives each in turn (interleaved rounds, loopback only) and the medians go t
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import boto3
+from common import RESULTS, Spread, arguments, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,8 +37,6 @@ from tests.support.servers import (  # noqa: E402
     sidecar_requests,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results" / "edge.md"
-
 
 def wrk(url: str, seconds: int, connections: int = 8) -> float:
     """Requests per second wrk reaches against one URL."""
@@ -53,10 +50,7 @@ def wrk(url: str, seconds: int, connections: int = 8) -> float:
 
 def main() -> int:
     isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
-    args = parser.parse_args()
+    args = arguments(__doc__, rounds=3, seconds=5).parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 1
@@ -94,31 +88,30 @@ def main() -> int:
             for name, server in order[round_number % 2 :] + order[: round_number % 2]:
                 rates[name].append(wrk(server.url + path, args.seconds))
         assert sidecar_requests(sidecar) == reached, "a hit reached the sidecar"
-    write(rates, args)
+    write(rates, seconds=args.seconds, rounds=args.rounds)
     return 0
 
 
-def write(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
-    medians = {name: statistics.median(values) for name, values in rates.items()}
+def write(rates: dict[str, list[float]], *, seconds: int, rounds: int) -> None:
+    measured = {name: Spread.of(values) for name, values in rates.items()}
     lines = [
         "# Hits at the edge: nginx's cache against reading S3 every time",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `python bench/edge.py --seconds {args.seconds} "
-        f"--rounds {args.rounds}`; wrk -t2 -c8 on one stored 400 px JPEG derivative; moto's S3 server stands in "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `python bench/edge.py --seconds {seconds} "
+        f"--rounds {rounds}`; wrk -t2 -c8 on one stored 400 px JPEG derivative; moto's S3 server stands in "
         "for S3 (on loopback, so the gap to real S3 over a network is larger). No hit reached the sidecar.",
         "",
         "| nginx | req/s median | min–max |",
         "|---|---|---|",
         *(
-            f"| {name} | {medians[name]:,.0f} | {min(values):,.0f}–{max(values):,.0f} |"
-            for name, values in rates.items()
+            f"| {name} | {spread.median:,.0f} | {spread.low:,.0f}–{spread.high:,.0f} |"
+            for name, spread in measured.items()
         ),
         "",
-        f"Cache ÷ S3: **{medians['nginx cache'] / medians['straight from S3']:.1f}×**.",
+        f"Cache ÷ S3: **{measured['nginx cache'].median / measured['straight from S3'].median:.1f}×**.",
         "",
     ]
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    print(write_results(RESULTS, "edge", "\n".join(lines)).read_text())
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 # First: run sets libvips' thread count and moto's credentials before anything here loads pyvips or boto3.
 from run import SECRET, local_env, stop_on_signal, upload  # isort: split
 
-import argparse
 import datetime
 import gc
 import os
@@ -39,6 +38,7 @@ import load
 import pyvips
 import report
 import servers
+from common import BENCH, RESULTS, arguments, spread
 from load import OPERATIONS, LoadResult, UrlPool
 from quality import References, luma, ssim
 
@@ -46,16 +46,12 @@ from resize_sidecar.media import imaging
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.storage import read_capped
 
-BENCH = Path(__file__).resolve().parent
 Section = list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, out=RESULTS / "experiments.md", rounds=2, seconds=4.0)
     parser.add_argument("--only", nargs="*", choices=list(EXPERIMENTS), help="experiments to run (default: all)")
-    parser.add_argument("--seconds", type=float, default=4, help="per load run (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of load runs (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=BENCH / "results" / "experiments.md")
     parser.add_argument("--work", type=Path, default=BENCH / "work")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, stop_on_signal)  # unwind the ExitStack, so that every server stops
@@ -287,7 +283,7 @@ def overhead(context: Context) -> Section:
         lines.insert(
             -1,
             f"Floor app (no nginx, no signature, no storage), {source}: "
-            f"{report.spread([r.rps for r in runs])} req/s, p50 {report.spread([r.p50_ms for r in runs], 0)} ms.  ",
+            f"{spread([r.rps for r in runs])} req/s, p50 {spread([r.p50_ms for r in runs], 0)} ms.  ",
         )
     return lines
 
@@ -369,10 +365,7 @@ def hits(context: Context) -> Section:
         "|---|---|---|",
     ]
     for name, results in runs.items():
-        lines.append(
-            f"| {name} | {report.spread([r.rps for r in results], 0)} | "
-            f"{report.spread([r.p99_ms for r in results], 1)} |"
-        )
+        lines.append(f"| {name} | {spread([r.rps for r in results], 0)} | {spread([r.p99_ms for r in results], 1)} |")
     return [*lines, ""]
 
 
@@ -464,8 +457,8 @@ def compare(
     lines = [title, "", "| source | configuration | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
     for (source, name), results in runs.items():
         lines.append(
-            f"| {source} | {name} | {report.spread([r.rps for r in results])} | "
-            f"{report.spread([r.p50_ms for r in results], 0)} | {report.spread([r.p99_ms for r in results], 0)} |"
+            f"| {source} | {name} | {spread([r.rps for r in results])} | "
+            f"{spread([r.p50_ms for r in results], 0)} | {spread([r.p99_ms for r in results], 0)} |"
         )
     return [*lines, ""]
 
@@ -574,7 +567,7 @@ def rule(context: Context) -> Section:
                 seconds[name].append(time.perf_counter() - started)
         references = References(data)
         quality = {name: references.score(variants[name](data, "jpg", 100)) for name in ("sidecar", "libvips")}
-        ms = {name: report.spread([value * 1000 for value in values]) for name, values in seconds.items()}
+        ms = {name: spread([value * 1000 for value in values]) for name, values in seconds.items()}
         lines.append(
             f"| {source} | {ms['sidecar']} | {ms['libvips']} | {ms.get('pillow', '–')} | {quality['sidecar']:.4f} | "
             f"{quality['libvips']:.4f} |"
@@ -619,7 +612,7 @@ def copies(context: Context) -> Section:
                 started = time.perf_counter()
                 function()
                 times[index].append((time.perf_counter() - started) * 1000)
-        lines.append(f"| {step} | {report.spread(times[0], 2)} | {report.spread(times[1], 2)} |")
+        lines.append(f"| {step} | {spread(times[0], 2)} | {spread(times[1], 2)} |")
     return [*lines, ""]
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import pyvips  # noqa: E402
+from common import Spread, arguments  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
@@ -257,12 +257,12 @@ def legitimate_wait(seconds: float = 30.0, hostile_clients: int = 4) -> dict[str
 
 
 def _summary(timings: list[tuple[int, float]]) -> dict[str, Any]:
-    seconds = sorted(duration for _, duration in timings)
+    seconds = Spread.of([duration for _, duration in timings])
     return {
         "misses": len(timings),
         "statuses": dict(Counter(status for status, _ in timings)),
-        "median_seconds": round(statistics.median(seconds), 3),
-        "max_seconds": round(seconds[-1], 3),
+        "median_seconds": round(seconds.median, 3),
+        "max_seconds": round(seconds.high, 3),
     }
 
 
@@ -277,7 +277,7 @@ def measure(*, unguarded_floods: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--unguarded-floods", action="store_true", help="decode the 10k- and 100k-scan floods too")
     parser.add_argument("--decode", nargs=2, metavar=("FILE", "SETTINGS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -37,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench/results"
 for folder in (REPO, REPO / "bench"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -45,6 +43,7 @@ for folder in (REPO, REPO / "bench"):
 import hostile  # noqa: E402
 import slow_edge  # noqa: E402
 import soak  # noqa: E402
+from common import RESULTS, arguments, write_results  # noqa: E402
 
 from resize_sidecar.core.settings import Settings  # noqa: E402
 from resize_sidecar.core.signing import format_path  # noqa: E402
@@ -145,7 +144,6 @@ def s3_outage(workers: int = 2) -> dict[str, Any]:
 
 
 def write_summary(figures: dict[str, Any], out: Path) -> None:
-    (out / "reliability.json").write_text(json.dumps(figures, indent=1) + "\n")
     lines = [
         "# Reliability figures",
         "",
@@ -208,7 +206,7 @@ def write_summary(figures: dict[str, Any], out: Path) -> None:
         lines += _hostile_lines(figures["hostile"])
     if figures.get("slow_clients"):
         lines += slow_edge.summary_lines(figures["slow_clients"])
-    (out / "reliability.md").write_text("\n".join(lines))
+    write_results(out, "reliability", "\n".join(lines), figures)
 
 
 def _hostile_lines(figures: dict[str, Any]) -> list[str]:
@@ -265,8 +263,7 @@ def _hostile_lines(figures: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = arguments(__doc__, out=RESULTS)
     parser.add_argument("--soak-requests", type=int, default=10_000)
     parser.add_argument("--skip-hardening", action="store_true", help="do not run tests/web/test_hardening.py")
     parser.add_argument("--only-hostile", action="store_true", help="measure the hostile originals alone")

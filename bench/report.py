@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -19,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common import RESULTS, spread, write_results
+
 if TYPE_CHECKING:
     from run import Results
 
-BENCH = Path(__file__).resolve().parent
 TARGET_LABELS = {
     "sidecar": "sidecar (nginx, local)",
     "sidecar-direct": "sidecar (gunicorn direct, local)",
@@ -64,15 +64,6 @@ class Goal:
         if self.at_least:
             return f"MISS: {self.bound / self.median - 1:.1%} short"
         return f"MISS: {self.median / self.bound - 1:.1%} over"
-
-
-def spread(values: Sequence[float], digits: int = 1, unit: str = "") -> str:
-    if not values:
-        return "–"
-    middle = statistics.median(values)
-    if len(values) == 1:
-        return f"{middle:.{digits}f}{unit}"
-    return f"{middle:.{digits}f}{unit} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
 
 
 def ratios(numerators: Sequence[Any], denominators: Sequence[Any]) -> list[float]:
@@ -255,12 +246,11 @@ def _latency_why(results: Results, source: str) -> str:
 
 def write(results: Results, out: Path, stem: str) -> list[Path]:
     found = goals(results)
-    paths = [out / f"{stem}.md", out / f"{stem}.json"]
     have_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if not have_matplotlib:
         results.notes.append("no chart: matplotlib is not installed (pip install -r bench/requirements.txt)")
-    paths[0].write_text(markdown(results, found, stem))
-    paths[1].write_text(json.dumps(as_json(results, found), indent=1, default=str) + "\n")
+    markdown_file = write_results(out, stem, markdown(results, found, stem), as_json(results, found))
+    paths = [markdown_file, out / f"{stem}.json"]
     if have_matplotlib:
         paths.append(out / f"{stem}.png")
         chart(results, found, paths[-1])
@@ -276,7 +266,7 @@ def update_readme(results: Results, readme: Path, stem: str) -> bool:
     if README_START not in text or README_END not in text:
         return False
     found = goals(results)
-    folder = os.path.relpath(BENCH / "results", readme.parent)
+    folder = os.path.relpath(RESULTS, readme.parent)
     section = [
         README_START,
         f"Measured by `make bench` on {results.started} ({results.machine.get('cpu', '?')}, "

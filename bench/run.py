@@ -20,7 +20,6 @@ for _name, _value in (
 ):
     os.environ.setdefault(_name, _value)
 
-import argparse  # noqa: E402
 import datetime  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
@@ -42,9 +41,9 @@ import load  # noqa: E402
 import prepare  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
+from common import BENCH, RESULTS, arguments, peak_rss_mb  # noqa: E402
 from load import OPERATIONS, LoadResult, Operation, UrlPool  # noqa: E402
 
-BENCH = Path(__file__).resolve().parent
 SECRET = "bench-secret-0123456789abcdef"
 MEDIA_URL = "/media/"  # the sidecar's default, which the benchmark's sidecars keep
 
@@ -200,7 +199,7 @@ class Results:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="fewer cells and one round (development)")
     size.add_argument("--smoke", action="store_true", help="tiny inputs, no wrk and no thumbor (test suite)")
@@ -214,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     work = (args.work or BENCH / "work").resolve()
-    out = (args.out or (BENCH / "results" if plan is FULL else work)).resolve()
+    out = (args.out or (RESULTS if plan is FULL else work)).resolve()
     stem = "latest" if plan is FULL or args.out else plan.name
 
     signal.signal(signal.SIGTERM, stop_on_signal)
@@ -589,13 +588,6 @@ def measure_memory(
                     if status != 200:
                         raise RuntimeError(f"{name} answered {status} for {path}: {body[:200]!r}")
                 results.memory[name, source] = max(peak_rss_mb(pid) for pid in workers)
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def get(base_url: str, path: str) -> tuple[int, bytes]:

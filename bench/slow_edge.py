@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +21,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from common import Spread  # noqa: E402
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from tests.support.environment import isolate  # noqa: E402
@@ -51,11 +52,12 @@ def _timed(url: str, path: str, give_up: float) -> tuple[int | None, float]:
 def _misses(url: str, first_width: int, count: int, give_up: float) -> dict[str, Any]:
     runs = [_timed(url, format_path(KEY, f"{first_width + n}x", "jpg", SECRET), give_up) for n in range(count)]
     answered = [seconds for status, seconds in runs if status is not None]
+    seconds = Spread.of(answered) if answered else None
     return {
         "statuses": sorted({str(status) for status, _ in runs}),
         "unanswered": sum(1 for status, _ in runs if status is None),
-        "median_seconds": round(statistics.median(answered), 3) if answered else None,
-        "max_seconds": max(answered) if answered else None,
+        "median_seconds": round(seconds.median, 3) if seconds else None,
+        "max_seconds": seconds.high if seconds else None,
     }
 
 

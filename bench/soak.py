@@ -18,9 +18,7 @@ are counted apart from other 5xx.
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
 import os
 import random
 import shutil
@@ -39,6 +37,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+# The tests load this file by its path: the benchmark's folder then comes last, where it shadows nothing.
+if str(REPO / "bench") not in sys.path:
+    sys.path.append(str(REPO / "bench"))
+
+from common import RESULTS, arguments, command_line, write_results  # noqa: E402
 
 from resize_sidecar.core.signing import format_path  # noqa: E402
 from resize_sidecar.media.local import LocalStorage  # noqa: E402
@@ -261,13 +264,11 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def write_report(result: SoakResult, out: Path, command: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     data = asdict(result) | {
         "rss_ratio": round(result.rss_ratio, 3),
         "rss_ratio_second_half": round(result.rss_ratio_second_half, 3),
         "fd_growth": result.fd_growth,
     }
-    (out / "soak.json").write_text(json.dumps(data, indent=1) + "\n")
     first, last = result.samples[0], result.samples[-1]
     lines = [
         f"# Soak: {result.requests} mixed requests through nginx and gunicorn (local storage)",
@@ -297,18 +298,17 @@ def write_report(result: SoakResult, out: Path, command: str) -> None:
         counts = ", ".join(f"{status}: {n}" for status, n in result.statuses[kind].items())
         latency = result.latency_ms.get(kind, {"p50": 0.0, "p99": 0.0})
         lines.append(f"| {kind} | {share:.0%} | {counts} | {latency['p50']} | {latency['p99']} |")
-    (out / "soak.md").write_text("\n".join(lines) + "\n")
+    write_results(out, "soak", "\n".join(lines) + "\n", data)
 
 
 def main(argv: list[str] | None = None) -> int:
     isolate()  # credentials moto accepts, and none of the shell's RESIZE_SIDECAR_* settings
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, out=RESULTS)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8, help="requests in flight at once")
     parser.add_argument("--sample-every", type=int, default=1000, help="sample the workers every N requests")
     parser.add_argument("--slots", type=int, default=0, help="MAX_CONCURRENT_TRANSFORMS (0: two per CPU)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench/results")
     args = parser.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="resize-sidecar-soak-logs-"))
     print(f"server logs in {log_dir}", file=sys.stderr)
@@ -320,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         log_dir=log_dir,
         slots=args.slots,
     )
-    command = "python bench/soak.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    write_report(result, args.out, command)
+    write_report(result, args.out, command_line("soak.py", argv))
     print((args.out / "soak.md").read_text())
     return 0 if result.server_errors == 0 and result.samples[-1].temp_files == 0 and result.workers_unchanged else 1
 

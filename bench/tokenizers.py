@@ -19,11 +19,10 @@ from functools import partial
 from typing import Any
 
 import lolhtml
-from bench_middleware import HERE, ROUNDS, interleaved_rounds, make_page, spread
+from bench_middleware import ROUNDS, interleaved_rounds, make_page, rate
+from common import RESULTS, Spread, arguments, write_results
 
 from tests.support.html_standard import CORPUS, tree_construction_tests
-
-RESULTS = HERE / "results" / "tokenizers.md"
 
 
 class _Images:
@@ -96,6 +95,7 @@ def agreement(count_images: Callable[[str], int]) -> tuple[int, int, list[str]]:
 
 
 def main() -> None:
+    arguments(__doc__).parse_args()
     page = make_page()
     size = len(page.encode())
     found = libraries()
@@ -103,8 +103,7 @@ def main() -> None:
     corpus = (CORPUS / "tree-construction").is_dir()
     rows = []
     for name, (_, count_images) in found.items():
-        rate = spread(times[name])
-        cells = f"{size / rate['median'] / 1e6:.1f} [{size / rate['max'] / 1e6:.1f}–{size / rate['min'] / 1e6:.1f}]"
+        cells = rate(size, Spread.of(times[name]).as_dict())
         if corpus:
             matched, total, missed = agreement(count_images)
             shown = "; ".join(f"`{data[:40]}`" for data in missed[:3])
@@ -113,7 +112,9 @@ def main() -> None:
     header = "| library | MB/s | `<img>` agreement | inputs it disagrees on |" if corpus else "| library | MB/s |"
     rule = "|---|---|---|---|" if corpus else "|---|---|"
     missing = "" if corpus else f"\nhtml5lib-tests not found at {CORPUS}: no agreement column.\n"
-    RESULTS.write_text(
+    written = write_results(
+        RESULTS,
+        "tokenizers",
         f"""# HTML libraries for the middleware's rewriting
 
 Machine: {platform.machine()}, Python {platform.python_version()}; the {size / 1000:.0f} KB page of
@@ -122,9 +123,9 @@ Machine: {platform.machine()}, Python {platform.python_version()}; the {size / 1
 {header}
 {rule}
 {chr(10).join(rows)}
-{missing}"""
+{missing}""",
     )
-    print(RESULTS.read_text())
+    print(written.read_text())
 
 
 if __name__ == "__main__":

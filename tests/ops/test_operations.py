@@ -35,6 +35,7 @@ from resize_sidecar.media.derive import Deriver
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import S3Storage
 from resize_sidecar.media.storage import Storage
+from resize_sidecar.ops.check import check
 from resize_sidecar.ops.cli import build_parser
 from tests.support.commands import Run, s3_env
 from tests.support.faults import Fault, FaultProxy
@@ -225,6 +226,7 @@ def test_files_that_cannot_be_uploaded_are_reported_the_others_uploaded_and_the_
     (folder / "trips" / "manifest.json").write_bytes(photo(10, 10))
     (folder / "profile.html").write_bytes(photo(10, 10))
     (folder / "noextension").write_bytes(photo(10, 10, "png"))
+    (folder / "png").write_bytes(photo(10, 10, "png"))  # the extension's letters, without the dot
     (folder / "cat.png").write_bytes(photo(10, 10))
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     if os.geteuid() != 0:  # root reads any file
@@ -249,11 +251,51 @@ def test_files_that_cannot_be_uploaded_are_reported_the_others_uploaded_and_the_
     assert failures["trips/manifest.json"] == failures["profile.html"]
     assert failures["cat.png"] == failures["profile.html"]
     assert failures["noextension"] == "it is image/png, and its name must end in .png to be served as one"
+    assert failures["png"] == failures["noextension"]
     assert len(result.items("uploaded")) == 4
     assert result.out.splitlines()[-1].endswith("4 uploaded, " + f"{len(failures)} failed")
     keys = [item.key for item in storage_of(s3_env(moto_endpoint, s3_bucket)).list()]
     assert sorted(keys) == sorted(["cat.jpg", "fox.avif", "portrait.webp", "trips/alps/summit café.png", MANIFEST_KEY])
     assert len(json.loads(storage_of(s3_env(moto_endpoint, s3_bucket)).get(MANIFEST_KEY) or b"")["files"]) == 4
+
+
+def test_a_named_pipe_in_the_folder_is_reported_failed_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    folder = tmp_path / "originals"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(photo(40, 30))
+    os.mkfifo(folder / "pipe.jpg")
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
+    # In a process of its own: opening the pipe would wait for a writer that never comes.
+    done = subprocess.run(
+        [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--json"],
+        env={**clean, **local_env(tmp_path / "media")},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    report = json.loads(done.stdout)
+    assert (done.returncode, report["counts"]) == (1, {"uploaded": 1, "failed": 1}), done.stderr
+    assert [(item["item"], item["detail"]) for item in report["items"] if item["status"] == "failed"] == [
+        ("pipe.jpg", "cannot read it: pipe.jpg is not a regular file")
+    ]
+
+
+def test_a_file_whose_object_is_gone_is_uploaded_again_though_the_manifest_lists_it(cli: Run, tmp_path: Path) -> None:
+    folder = tmp_path / "originals"
+    folder.mkdir()
+    for name in ("kept.jpg", "lost.jpg"):
+        (folder / name).write_bytes(photo(40, 30))
+    env = local_env(tmp_path / "media")
+    assert cli("upload", str(folder), "--quiet", env=env).code == 0
+    storage = storage_of(env)
+    storage.delete("lost.jpg")
+
+    again = cli("upload", str(folder), "--json", env=env).json()
+
+    statuses = {item["item"]: item["status"] for item in again["items"]}
+    assert statuses == {"kept.jpg": "unchanged", "lost.jpg": "uploaded"}
+    assert storage.get("lost.jpg") == (folder / "lost.jpg").read_bytes()
 
 
 def test_a_dry_run_says_what_it_would_upload_and_writes_nothing(
@@ -665,6 +707,21 @@ def test_check_without_a_secret_fails_in_the_words_of_every_command_that_needs_o
     words = "RESIZE_SIDECAR_SECRETS (secrets): a secret is required to sign and verify derivative URLs"
     assert (checked.code, checked.lines()[1]) == (1, f"fail secrets {words}")
     assert (signed.code, signed.out, signed.err) == (2, "", f"resize-sidecar: {words}\n")
+
+
+def test_check_fails_a_storage_that_reads_back_other_bytes_than_it_was_given(tmp_path: Path) -> None:
+    class Garbling(LocalStorage):
+        def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
+            data = super().get(key, max_bytes)
+            return None if data is None else data[::-1]
+
+    storage = Garbling(tmp_path)
+    findings = {finding.name: finding for finding in check(settings_of(local_env(tmp_path)), storage)}
+    assert (findings["storage"].status, findings["storage"].detail) == (
+        "fail",
+        f"{storage!r}: a test object read back different bytes",
+    )
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []  # deleted all the same
 
 
 def test_check_fails_with_exit_1_when_local_storage_is_not_a_folder(cli: Run, tmp_path: Path) -> None:

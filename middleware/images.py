@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from resize_sidecar.core.errors import MalformedPathError
+from resize_sidecar.core.signing import Mode
 from resize_sidecar.core.urls import HTML, MediaURLs
 from resize_sidecar.middleware.variants import VariantPolicy
 
@@ -220,7 +221,7 @@ class MediaImages:
         if source.width:
             ladder = tuple(step for step in ladder if step < source.width) + (min(source.width, max(ladder)),)
         largest = max(ladder)
-        fit = "fill" if aspect_ratio else options.pop("fit", "fit")
+        fit: Mode = "fill" if aspect_ratio else options.pop("fit", "fit")
         size: Size = (largest, round(largest / aspect_ratio)) if aspect_ratio else (None, None)
         if source.width and not aspect_ratio:
             size = shown_size(source, largest, None)

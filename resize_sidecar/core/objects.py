@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 ObjectKind = Literal["derivative", "original", "incoming", "manifest", "readiness_probe", "check_object"]
 
-#: Stored originals may be replaced by a delete and a new upload to the same key: caches must ask again.
-ORIGINAL_CACHE_CONTROL = "no-cache"
-NO_STORE = "no-store"
+# Objects that may be replaced under the same key: a cache must ask again before it answers with its copy.
+_ASK_AGAIN = "no-cache"
+# Objects no cache should keep at all.
+_NO_STORE = "no-store"
 
 
 class WriteHeaders(NamedTuple):
@@ -35,17 +36,18 @@ class _Policy:
 
 
 _POLICIES: dict[ObjectKind, _Policy] = {
-    # Derivatives never change under their signed URL.
+    # Derivatives never change under their signed URL (CACHE_CONTROL, a year and immutable by default).
     "derivative": _Policy(None, lambda settings: settings.cache_control),
+    # An original can be deleted and uploaded again (ORIGINALS_CACHE_CONTROL, no-cache by default).
     "original": _Policy(None, lambda settings: settings.originals_cache_control),
     # An upload waiting for activation: it may be activated or replaced any moment.
-    "incoming": _Policy(None, lambda settings: ORIGINAL_CACHE_CONTROL),
+    "incoming": _Policy(None, lambda settings: _ASK_AGAIN),
     # Apps and scripts read the upload manifest to find what was uploaded: it must never be served stale.
-    "manifest": _Policy("application/json", lambda settings: "no-cache"),
+    "manifest": _Policy("application/json", lambda settings: _ASK_AGAIN),
     # Readiness's small object, written again every few seconds.
-    "readiness_probe": _Policy("text/plain", lambda settings: NO_STORE),
+    "readiness_probe": _Policy("text/plain", lambda settings: _NO_STORE),
     # The object 'resize-sidecar check' and 'setup-bucket' write, read back and delete.
-    "check_object": _Policy("application/octet-stream", lambda settings: NO_STORE),
+    "check_object": _Policy("application/octet-stream", lambda settings: _NO_STORE),
 }
 
 

@@ -59,3 +59,22 @@ def test_the_middleware_imports_neither_pyvips_nor_boto3() -> None:
 
     assert "resize_sidecar" in imported
     assert imported.isdisjoint({*IMAGE_AND_STORAGE_LIBRARIES, "django", "flask", "jinja2"}), sorted(imported)
+
+
+def test_every_module_of_the_core_imports_only_the_standard_library() -> None:
+    modules = ("errors", "formats", "objects", "settings", "signing", "urls")
+    imported = modules_imported_by("\n".join(f"import resize_sidecar.core.{module}" for module in modules))
+
+    assert imported - set(sys.stdlib_module_names) == {"resize_sidecar"}
+
+
+def test_the_storage_protocol_and_local_storage_import_no_s3_library() -> None:
+    imported = modules_imported_by(
+        "import resize_sidecar.media.storage\n"
+        "from resize_sidecar.core.settings import Settings\n"
+        "from resize_sidecar.media.stores import open_storage\n"
+        "open_storage(Settings(local_root='media'))"
+    )
+
+    assert "resize_sidecar" in imported
+    assert imported.isdisjoint(IMAGE_AND_STORAGE_LIBRARIES), sorted(imported)

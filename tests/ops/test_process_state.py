@@ -93,3 +93,19 @@ print(json.dumps({"before": before, "threads": started["VIPS_CONCURRENCY"], "mad
     state = json.loads(run_python(code))
     expected = {"VIPS_CONCURRENCY": None, "PROMETHEUS_MULTIPROC_DIR": None}
     assert state == {"before": expected, "threads": "1", "made": True, "removed": True}
+
+
+def test_the_server_starts_from_empty_metric_files_in_a_metrics_folder_it_was_given_and_leaves_that_folder(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "counter_1234.db").write_bytes(b"left by an earlier run")
+    (tmp_path / "notes.txt").write_text("not a metric file\n")
+    code = """
+from resize_sidecar.ops import gunicorn_conf
+
+gunicorn_conf.on_starting(None)
+gunicorn_conf.on_exit(None)
+print("done")
+"""
+    assert run_python(code, PROMETHEUS_MULTIPROC_DIR=str(tmp_path)) == "done"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]

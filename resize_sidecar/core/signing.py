@@ -22,7 +22,7 @@ from typing import Literal, get_args
 from urllib.parse import quote, unquote_to_bytes
 
 from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
-from resize_sidecar.core.formats import FORMATS
+from resize_sidecar.core.formats import BY_NAME, FormatName
 
 Mode = Literal["fit", "fill", "pad"]
 Gravity = Literal["c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm"]
@@ -84,7 +84,7 @@ class DerivativePath:
 
     key: str
     spec: str
-    fmt: str
+    fmt: FormatName
     signature: str
 
     @property
@@ -209,7 +209,7 @@ def names_a_derivative(name: str) -> bool:
     return True
 
 
-def _split_name(name: str) -> tuple[str, str, str]:
+def _split_name(name: str) -> tuple[str, str, FormatName]:
     """A derivative's file name split into its spec text, signature and format; the spec is not parsed.
 
     Raises:
@@ -220,11 +220,18 @@ def _split_name(name: str) -> tuple[str, str, str]:
     spec, dash, signature = rest.rpartition("-")
     if not (dot and dash and spec):
         raise MalformedPathError("expected {key}/{spec}-{signature}.{format}")
-    if fmt not in FORMATS:
-        raise MalformedPathError(f"unknown format {fmt!r}")
+    output = _output_format(fmt)
     if not _SIGNATURE.fullmatch(signature):
         raise BadSignatureError("signature is not 32 lower-case hex digits")
-    return spec, signature, fmt
+    return spec, signature, output
+
+
+def _output_format(text: str) -> FormatName:
+    """Raises: MalformedPathError: ``text`` names no output format."""
+    found = BY_NAME.get(text)
+    if found is None:
+        raise MalformedPathError(f"unknown format {text!r}")
+    return found.name
 
 
 def is_preset_name(text: str) -> bool:
@@ -294,15 +301,14 @@ def format_path(
         MalformedPathError: invalid key, spec or format.
     """
     validate_key(key, derived_prefix)
-    if fmt not in FORMATS:
-        raise MalformedPathError(f"unknown format {fmt!r}")
+    output = _output_format(fmt)
     if isinstance(spec, DerivativeSpec):
         spec_text = format_spec(spec)
     elif is_preset_name(spec):
         spec_text = spec
     else:
         spec_text = format_spec(parse_spec(spec))
-    path = DerivativePath(key=key, spec=spec_text, fmt=fmt, signature=sign(key, spec_text, fmt, secret))
+    path = DerivativePath(key=key, spec=spec_text, fmt=output, signature=sign(key, spec_text, output, secret))
     return path.public_path(media_url, derived_prefix)
 
 

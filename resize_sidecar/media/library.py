@@ -35,7 +35,7 @@ from resize_sidecar.core.errors import (
     UnsupportedImageError,
     UnsupportedMediaTypeError,
 )
-from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, format_of_key
+from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, FormatName, format_of_key
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import (
@@ -542,7 +542,7 @@ class MediaLibrary:
             key, spec, fmt, settings.secrets[0], media_url=settings.media_url, derived_prefix=settings.derived_prefix
         )
 
-    def _signed(self, key: str, spec_text: str, fmt: str) -> DerivativePath:
+    def _signed(self, key: str, spec_text: str, fmt: FormatName) -> DerivativePath:
         """A derivative of ``key`` signed here: a preset's name, or a spec already in its one spelling."""
         return DerivativePath(key, spec_text, fmt, sign(key, spec_text, fmt, self.settings.secrets[0]))
 

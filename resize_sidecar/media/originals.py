@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pyvips
 
 from resize_sidecar.core.errors import SourceTooLargeError, UndecodableImageError
-from resize_sidecar.core.formats import CONTENT_TYPES
+from resize_sidecar.core.formats import CONTENT_TYPES, FormatName
 from resize_sidecar.core.settings import ImageLimits
 
 # Importing imaging blocks libvips' untrusted loaders and turns its operation cache off, here too.
@@ -46,7 +46,7 @@ class Original:
     """An uploaded original, checked, decoded in full and encoded again for storage (see :func:`prepare_original`)."""
 
     body: bytes
-    fmt: str  # one of FORMAT_OF_LOADER's values
+    fmt: FormatName
     content_type: str
     width: int  # of one frame, as stored (upright when it was turned)
     height: int
@@ -58,7 +58,7 @@ class Description:
     """What :func:`describe` tells about an original."""
 
     info: SourceInfo
-    fmt: str
+    fmt: FormatName
     icc_profile: str | None  # the profile's own description, e.g. "Display P3"
     camera: str | None  # EXIF make and model, e.g. "Canon EOS 40D"
     taken_at: str | None  # EXIF DateTimeOriginal as ISO 8601, with its offset when recorded

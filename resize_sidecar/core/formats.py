@@ -25,17 +25,15 @@ class Format:
     alpha: bool
     #: Holds an animation's frames.
     animation: bool
-    #: Encoded with a quality (``q``); the others are lossless here and ignore it.
-    lossy: bool
 
 
 #: The output formats, in the order lists of them are shown.
 OUTPUT_FORMATS: tuple[Format, ...] = (
-    Format("jpg", "image/jpeg", ("jpg", "jpeg"), alpha=False, animation=False, lossy=True),
-    Format("png", "image/png", ("png",), alpha=True, animation=False, lossy=False),
-    Format("webp", "image/webp", ("webp",), alpha=True, animation=True, lossy=True),
-    Format("avif", "image/avif", ("avif",), alpha=True, animation=False, lossy=True),
-    Format("gif", "image/gif", ("gif",), alpha=True, animation=True, lossy=False),
+    Format("jpg", "image/jpeg", ("jpg", "jpeg"), alpha=False, animation=False),
+    Format("png", "image/png", ("png",), alpha=True, animation=False),
+    Format("webp", "image/webp", ("webp",), alpha=True, animation=True),
+    Format("avif", "image/avif", ("avif",), alpha=True, animation=False),
+    Format("gif", "image/gif", ("gif",), alpha=True, animation=True),
 )
 BY_NAME: dict[str, Format] = {fmt.name: fmt for fmt in OUTPUT_FORMATS}
 #: The format names, as the URL contract accepts them.

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from resize_sidecar import __version__
@@ -22,9 +22,7 @@ from resize_sidecar.core import settings as settings_module
 from resize_sidecar.core.errors import MalformedPathError, SettingsError, SidecarError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-
-if TYPE_CHECKING:
-    from resize_sidecar.ops.runs import Outcome, Report
+from resize_sidecar.ops.runs import FAILED, Outcome, Report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,7 +277,7 @@ class BarProgress:
 
     def done(self, outcome: Outcome) -> None:
         self.bar.update(1)
-        failed = outcome.status == "failed"
+        failed = outcome.status == FAILED
         if self.args.json or (self.args.quiet and not failed):
             return
         detail = f": {outcome.detail}" if outcome.detail else ""

@@ -6,25 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.api import AUTH, MAX_SOURCE_BYTES, api_stack
+from tests.support.api import AUTH, MAX_SOURCE_BYTES
 from tests.support.images import photo
 from tests.support.servers import Stack, media_stack
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def stack(
-    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def stack(api_stack: Stack) -> Stack:
     """The media API's stack: real nginx and gunicorn over local storage and over moto's S3, with a small upload cap."""
-    with api_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"answers-logs-{request.param}")) as s:
-        yield s
+    return api_stack
 
 
 def made(stack: Stack, key: str, spec: str, fmt: str) -> tuple[str, str, bytes]:

@@ -13,7 +13,6 @@ import os
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -21,19 +20,16 @@ import pytest
 import requests
 
 from resize_sidecar.core.signing import encode_key, format_path
-from tests.support.api import AUTH, MAX_SOURCE_BYTES, api_stack
+from tests.support.api import AUTH, MAX_SOURCE_BYTES
 from tests.support.images import image_size_and_format, photo
 from tests.support.servers import SECRET, Stack, raw_get
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def stack(
-    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with api_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"api-logs-{request.param}")) as s:
-        yield s
+@pytest.fixture(scope="module")
+def stack(api_stack: Stack) -> Stack:
+    return api_stack
 
 
 def api(stack: Stack, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -78,7 +74,7 @@ def test_the_c2corg_flow_upload_activate_and_nginx_serves_the_active_derivative(
 
 
 # Local storage keeps no Content-Type: nginx sets it from the extension.
-@pytest.mark.parametrize("stack", ["s3"], indirect=True)
+@pytest.mark.parametrize("api_stack", ["s3"], indirect=True)
 def test_a_stored_upload_has_the_sniffed_content_type(stack: Stack, s3_client: Any) -> None:
     answer = upload(stack, photo(200, 100, "png"))  # sent as application/octet-stream
     head = s3_client.head_object(Bucket=stack.settings.s3_bucket, Key=answer["incoming_key"])
@@ -225,7 +221,7 @@ def schemathesis_module() -> ModuleType:
 
 
 # One store is enough here: the routes above run on both, and this test takes a while.
-@pytest.mark.parametrize("stack", ["s3"], indirect=True)
+@pytest.mark.parametrize("api_stack", ["s3"], indirect=True)
 def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(stack: Stack) -> None:
     schemathesis = schemathesis_module()
     from schemathesis import GenerationMode

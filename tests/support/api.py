@@ -16,7 +16,7 @@ MAX_SOURCE_BYTES = 3_000_000
 
 
 @contextmanager
-def api_stack(mode: StorageKind, moto_endpoint: str, log_dir: Path) -> Iterator[Stack]:
+def serve_api(mode: StorageKind, moto_endpoint: str, log_dir: Path) -> Iterator[Stack]:
     """nginx and the sidecar with the media API on, over local storage or a bucket on moto (``mode``)."""
     env = {
         "RESIZE_SIDECAR_API_SECRET": API_SECRET,

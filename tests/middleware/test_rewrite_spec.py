@@ -33,7 +33,7 @@ from webob import Request
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import parse_path, resolve_spec
-from resize_sidecar.media.storage import LocalStorage
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.middleware import MediaURLs
 from resize_sidecar.middleware.rewrite import HTMLRewriter, decode_attribute, srcset_urls
 from resize_sidecar.middleware.variants import DEFAULT_BLURS, DEFAULT_QUALITIES, DEFAULT_WIDTHS, VariantPolicy

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webob import Request, Response
 
-from resize_sidecar.core.errors import StorageError
+from resize_sidecar.core.errors import MalformedPathError, StorageError
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import encode_key, format_path
+from resize_sidecar.core.signing import encode_key, format_path, validate_key
 from resize_sidecar.media import library
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web.app import SidecarApp, make_app
@@ -989,3 +989,25 @@ def test_hostile_api_requests_never_cause_a_500(
     assert (response.cache_control.no_store, keys(storage)) == (True, [])
     if method != "HEAD":
         assert response.json["error"] == REFUSALS[response.status_int], (path, response.text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    route=st.sampled_from([("DELETE", ""), ("GET", "/meta"), ("GET", "/url"), ("POST", "/activate")]),
+    key=st.text(max_size=60),
+)
+def test_hostile_keys_on_each_image_route_are_400_naming_the_rule_or_404(
+    api: SidecarApp, storage: LocalStorage, route: tuple[str, str], key: str
+) -> None:
+    """Every route that names an image checks its key by the URL contract's rules (400, naming the rule it breaks)
+    before it looks for the image, which is not there (404); nothing is stored either way."""
+    method, action = route
+    response = call(api, method, "/api/images/" + encode_key(key) + action, b"" if method == "POST" else None)
+    try:
+        validate_key(key, "_r/")
+    except MalformedPathError as error:
+        expected = (400, "Bad Request", error.detail)
+    else:
+        expected = (404, "Not Found", response.json["detail"])
+    assert (response.status_int, response.json["error"], response.json["detail"]) == expected
+    assert keys(storage) == []

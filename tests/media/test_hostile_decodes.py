@@ -25,7 +25,7 @@ from resize_sidecar.core.errors import SourceTooLargeError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import encode_key, format_path, parse_path
 from resize_sidecar.media import imaging
-from resize_sidecar.media.derive import NodeLocks
+from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.storage import Storage
 from resize_sidecar.media.stores import open_storage
 from resize_sidecar.ops.regenerate import regenerate

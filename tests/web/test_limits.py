@@ -22,7 +22,7 @@ from resize_sidecar.core.errors import InterlacedTooLargeError, OverloadedError,
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging
-from resize_sidecar.media.derive import NodeLocks
+from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
@@ -239,7 +239,7 @@ def test_a_waiter_gets_the_flight_lock_when_its_holder_lets_go(lock_dir: str) ->
 def test_a_lock_held_by_a_killed_process_is_released(lock_dir: str) -> None:
     code = (
         "import sys, time\n"
-        "from resize_sidecar.media.derive import NodeLocks\n"
+        "from resize_sidecar.media.locks import NodeLocks\n"
         f"with NodeLocks({lock_dir!r}, 1).flight('k', wait=0):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(60)\n"

@@ -25,7 +25,7 @@ from resize_sidecar.core.formats import CONTENT_TYPES
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import ImageLimits, Settings
 from resize_sidecar.core.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
-from resize_sidecar.media import imaging
+from resize_sidecar.media import imaging, recipe
 from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.storage import Storage
 
@@ -61,6 +61,7 @@ class Made:
     rendered: imaging.Rendered
     seconds: float  #: spent decoding, transforming and encoding
     source_version: str
+    recipe: dict[str, str]  #: what made it, stored with it (:func:`~resize_sidecar.media.recipe.record`)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class Source:
         """Raises: TransformTimeoutError, UndecodableImageError: as :func:`imaging.render`."""
         started = time.perf_counter()
         rendered = imaging.render(self.data, spec, fmt, limits, self.info)
-        return Made(rendered, time.perf_counter() - started, self.version)
+        made_with = recipe.record(spec, fmt, limits, self.info.decoder, self.version)
+        return Made(rendered, time.perf_counter() - started, self.version, made_with)
 
 
 class Deriver:
@@ -190,7 +192,8 @@ class Deriver:
         started = time.perf_counter()
         info = imaging.probe(original.data, self.limits)
         rendered = imaging.render(original.data, spec, path.fmt, self.limits, info)
-        return Made(rendered, time.perf_counter() - started, original.version)
+        made_with = recipe.record(spec, path.fmt, self.limits, info.decoder, original.version)
+        return Made(rendered, time.perf_counter() - started, original.version, made_with)
 
     def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
         """Keep the derivative just stored at ``storage_key`` only if its original is still the version it was made
@@ -257,7 +260,10 @@ class Deriver:
         content_type = rendered.content_type
         try:
             written = self.storage.put_if_absent(
-                storage_key, rendered.body, *write_headers("derivative", self.settings, rendered.content_type)
+                storage_key,
+                rendered.body,
+                *write_headers("derivative", self.settings, rendered.content_type),
+                metadata=made.recipe,
             )
         except StorageError as error:
             # Serving what was made beats failing the request; the next miss will try to store it again.

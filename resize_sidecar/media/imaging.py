@@ -34,7 +34,7 @@ from resize_sidecar.core.errors import (
 )
 from resize_sidecar.core.formats import BY_NAME, FormatName
 from resize_sidecar.core.settings import ImageLimits
-from resize_sidecar.core.signing import DerivativeSpec
+from resize_sidecar.core.signing import PER_MILLE, DerivativeSpec
 
 # libvips reads this once, when pyvips starts it (the import below); block_untrusted_set() also covers a process
 # that imported pyvips before this module.
@@ -597,9 +597,40 @@ def _exact_size(spec: DerivativeSpec, info: SourceInfo) -> tuple[int, int] | Non
     if spec.mode == "pad" or _enlarges(spec):
         return width, height
     # The requested aspect ratio at the largest size the original gives without enlarging it.
-    source_width, source_height = _upright_size(info)
+    source_width, source_height = _framed_size(spec, info)
     scale = min(1.0, source_width / width, source_height / height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _framed_size(spec: DerivativeSpec, info: SourceInfo) -> tuple[int, int]:
+    """Width and height of one frame upright, cut to the spec's crop and turned: what the box is fitted to."""
+    width, height = _upright_size(info)
+    if spec.crop is not None:
+        width, height = _crop_box(spec.crop, width, height)[2:]
+    return (height, width) if spec.rotate in (90, 270) else (width, height)
+
+
+def _crop_box(crop: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """A per-mille region of a ``width`` x ``height`` picture in whole pixels (left, top, width, height): the
+    pixels it touches, so never empty. The same per-mille region of a picture decoded smaller is the same part."""
+    x, y, region_width, region_height = crop
+    left, top = x * width // PER_MILLE, y * height // PER_MILLE
+    right, bottom = -(-(x + region_width) * width // PER_MILLE), -(-(y + region_height) * height // PER_MILLE)
+    return left, top, right - left, bottom - top
+
+
+def _stored_crop(crop: tuple[int, int, int, int], orientation: int) -> tuple[int, int, int, int]:
+    """A crop of the upright picture as the same region of the pixels as stored, before the EXIF ``orientation``
+    turns them (per-mille both): the crop is then cut before the decode is resized and turned upright."""
+    x, y, width, height = crop
+    left, right, top, bottom = x, x + width, y, y + height
+    if orientation in (2, 3, 6, 7):  # upright x runs the other way in the stored pixels
+        left, right = PER_MILLE - right, PER_MILLE - left
+    if orientation in (3, 4, 7, 8):  # upright y runs the other way
+        top, bottom = PER_MILLE - bottom, PER_MILLE - top
+    if orientation >= 5:  # stored rows are upright columns
+        return top, left, bottom - top, right - left
+    return left, top, right - left, bottom - top
 
 
 def _enlarges(spec: DerivativeSpec) -> bool:
@@ -635,6 +666,7 @@ def _frame_pixels(spec: DerivativeSpec, limits: ImageLimits, info: SourceInfo) -
         return max(most, (spec.width or 1) * (spec.height or 1))
     if spec.mode == "fit" and _enlarges(spec):
         box_width, box_height = _fit_box(spec, limits)
+        width, height = _framed_size(spec, info)
         scale = min(box_width / width, box_height / height)
         return max(most, math.ceil(width * scale) * math.ceil(height * scale))
     return most
@@ -649,13 +681,18 @@ def _load(data: bytes, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
     else:
         # Cover the fill box: the side that binds sets the scale, the other overflows and the crop step trims it.
         width, height = job.exact
-        source_width, source_height = _upright_size(job.info)
+        source_width, source_height = _framed_size(spec, job.info)
         if width * source_height >= height * source_width:
             height = _UNBOUNDED
         else:
             width = _UNBOUNDED
+    if spec.rotate in (90, 270):
+        # The box of the picture before the turn step turns it.
+        width, height = height, width
     size = "both" if _enlarges(spec) else "down"
     options: dict[str, object] = {"output_profile": "srgb"} if job.info.has_icc else {}
+    if spec.crop is not None:
+        return _load_region(data, spec.crop, job, (width, height), size, options)
     if job.info.decoder != "libvips":
         return decode_whole(data, job.info).thumbnail_image(width, height=height, size=size, **options)
     # Read in place: a buffer loader would copy the whole original into libvips first.
@@ -684,6 +721,45 @@ def _load_jpeg(
     # orientations 5 to 8 itself.
     image = pyvips.Image.jpegload_source(source, shrink=shrink, fail_on="error", access="sequential")
     return image.thumbnail_image(result_width, height=result_height, size="force", **options)
+
+
+def _load_region(
+    data: bytes,
+    crop: tuple[int, int, int, int],
+    job: _Job,
+    box: tuple[int, int],
+    size: str,
+    options: dict[str, object],
+) -> pyvips.Image:
+    """The spec's crop of an original, resized upright into ``box``: a JPEG is decoded at the smallest DCT scale
+    that keeps the margin over the region's result (:func:`_jpeg_shrink`), the region cut from the pixels as stored
+    (:func:`_stored_crop`), and only then resized and turned upright, every frame of an animation alike.
+    """
+    info = job.info
+    stored = _stored_crop(crop, info.orientation)
+    region = _crop_box(stored, info.width, info.height)
+    upright = (region[3], region[2]) if info.orientation >= 5 else (region[2], region[3])
+    result_width, result_height = _thumbnail_size(upright, box, size)
+    if info.decoder != "libvips":
+        image = decode_whole(data, info)
+    else:
+        loader_options: dict[str, object] = {"fail_on": "error"}
+        if job.animated:
+            loader_options["n"] = -1
+        else:
+            # One picture is read once, top to bottom: the rows above and below the region are never kept.
+            loader_options["access"] = "sequential"
+        if info.loader == "jpegload":
+            loader_options["shrink"] = _jpeg_shrink(max(region[2:]), max(result_width, result_height))
+        source = pyvips.Source.new_from_memory(data)
+        image = pyvips.Operation.call(f"{info.loader}_source", source, **loader_options)
+    left, top, width, height = _crop_box(stored, image.width, image.get_page_height())
+
+    def cut(frame: pyvips.Image) -> pyvips.Image:
+        region = frame.crop(left, top, width, height)
+        return region.thumbnail_image(result_width, height=result_height, size="force", **options)
+
+    return _each_frame(image, cut)
 
 
 def _jpeg_shrink(source_side: int, result_side: int) -> int:
@@ -715,8 +791,26 @@ def _to_srgb8(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Im
     return image.colourspace("srgb")
 
 
+def _turn(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
+    """Rotate clockwise by ``rotate`` degrees, then mirror by ``flip``. The contract turns the picture before the
+    resize; turning it after, from a box with its sides swapped (see :func:`_load`), is the same picture from far
+    fewer pixels."""
+    if not spec.rotate and spec.flip is None:
+        return image
+    rotation = {0: None, 90: "d90", 180: "d180", 270: "d270"}[spec.rotate]
+    mirror = {None: None, "x": "horizontal", "y": "vertical"}[spec.flip]
+
+    def turn(frame: pyvips.Image) -> pyvips.Image:
+        if rotation is not None:
+            frame = frame.rot(rotation)
+        return frame if mirror is None else frame.flip(mirror)
+
+    # Turning reads pixels out of the order a sequential decode gives them: keep the (small) resized image in memory.
+    return _each_frame(job.deadline.watch(image).copy_memory(), turn)
+
+
 def _crop(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
-    """Fill: trim the overflowing side to exactly the box, where the gravity says."""
+    """Fill: trim the overflowing side to exactly the box, where the gravity or the focal point says."""
     if spec.mode != "fill" or job.exact is None:
         return image
     width, height = job.exact
@@ -724,14 +818,50 @@ def _crop(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
         # Attention looks at the whole image, which a sequential decode can only give once: keep the (small) shrunk
         # image in memory. Animations use the centre: a crop moving from frame to frame would shake.
         return job.deadline.watch(image).copy_memory().smartcrop(width, height, interesting="attention")
-    across, down = _GRAVITY[spec.gravity]
+    place: Callable[[pyvips.Image], tuple[int, int]]
+    if spec.focal is not None:
+        across, down = _focal_point(spec.focal, spec)
+
+        def place(frame: pyvips.Image) -> tuple[int, int]:
+            return _centre_on(frame.width, width, across), _centre_on(frame.height, height, down)
+    else:
+        across, down = _GRAVITY[spec.gravity]
+
+        def place(frame: pyvips.Image) -> tuple[int, int]:
+            return int((frame.width - width) * across), int((frame.height - height) * down)
 
     def trim(frame: pyvips.Image) -> pyvips.Image:
-        left = int((frame.width - width) * across)
-        top = int((frame.height - height) * down)
+        left, top = place(frame)
         return frame.crop(left, top, width, height)
 
     return _each_frame(image, trim)
+
+
+def _focal_point(focal: tuple[int, int], spec: DerivativeSpec) -> tuple[float, float]:
+    """A focal point of the upright original (per-mille) as fractions of the picture the fill box is cut from:
+    through the spec's crop (a point outside it goes to its nearest edge), then its turn."""
+    x, y = (value / PER_MILLE for value in focal)
+    if spec.crop is not None:
+        left, top, width, height = (value / PER_MILLE for value in spec.crop)
+        x, y = min(max((x - left) / width, 0.0), 1.0), min(max((y - top) / height, 0.0), 1.0)
+    if spec.rotate == 90:
+        x, y = 1 - y, x
+    elif spec.rotate == 180:
+        x, y = 1 - x, 1 - y
+    elif spec.rotate == 270:
+        x, y = y, 1 - x
+    if spec.flip == "x":
+        x = 1 - x
+    elif spec.flip == "y":
+        y = 1 - y
+    return x, y
+
+
+def _centre_on(side: int, box_side: int, point: float) -> int:
+    """Where a box side starts so that ``point`` (a fraction of ``side``) is as near its middle as ``side`` allows.
+
+    At the middle, 0.5, it starts where gravity ``c`` starts a box."""
+    return int(min(max(point * side - box_side / 2, 0), side - box_side))
 
 
 def _blur(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
@@ -792,7 +922,7 @@ def _flatten(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Ima
 Step = Callable[[pyvips.Image, DerivativeSpec, _Job], pyvips.Image]
 
 #: The transform after the shrink-on-load decode, in order. Metadata is dropped by the encoders (keep=NONE).
-STEPS: tuple[Step, ...] = (_to_srgb8, _crop, _blur, _sharpen, _pad, _flatten)
+STEPS: tuple[Step, ...] = (_to_srgb8, _turn, _crop, _blur, _sharpen, _pad, _flatten)
 
 
 def _each_frame(image: pyvips.Image, transform: Callable[[pyvips.Image], pyvips.Image]) -> pyvips.Image:
@@ -812,6 +942,21 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
 
 def _quality(spec: DerivativeSpec, job: _Job) -> int:
     return spec.quality or job.limits.quality_for(job.fmt)
+
+
+def encoder_settings(spec: DerivativeSpec, fmt: str, limits: ImageLimits) -> dict[str, object]:
+    """What decides the bytes of ``spec`` in ``fmt`` besides the spec itself and libvips: the quality used, the JPEG
+    shrink-on-load margins and the encoder's efforts. A derivative records them (:mod:`resize_sidecar.media.recipe`),
+    so a change of any of them here makes stored derivatives due for regeneration."""
+    settings: dict[str, object] = {
+        "quality": spec.quality or limits.quality_for(fmt),
+        "jpeg_margins": (_JPEG_MARGIN, _JPEG_SMALL_MARGIN, _JPEG_SMALL_RESULT),
+    }
+    if fmt == "avif":
+        settings["efforts"] = (_AVIF_EFFORT, _AVIF_FAST_EFFORT, _AVIF_FAST_ABOVE_PIXELS)
+    elif fmt == "gif":
+        settings["efforts"] = (_GIF_EFFORT, _GIF_FAST_EFFORT, _GIF_FAST_ABOVE_PIXELS)
+    return settings
 
 
 # Encoders. keep=NONE drops EXIF (GPS included), XMP, IPTC, comments and the ICC profile: pixels are sRGB by now,

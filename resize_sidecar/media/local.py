@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import secrets
 import stat
@@ -12,13 +13,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError
-from resize_sidecar.media.storage import StoredBytes, StoredObject, check_key, check_prefix, read_capped
+from resize_sidecar.media.storage import Metadata, StoredBytes, StoredObject, check_key, check_prefix, read_capped
 
 #: Name prefix of LocalStorage's temporary files: hidden from nginx listings and from list(); keys may not use it.
 _TEMP_PREFIX = ".resize-sidecar-tmp-"
+#: Name prefix of the file beside an object that holds its metadata (see LocalStorage); hidden as temporary files are.
+_META_PREFIX = ".resize-sidecar-meta-"
+_HIDDEN_PREFIXES = (_TEMP_PREFIX, _META_PREFIX)
+#: More than any metadata the program writes: a larger metadata file is not one of its own.
+_META_MAX_BYTES = 4096
 # ELOOP: a symbolic link where a folder or an object should be. Links are never followed (see LocalStorage).
 _ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EISDIR, errno.ELOOP})
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Non-blocking: opening a FIFO planted at the name would otherwise wait for a writer.
+_META_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class LocalStorage:
@@ -28,6 +36,11 @@ class LocalStorage:
     (``put_if_absent``: ``link`` fails if the name exists, atomically), so nginx never serves half a file. Files get
     ``file_mode`` and created folders ``dir_mode`` whatever the umask: nginx's workers run as another user and must
     read them. Content-Type and Cache-Control cannot be stored in a file; nginx sets them.
+
+    Metadata goes to a hidden file beside the object (``.resize-sidecar-meta-{name}``, JSON, written after it, as
+    every file is) naming the version of the object it describes (:meth:`version`, which a rename or a link keeps):
+    :meth:`head` ignores one that describes another version, so an object written without metadata, or one whose
+    metadata write was cut off, reads as having none. Extended attributes would need a filesystem that keeps them.
 
     Every path is walked from the root one folder at a time, each opened relative to the one before and never
     through a symbolic link: a link planted under the root (by anything else that writes there) can lead neither a
@@ -80,13 +93,39 @@ class LocalStorage:
         info = self._stat(key, "version")
         return None if info is None else _file_version(info)
 
-    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> None:
         """See :meth:`Storage.put`; ``content_type`` and ``cache_control`` are ignored."""
-        self._write(key, data, replace=True)
+        self._write(key, data, replace=True, metadata=metadata)
 
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
+    def put_if_absent(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> bool:
         """See :meth:`Storage.put_if_absent`; ``content_type`` and ``cache_control`` are ignored."""
-        return self._write(key, data, replace=False)
+        return self._write(key, data, replace=False, metadata=metadata)
+
+    def head(self, key: str) -> Metadata | None:
+        """See :meth:`Storage.head`: from the metadata file beside the object, if it describes this version."""
+        folder, name = self._split(key)
+        try:
+            with self._folder(folder) as folder_fd:
+                info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode):
+                    return None
+                try:
+                    fd = os.open(_META_PREFIX + name, _META_READ_FLAGS, dir_fd=folder_fd)
+                except OSError as error:
+                    if error.errno in _ABSENT_ERRNOS:
+                        return {}
+                    raise
+            with open(fd, "rb", buffering=0) as file:
+                raw = file.read(_META_MAX_BYTES + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        except OSError as error:
+            if error.errno in _ABSENT_ERRNOS:
+                return None
+            raise self._error("head", key, error) from error
+        return _metadata_of(raw, _file_version(info))
 
     def exists(self, key: str) -> bool:
         """See :meth:`Storage.exists`."""
@@ -103,6 +142,8 @@ class LocalStorage:
                     # unlink() of a folder is EISDIR on Linux but EPERM on macOS: no object is stored there.
                     if not _is_folder(name, folder_fd):
                         raise
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(_META_PREFIX + name, dir_fd=folder_fd)
         except OSError as error:
             if error.errno not in _ABSENT_ERRNOS:
                 raise self._error("delete", key, error) from error
@@ -123,13 +164,15 @@ class LocalStorage:
                     relative = os.path.normpath(os.path.join(folders, dirpath))
                     folder_key = "" if relative == "." else relative.replace(os.sep, "/") + "/"
                     for name in filenames:
-                        if name.startswith(_TEMP_PREFIX) or not (folder_key + name).startswith(prefix):
+                        # An object's metadata file goes with it, and is not counted.
+                        described = name.removeprefix(_META_PREFIX)
+                        if name.startswith(_TEMP_PREFIX) or not (folder_key + described).startswith(prefix):
                             continue
                         try:
                             os.unlink(name, dir_fd=dir_fd)
                         except FileNotFoundError:
                             continue  # deleted meanwhile by someone else
-                        deleted += 1
+                        deleted += described == name
                     for name in dirnames:
                         if (folder_key + name + "/").startswith(prefix):
                             # Not empty: a temporary file of a write in progress, or a new object. Leave it.
@@ -182,7 +225,7 @@ class LocalStorage:
             entries = [
                 (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry)
                 for entry in scan
-                if not entry.name.startswith(_TEMP_PREFIX)
+                if not entry.name.startswith(_HIDDEN_PREFIXES)
             ]
         # Python compares strings by code point, which is UTF-8 byte order; a folder sorts as "name/", exactly
         # where the keys inside it sort among their neighbours.
@@ -215,8 +258,8 @@ class LocalStorage:
     def _split(self, key: str) -> tuple[str, str]:
         """A checked key's folder part and file name."""
         check_key(key)
-        if any(segment.startswith(_TEMP_PREFIX) for segment in key.split("/")):
-            raise MalformedPathError(f"storage key segments may not start with {_TEMP_PREFIX!r}")
+        if any(segment.startswith(_HIDDEN_PREFIXES) for segment in key.split("/")):
+            raise MalformedPathError(f"storage key segments may not start with {_TEMP_PREFIX!r} or {_META_PREFIX!r}")
         folder, _, name = key.rpartition("/")
         return folder, name
 
@@ -272,37 +315,47 @@ class LocalStorage:
             raise self._error(operation, key, error) from error
         return info if stat.S_ISREG(info.st_mode) else None
 
-    def _write(self, key: str, data: bytes, *, replace: bool) -> bool:
+    def _write(self, key: str, data: bytes, *, replace: bool, metadata: Metadata | None) -> bool:
         folder, name = self._split(key)
         try:
             with self._folder(folder, create=True) as folder_fd:
-                temp = _TEMP_PREFIX + secrets.token_hex(8)
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
-                try:
-                    with open(fd, "wb") as file:
-                        file.write(data)
-                        file.flush()
-                        # Made 0600: nginx's workers (another user) could not read it.
-                        os.fchmod(fd, self.file_mode)
-                        # On disk before it gets its name, so a crash cannot leave an empty file that nginx serves.
-                        os.fsync(fd)
-                    if replace:
-                        os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-                        return True
-                    try:
-                        os.link(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
-                    except FileExistsError:
-                        if _is_folder(name, folder_fd):
-                            # Nothing is stored at the key, yet nothing can be: "already there" would be a lie.
-                            raise StorageError(f"local put_if_absent {key!r}: a folder has that name") from None
-                        return False
-                    return True
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(temp, dir_fd=folder_fd)
+                written = self._write_file(folder_fd, name, data, replace=replace, key=key)
+                if written is not None and metadata:
+                    record = {"object": _file_version(written), "metadata": dict(metadata)}
+                    self._write_file(folder_fd, _META_PREFIX + name, json.dumps(record).encode(), replace=True, key=key)
+                return written is not None
         except OSError as error:
             raise self._error("put" if replace else "put_if_absent", key, error) from error
+
+    def _write_file(self, folder_fd: int, name: str, data: bytes, *, replace: bool, key: str) -> os.stat_result | None:
+        """Write the file ``name`` in an open folder, through a temporary file; what was written (``None``: nothing,
+        the name was taken and not ``replace``)."""
+        temp = _TEMP_PREFIX + secrets.token_hex(8)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
+        try:
+            with open(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                # Made 0600: nginx's workers (another user) could not read it.
+                os.fchmod(fd, self.file_mode)
+                # On disk before it gets its name, so a crash cannot leave an empty file that nginx serves.
+                os.fsync(fd)
+                written = os.fstat(fd)
+            if replace:
+                os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+                return written
+            try:
+                os.link(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
+            except FileExistsError:
+                if _is_folder(name, folder_fd):
+                    # Nothing is stored at the key, yet nothing can be: "already there" would be a lie.
+                    raise StorageError(f"local put_if_absent {key!r}: a folder has that name") from None
+                return None
+            return written
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=folder_fd)
 
     def _error(self, operation: str, key: str, error: OSError) -> StorageError:
         return StorageError(f"local {operation} {key!r}: {error.strerror or error}")
@@ -310,6 +363,21 @@ class LocalStorage:
 
 def _file_version(info: os.stat_result) -> str:
     return f"{info.st_ino}-{info.st_size}-{info.st_mtime_ns}"
+
+
+def _metadata_of(raw: bytes, version: str) -> Metadata:
+    """The metadata a metadata file holds for the object at ``version``; none when it describes another one, or is
+    not a metadata file this program wrote."""
+    try:
+        record = json.loads(raw) if len(raw) <= _META_MAX_BYTES else None
+    except ValueError:
+        return {}
+    if not isinstance(record, dict) or record.get("object") != version:
+        return {}
+    metadata = record.get("metadata")
+    if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
+        return {}
+    return metadata
 
 
 def _file_names(folder_fd: int) -> list[str]:

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
 from resize_sidecar.core.objects import write_headers
-from resize_sidecar.media.storage import StoredBytes, StoredObject, check_key, check_prefix, read_capped
+from resize_sidecar.media.storage import Metadata, StoredBytes, StoredObject, check_key, check_prefix, read_capped
 
 if TYPE_CHECKING:
     from resize_sidecar.core.settings import Settings
@@ -121,16 +121,27 @@ class S3Storage:
 
     def version(self, key: str) -> str | None:
         """See :meth:`Storage.version`: the ETag, from a HEAD."""
+        response = self._head(key, "version")
+        return None if response is None else str(response.get("ETag", ""))
+
+    def head(self, key: str) -> Metadata | None:
+        """See :meth:`Storage.head`: the user metadata (``x-amz-meta-*``), from a HEAD."""
+        response = self._head(key, "head")
+        return None if response is None else dict(response.get("Metadata", {}))
+
+    def _head(self, key: str, operation: str) -> dict[str, Any] | None:
         check_key(key)
         try:
-            response = self.client().head_object(Bucket=self.bucket, Key=self.prefix + key)
+            response: dict[str, Any] = self.client().head_object(Bucket=self.bucket, Key=self.prefix + key)
         except (BotoCoreError, ClientError) as error:
             if self._reads_as_absent(error, key):
                 return None
-            raise self._error("version", key, error) from error
-        return str(response.get("ETag", ""))
+            raise self._error(operation, key, error) from error
+        return response
 
-    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> None:
         """See :meth:`Storage.put`. A single PUT is all or nothing on S3."""
         check_key(key)
         try:
@@ -140,26 +151,30 @@ class S3Storage:
                 Body=data,
                 ContentType=content_type,
                 CacheControl=cache_control,
+                Metadata=dict(metadata or {}),
             )
         except (BotoCoreError, ClientError) as error:
             raise self._error("put", key, error) from error
 
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
+    def put_if_absent(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> bool:
         """See :meth:`Storage.put_if_absent`: a conditional PUT (``If-None-Match: *``).
 
         A store without conditional writes ignores the header and overwrites: harmless for a derivative (the same
         URL makes the same bytes), not for anything else.
         """
         check_key(key)
-        written = self._put_unless_exists(key, data, content_type, cache_control, last_try=False)
+        headers = (content_type, cache_control, dict(metadata or {}))
+        written = self._put_unless_exists(key, data, *headers, last_try=False)
         if written is None:
             # S3 answers 409 ConditionalRequestConflict while a concurrent write to the key is in flight and asks
             # the client to retry; once is enough to learn who won.
-            written = self._put_unless_exists(key, data, content_type, cache_control, last_try=True)
+            written = self._put_unless_exists(key, data, *headers, last_try=True)
         return bool(written)
 
     def _put_unless_exists(
-        self, key: str, data: bytes, content_type: str, cache_control: str, *, last_try: bool
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: dict[str, str], *, last_try: bool
     ) -> bool | None:
         """``True`` if written, ``False`` if the key exists, ``None`` on a conflict worth one more try."""
         try:
@@ -169,6 +184,7 @@ class S3Storage:
                 Body=data,
                 ContentType=content_type,
                 CacheControl=cache_control,
+                Metadata=metadata,
                 IfNoneMatch="*",
             )
         except (BotoCoreError, ClientError) as error:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -34,6 +34,10 @@ class StoredObject:
     key: str  #: storage key (without the S3 prefix)
     size: int
     last_modified: datetime  #: timezone-aware, UTC
+
+
+#: An object's user metadata: names to values (S3 keeps the names lower-case).
+Metadata = Mapping[str, str]
 
 
 class StoredBytes(NamedTuple):
@@ -76,16 +80,32 @@ class Storage(Protocol):
         """
         ...
 
-    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> None:
         """Write the object, replacing any existing one; readers see the old bytes or the new, never a part.
+
+        ``metadata`` is kept with the object until it is written again (:meth:`head` reads it back): short ASCII
+        names and values, S3's user metadata.
 
         Raises:
             StorageError, StorageTimeoutError, MalformedPathError: as for :meth:`get`.
         """
         ...
 
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
+    def put_if_absent(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> bool:
         """Write the object only if the key is free: ``True`` if written, ``False`` if it existed (left unchanged).
+        ``metadata`` as for :meth:`put`.
+
+        Raises:
+            StorageError, StorageTimeoutError, MalformedPathError: as for :meth:`get`.
+        """
+        ...
+
+    def head(self, key: str) -> Metadata | None:
+        """The metadata the object at the key was written with (empty: none), or ``None`` when there is no object.
 
         Raises:
             StorageError, StorageTimeoutError, MalformedPathError: as for :meth:`get`.

@@ -19,7 +19,7 @@ from webob import Request, Response
 from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
-from resize_sidecar.media.storage import Storage, delete_derivatives
+from resize_sidecar.media.storage import Metadata, Storage, delete_derivatives
 from resize_sidecar.ops.regenerate import regenerate
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
@@ -41,15 +41,19 @@ class Interleaved:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
+    def put_if_absent(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> bool:
         self.run("before", key)
-        written = self.inner.put_if_absent(key, data, content_type, cache_control)
+        written = self.inner.put_if_absent(key, data, content_type, cache_control, metadata)
         self.run("after", key)
         return written
 
-    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+    def put(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> None:
         self.run("before", key)
-        self.inner.put(key, data, content_type, cache_control)
+        self.inner.put(key, data, content_type, cache_control, metadata)
         self.run("after", key)
 
     def run(self, when: str, key: str) -> None:

@@ -32,13 +32,13 @@ class RecordingStorage:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put(self, key: str, data: bytes, content_type: str, cache_control: str) -> None:
+    def put(self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Any = None) -> None:
         self.steps.append(("put", key, content_type, cache_control))
-        self.inner.put(key, data, content_type, cache_control)
+        self.inner.put(key, data, content_type, cache_control, metadata)
 
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
+    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Any = None) -> bool:
         self.steps.append(("put_if_absent", key, content_type, cache_control))
-        return self.inner.put_if_absent(key, data, content_type, cache_control)
+        return self.inner.put_if_absent(key, data, content_type, cache_control, metadata)
 
     def delete(self, key: str) -> None:
         self.steps.append(("delete", key))

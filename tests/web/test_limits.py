@@ -22,8 +22,9 @@ from resize_sidecar.core.errors import InterlacedTooLargeError, OverloadedError,
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import imaging
-from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.local import LocalStorage
+from resize_sidecar.media.locks import NodeLocks
+from resize_sidecar.media.storage import Metadata
 from resize_sidecar.web import metrics
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
@@ -320,9 +321,11 @@ def test_a_request_that_waited_for_a_concurrent_maker_answers_its_bytes_without_
 class LosingStorage(LocalStorage):
     """Local storage where another machine stores each derivative just before this one tries to."""
 
-    def put_if_absent(self, key: str, data: bytes, content_type: str, cache_control: str) -> bool:
+    def put_if_absent(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> bool:
         super().put_if_absent(key, b"the winner's bytes", content_type, cache_control)
-        return super().put_if_absent(key, data, content_type, cache_control)
+        return super().put_if_absent(key, data, content_type, cache_control, metadata)
 
 
 def test_a_miss_that_loses_the_write_race_answers_the_winners_bytes(

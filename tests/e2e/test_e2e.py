@@ -55,6 +55,29 @@ def test_a_miss_is_made_stored_and_every_later_hit_is_served_without_python(stac
     assert "max-age=31536000" in again_headers["cache-control"]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "content_type"),
+    [("jpg", "image/jpeg"), ("png", "image/png"), ("webp", "image/webp"), ("avif", "image/avif"), ("gif", "image/gif")],
+)
+def test_a_hit_is_answered_with_its_formats_type_and_cache_control_as_its_miss_was(
+    stack: Stack, fmt: str, content_type: str
+) -> None:
+    """nginx types a local derivative by its extension and answers the type S3 stored with one: either way, the
+    type of its format and the Cache-Control of derivatives, as the sidecar answered the miss that made it."""
+    key = f"types/photo-{fmt}.jpg"
+    stack.storage.put(key, photo(300, 200), "image/jpeg", "no-cache")
+    url = stack.url(key, "100x", fmt)
+    expected = (200, content_type, "public, max-age=31536000, immutable")
+
+    status, made, body = stack.get(url)
+    reached = stack.sidecar_requests()
+    hit_status, hit, again = stack.get(url)
+
+    assert (status, made["content-type"], made["cache-control"]) == expected
+    assert (hit_status, hit["content-type"], hit["cache-control"]) == expected
+    assert (again, stack.sidecar_requests()) == (body, reached)
+
+
 def test_a_head_request_makes_the_derivative_and_sends_no_body(stack: Stack) -> None:
     key = "head/first.jpg"
     stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")

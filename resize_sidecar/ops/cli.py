@@ -23,6 +23,7 @@ from resize_sidecar.core.errors import MalformedPathError, SettingsError, Sideca
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
 from resize_sidecar.ops.runs import FAILED, Outcome, Report
+from resize_sidecar.ops.shards import INDEX_ENV, Shard
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,9 +180,11 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         commands,
         "regenerate",
         "rebuild stored derivatives after a settings change",
-        "Renders the selected derivatives again and rewrites those whose bytes changed (each object is replaced "
-        "whole, so it is safe while the sidecar serves); a second run writes nothing. Derivatives of a removed "
-        "preset or of a deleted original are stale: reported, or deleted with --delete-stale.",
+        "Each derivative is stored with the recipe that made it (spec, quality, encoder settings, libvips); those "
+        "whose recipe or original changed are rendered again and rewritten if their bytes changed (each object is "
+        "replaced whole, so it is safe while the sidecar serves); a second run renders and writes nothing. "
+        "Derivatives of a removed preset or of a deleted original are stale: reported, or deleted with "
+        "--delete-stale.",
     )
     regenerate.add_argument("--prefix", metavar="P", default="", help="only derivatives of originals under P")
     which = regenerate.add_mutually_exclusive_group()
@@ -189,6 +192,12 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     which.add_argument("--preset", metavar="NAME", help="only this preset, in every format")
     which.add_argument("--existing", action="store_true", help="every existing derivative (the default)")
     regenerate.add_argument("--delete-stale", action="store_true", help="delete derivatives that cannot be made now")
+    regenerate.add_argument(
+        "--force",
+        action="store_true",
+        help="render every selected derivative, even those whose recorded recipe is current (after a change the "
+        "recipe cannot see); only changed bytes are written all the same",
+    )
     bulk_options(regenerate)
     regenerate.set_defaults(run=regenerate_command)
 
@@ -208,6 +217,12 @@ def bulk_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="say what would be written, write nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no line per item, only problems")
     parser.add_argument("--json", action="store_true", help="print one JSON report instead of lines")
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="only part K of N (0 <= K < N), cut by original key, for N machines to share the work; index/N takes "
+        f"K from ${INDEX_ENV}, as a Kubernetes Indexed Job sets it",
+    )
 
 
 def positive(text: str) -> int:
@@ -315,10 +330,16 @@ def render_as_the_workers_do() -> None:
     imaging.set_render_threads(1)
 
 
+def shard_of(args: argparse.Namespace) -> Shard | None:
+    """Raises: SettingsError: ``--shard`` is not K/N with 0 <= K < N (see :meth:`Shard.parse`)."""
+    return None if args.shard is None else Shard.parse(args.shard)
+
+
 def upload_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar.media.stores import open_storage
     from resize_sidecar.ops.upload import upload
 
+    shard = shard_of(args)
     render_as_the_workers_do()
     with BarProgress(args, "file") as progress:
         report = upload(
@@ -328,6 +349,7 @@ def upload_command(settings: Settings, args: argparse.Namespace) -> int:
             dest=args.dest,
             jobs=args.jobs,
             dry_run=args.dry_run,
+            shard=shard,
             progress=progress,
         )
     return finish(report, args)
@@ -338,6 +360,7 @@ def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar.ops.regenerate import Selection, regenerate
 
     selection = Selection.of(args.spec, args.preset, presets=settings.presets)
+    shard = shard_of(args)
     render_as_the_workers_do()
     with BarProgress(args, "derivative") as progress:
         report = regenerate(
@@ -348,6 +371,8 @@ def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
             jobs=args.jobs,
             delete_stale=args.delete_stale,
             dry_run=args.dry_run,
+            shard=shard,
+            force=args.force,
             progress=progress,
         )
     return finish(report, args)

@@ -1,7 +1,9 @@
-"""``resize-sidecar regenerate``: render stored derivatives again and rewrite those whose bytes changed."""
+"""``resize-sidecar regenerate``: render again the stored derivatives whose recipe changed, and rewrite those whose
+bytes changed."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -18,12 +20,16 @@ from resize_sidecar.core.formats import FORMATS
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import DerivativePath, is_preset_name, parse_spec, parse_storage_key
-from resize_sidecar.media.derive import Deriver
+from resize_sidecar.media import recipe
+from resize_sidecar.media.derive import Deriver, Made
 from resize_sidecar.media.storage import Storage, StoredObject
 from resize_sidecar.ops.runs import FAILED, Outcome, Progress, Report, Silent, run_bulk
+from resize_sidecar.ops.shards import Shard
 
 #: Objects asked for per storage listing while regenerating.
 _PAGE = 1000
+#: Originals whose version a run remembers: a listing brings an original's derivatives one after another.
+_REMEMBERED_ORIGINALS = 1024
 
 
 @dataclass(frozen=True)
@@ -75,29 +81,41 @@ def _known_preset(name: str, presets: Collection[str]) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class _Options:
+    selection: Selection
+    shard: Shard
+    delete: bool
+    dry_run: bool
+    force: bool
+
+
 class _Regenerator:
-    def __init__(
-        self, settings: Settings, storage: Storage, selection: Selection, *, delete: bool, dry_run: bool
-    ) -> None:
+    def __init__(self, settings: Settings, storage: Storage, options: _Options) -> None:
         self.settings = settings
         self.storage = storage
         self.deriver = Deriver(settings, storage)
-        self.selection = selection
-        self.delete = delete
-        self.dry_run = dry_run
+        self.options = options
+        self.original_version = functools.lru_cache(maxsize=_REMEMBERED_ORIGINALS)(storage.version)
 
     def regenerate(self, stored: StoredObject) -> Outcome | None:
-        settings = self.settings
+        settings, options = self.settings, self.options
         try:
             path = parse_storage_key(stored.key, settings.derived_prefix)
         except MalformedPathError:
-            return Outcome(stored.key, "skipped", "not a derivative's key")
-        if not self.selection.picks(path):
+            return Outcome(stored.key, "skipped", "not a derivative's key") if options.shard.owns(stored.key) else None
+        if not options.selection.picks(path) or not options.shard.owns(path.key):
             return None
         if is_preset_name(path.spec) and path.spec not in settings.preset_specs:
             return self.stale(stored.key, f"preset {path.spec!r} no longer exists")
         try:
             spec = self.deriver.authorize_path(path)
+            source_version = self.original_version(path.key)
+            if source_version is None:
+                raise NotFoundError(f"no original at {path.key!r}")
+            recorded = self.storage.head(stored.key)
+            if not options.force and recipe.is_current(recorded, spec, path.fmt, self.deriver.limits, source_version):
+                return Outcome(stored.key, "current")
             # The machine's transform slots are shared with the sidecar's misses; a batch may wait a whole transform.
             with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
                 made = self.deriver.render(path, spec)
@@ -111,23 +129,31 @@ class _Regenerator:
             raise
         except SidecarError as error:
             return Outcome(stored.key, FAILED, error.detail)
-        rendered = made.rendered
-        if self.storage.get(stored.key) == rendered.body:
-            return Outcome(stored.key, "current")
-        if self.dry_run:
+        if self.storage.get(stored.key) == made.rendered.body:
+            if recorded == made.recipe or options.dry_run:
+                return Outcome(stored.key, "current")
+            # The same bytes, written again with what made them, so that the next run need not render them.
+            return self.write(stored.key, path.key, made, Outcome(stored.key, "current", "its recipe is recorded now"))
+        if options.dry_run:
             return Outcome(stored.key, "would rebuild")
+        return self.write(stored.key, path.key, made, Outcome(stored.key, "rebuilt"))
+
+    def write(self, key: str, original_key: str, made: Made, done: Outcome) -> Outcome:
+        """Store ``made`` at ``key`` with its recipe; ``done``, or deleted if the original changed meanwhile."""
+        rendered = made.rendered
         # put, not delete and put: clients get the old bytes until the new ones are whole.
-        self.storage.put(stored.key, rendered.body, *write_headers("derivative", settings, rendered.content_type))
+        headers = write_headers("derivative", self.settings, rendered.content_type)
+        self.storage.put(key, rendered.body, *headers, metadata=made.recipe)
         try:
-            self.deriver.confirm_source(path.key, made.source_version, stored.key)
+            self.deriver.confirm_source(original_key, made.source_version, key)
         except (NotFoundError, SourceChangedError) as error:
-            return Outcome(stored.key, "deleted", error.detail)
-        return Outcome(stored.key, "rebuilt")
+            return Outcome(key, "deleted", error.detail)
+        return done
 
     def stale(self, key: str, why: str) -> Outcome:
-        if not self.delete:
+        if not self.options.delete:
             return Outcome(key, "stale", why)
-        if self.dry_run:
+        if self.options.dry_run:
             return Outcome(key, "would delete", why)
         self.storage.delete(key)
         return Outcome(key, "deleted", why)
@@ -142,16 +168,22 @@ def regenerate(
     jobs: int = 4,
     delete_stale: bool = False,
     dry_run: bool = False,
+    shard: Shard | None = None,
+    force: bool = False,
     progress: Progress | None = None,
 ) -> Report:
     """Re-render the stored derivatives of originals whose keys start with ``prefix`` and rewrite those that changed.
 
-    A derivative is *current* when its bytes equal a fresh render with the current settings (presets, qualities,
-    libvips): every selected derivative is rendered again, but only those that differ are written, so a second run,
-    or a run after an interruption, writes nothing that is already current. Each rewrite replaces one object whole,
-    and until then the old one is served: it is safe while the sidecar serves traffic. A derivative that can no
-    longer be made (its preset was removed, its original is gone, its size is now over the limit) is *stale*:
-    reported, and deleted with ``delete_stale``. One signed with none of the current secrets is skipped.
+    A derivative is *current* when it was stored with the recipe it would be made with now (its spec as the presets
+    resolve it, quality and encoder settings, libvips: :mod:`resize_sidecar.media.recipe`) from the original as it
+    is now: that is learned from a HEAD of it and of its original, without rendering. The others (and every one,
+    with ``force``) are rendered again, and written with their recipe: when the bytes changed, *rebuilt*; when not,
+    current, and written only if their recipe was not recorded yet. So a second run, or a run after an
+    interruption, renders and writes nothing that is already current. Each rewrite replaces one object whole, and
+    until then the old one is served: it is safe while the sidecar serves traffic. A derivative that can no longer
+    be made (its preset was removed, its original is gone, its size is now over the limit) is *stale*: reported,
+    and deleted with ``delete_stale``. One signed with none of the current secrets is skipped. With ``shard``, only
+    the derivatives of the originals of that shard are looked at (see :mod:`resize_sidecar.ops.shards`).
 
     Raises:
         StorageError: storage fails at the start.
@@ -160,7 +192,8 @@ def regenerate(
     progress = progress or Silent()
     report = Report("regenerate")
     storage.check()
-    worker = _Regenerator(settings, storage, selection or Selection(), delete=delete_stale, dry_run=dry_run)
+    options = _Options(selection or Selection(), shard or Shard(), delete_stale, dry_run, force)
+    worker = _Regenerator(settings, storage, options)
     progress.start(None)
     run_bulk(report, _listing(storage, settings.derived_prefix + prefix), worker.regenerate, jobs, progress)
     return report

@@ -29,6 +29,7 @@ from resize_sidecar.media.derive import Deriver
 from resize_sidecar.media.library import store_original
 from resize_sidecar.media.storage import Storage
 from resize_sidecar.ops.runs import FAILED, Outcome, Progress, Report, Silent, run_bulk
+from resize_sidecar.ops.shards import Shard
 
 MANIFEST = "manifest.json"
 #: Upload manifests live here, under the key prefix nginx never serves: they list every original and signed URL.
@@ -55,15 +56,20 @@ class _Entry:
 class _Uploader:
     """One upload run: the manifest read at the start, the entries of this run, and the manifest's last bytes."""
 
-    def __init__(self, settings: Settings, storage: Storage, directory: Path, dest: str, *, dry_run: bool) -> None:
+    def __init__(
+        self, settings: Settings, storage: Storage, directory: Path, dest: str, *, dry_run: bool, shard: Shard
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.directory = directory
         self.dest = dest
         self.dry_run = dry_run
+        self.shard = shard
         self.urls = MediaURLs(settings)
         self.deriver = Deriver(settings, storage)
-        self.manifest_key = MANIFEST_PREFIX + dest + MANIFEST
+        self.whole_manifest_key = MANIFEST_PREFIX + dest + MANIFEST
+        # Each shard keeps its own manifest: two machines never write the same object.
+        self.manifest_key = self.whole_manifest_key if shard.count == 1 else _shard_manifest_key(dest, shard)
         #: Where earlier versions kept the manifest, among the originals (and so public): moved on the first save.
         self.public_key = dest + MANIFEST
         self.move_public = False
@@ -78,6 +84,12 @@ class _Uploader:
             if not self.load(self.saved):
                 notes.append(f"{self.manifest_key} is not a manifest this program wrote: every file is uploaded again")
             return
+        if self.shard.count > 1:
+            # A shard's first run: what an upload of the whole folder recorded, of this shard's files.
+            whole = self.storage.get(self.whole_manifest_key)
+            if whole is not None:
+                self.load(whole)
+            return
         public = self.storage.get(self.public_key)
         # Only a manifest of this prefix is moved: an object of another kind at that key is an original, left alone.
         if public is not None and self.load(public):
@@ -89,7 +101,11 @@ class _Uploader:
         try:
             manifest = json.loads(data)
             rows = manifest["files"]
-            entries = {row["key"]: _Entry(**{name: row[name] for name in _Entry.__annotations__}) for row in rows}
+            entries = {
+                row["key"]: _Entry(**{name: row[name] for name in _Entry.__annotations__})
+                for row in rows
+                if self.shard.owns(row["key"])
+            }
         except (ValueError, KeyError, TypeError):
             return False
         if manifest.get("prefix") != self.dest:
@@ -196,6 +212,7 @@ def upload(
     dest: str = "",
     jobs: int = 4,
     dry_run: bool = False,
+    shard: Shard | None = None,
     progress: Progress | None = None,
 ) -> Report:
     """Upload the images under ``directory`` to keys ``{dest}{path under directory}``, and write their manifest.
@@ -210,6 +227,10 @@ def upload(
     upright width and height, public URL and the signed URLs of the presets; it is saved at the end, every 30
     seconds, and when interrupted. A manifest that an earlier version left at ``{dest}manifest.json`` is read, and
     moved there on the first save.
+
+    With ``shard`` K/N, only the files whose keys are that shard's (see :mod:`resize_sidecar.ops.shards`) are looked
+    at, and their manifest is the shard's own, ``.resize-sidecar/upload/{dest}manifest.K-of-N.json``: the N of them
+    list the whole folder. A shard's first run takes what it knows of its files from the whole folder's manifest.
 
     Raises:
         SettingsError: ``directory`` is not a folder, ``dest`` is not a key prefix, or no secret is set to sign the
@@ -227,10 +248,12 @@ def upload(
         raise SettingsError(f"--dest: {dest!r} is not a key prefix: {error.detail}") from None
     report = Report("upload")
     storage.check()
-    uploader = _Uploader(settings, storage, directory, dest, dry_run=dry_run)
+    shard = shard or Shard()
+    uploader = _Uploader(settings, storage, directory, dest, dry_run=dry_run, shard=shard)
     uploader.read_manifest(report.notes)
     files, unlisted = _files(directory)
-    report.outcomes.extend(unlisted)
+    files = [path for path in files if shard.owns(dest + path.relative_to(directory).as_posix())]
+    report.outcomes.extend(outcome for outcome in unlisted if shard.owns(dest + outcome.item))
     progress.start(len(files))
     try:
         run_bulk(report, files, uploader.upload, jobs, progress, on_done=uploader.checkpoint)
@@ -240,6 +263,10 @@ def upload(
     if not report.stopped and uploader.save():
         report.notes.append(f"wrote {uploader.manifest_key}")
     return report
+
+
+def _shard_manifest_key(dest: str, shard: Shard) -> str:
+    return f"{MANIFEST_PREFIX}{dest}{MANIFEST.removesuffix('.json')}.{shard.index}-of-{shard.count}.json"
 
 
 def _files(directory: Path) -> tuple[list[Path], list[Outcome]]:

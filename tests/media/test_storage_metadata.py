@@ -96,7 +96,7 @@ class TestLocalMetadataFile:
             ".resize-sidecar-meta-thumb-0123456789abcdef0123456789abcdef.webp",
             "thumb-0123456789abcdef0123456789abcdef.webp",
         ]
-        assert storage.version(KEY) in (folder / f".resize-sidecar-meta-{KEY.rpartition('/')[2]}").read_text()
+        assert str(storage.version(KEY)) in (folder / f".resize-sidecar-meta-{KEY.rpartition('/')[2]}").read_text()
 
     def test_a_metadata_file_of_another_version_or_not_its_own_is_none(self, tmp_path: Path) -> None:
         storage = LocalStorage(tmp_path)

@@ -4,7 +4,6 @@ object is stored with, and the order of the steps a concurrent miss relies on.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,9 +49,8 @@ class RecordingStorage:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> RecordingStorage:
-    (tmp_path / "media").mkdir()
-    return RecordingStorage(LocalStorage(tmp_path / "media"))
+def storage(storage: LocalStorage) -> RecordingStorage:
+    return RecordingStorage(storage)
 
 
 @pytest.fixture

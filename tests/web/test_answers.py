@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,17 +29,8 @@ from resize_sidecar.web.answers import error_response
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.api import API_SECRET
 from tests.support.images import photo
+from tests.support.in_process import counter
 from tests.support.servers import SECRET
-
-
-def count(metric: Any, *labels: str) -> float:
-    return float((metric.labels(*labels) if labels else metric)._value.get())
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> LocalStorage:
-    (tmp_path / "media").mkdir()
-    return LocalStorage(tmp_path / "media")
 
 
 @pytest.fixture
@@ -91,32 +81,32 @@ def test_an_error_answer_carries_the_headers_the_error_names(error: SidecarError
 
 
 def test_a_refusal_is_answered_in_the_routes_words_and_counted_under_its_reason() -> None:
-    refused = count(metrics.REJECTIONS, "overloaded")
+    refused = counter(metrics.REJECTIONS, "overloaded")
     as_json = error_response(OverloadedError("every slot is busy"), "json")
     as_text = error_response(OverloadedError("every slot is busy"), "text")
     assert (as_json.status_int, as_json.json) == (503, {"error": "Service Unavailable", "detail": "every slot is busy"})
     assert (as_text.status_int, as_text.text) == (503, "Service Unavailable: every slot is busy\n")
     assert (as_json.content_type, as_text.content_type) == ("application/json", "text/plain")
     assert as_json.headers["Cache-Control"] == as_text.headers["Cache-Control"] == "no-store"
-    assert count(metrics.REJECTIONS, "overloaded") == refused + 2
+    assert counter(metrics.REJECTIONS, "overloaded") == refused + 2
 
 
 def test_a_fault_of_ours_says_only_its_status_and_is_logged_with_its_detail(caplog: pytest.LogCaptureFixture) -> None:
-    failed, storage_errors = count(metrics.REJECTIONS, "storage"), count(metrics.STORAGE_ERRORS)
+    failed, storage_errors = counter(metrics.REJECTIONS, "storage"), counter(metrics.STORAGE_ERRORS)
     with caplog.at_level(logging.ERROR, logger="resize_sidecar.web.answers"):
         as_json = error_response(StorageError("bucket-name: AccessDenied"), "json")
         as_text = error_response(StorageError("bucket-name: AccessDenied"), "text")
     assert (as_json.status_int, as_json.json) == (502, {"error": "Bad Gateway"})
     assert (as_text.status_int, as_text.text) == (502, "Bad Gateway\n")
     assert [record.getMessage() for record in caplog.records] == ["502 Bad Gateway: bucket-name: AccessDenied"] * 2
-    assert count(metrics.REJECTIONS, "storage") == failed + 2
-    assert count(metrics.STORAGE_ERRORS) == storage_errors + 2
+    assert counter(metrics.REJECTIONS, "storage") == failed + 2
+    assert counter(metrics.STORAGE_ERRORS) == storage_errors + 2
 
 
 def test_a_wrong_api_token_is_logged_and_counted_with_its_reason(
     make_api: Callable[..., SidecarApp], caplog: pytest.LogCaptureFixture
 ) -> None:
-    refused = count(metrics.REJECTIONS, "api_secret")
+    refused = counter(metrics.REJECTIONS, "api_secret")
     with caplog.at_level(logging.INFO, logger="resize_sidecar.requests"):
         response = call(make_api(), "GET", "/api/images", token="wrong-secret-0123456789")
     assert (response.status_int, response.json) == (
@@ -125,18 +115,18 @@ def test_a_wrong_api_token_is_logged_and_counted_with_its_reason(
     )
     [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "resize_sidecar.requests"]
     assert (line["route"], line["status"], line["reason"]) == ("api", 403, "api_secret")
-    assert count(metrics.REJECTIONS, "api_secret") == refused + 1
+    assert counter(metrics.REJECTIONS, "api_secret") == refused + 1
 
 
 def test_a_bad_query_parameter_is_a_bad_request_in_json(make_api: Callable[..., SidecarApp]) -> None:
-    refused = count(metrics.REJECTIONS, "bad_request")
+    refused = counter(metrics.REJECTIONS, "bad_request")
     response = call(make_api(), "GET", "/api/images?limit=ten")
     assert (response.status_int, response.json) == (
         400,
         {"error": "Bad Request", "detail": "limit must be a whole number from 1 to 1000"},
     )
     assert response.headers["Cache-Control"] == "no-store"
-    assert count(metrics.REJECTIONS, "bad_request") == refused + 1
+    assert counter(metrics.REJECTIONS, "bad_request") == refused + 1
 
 
 def test_an_uploads_presets_are_made_under_the_miss_paths_lock(
@@ -156,10 +146,10 @@ def test_an_uploads_presets_are_made_from_the_upload_without_reading_it_again(
     make_api: Callable[..., SidecarApp], storage: LocalStorage
 ) -> None:
     app = make_api(upload_custom_keys=True, presets={"thumb": "120x120-fill", "wide": "400x"})
-    reads = count(derive.ORIGINAL_READS)
+    reads = counter(derive.ORIGINAL_READS)
     response = call(app, "POST", "/api/images?key=a.jpg", body=photo(600, 400))
     assert response.status_int == 201, response.text
-    assert count(derive.ORIGINAL_READS) == reads
+    assert counter(derive.ORIGINAL_READS) == reads
     thumb, wide = (
         DerivativePath("incoming/a.jpg", name, "jpg", sign("incoming/a.jpg", name, "jpg", SECRET)).storage_key("_r/")
         for name in ("thumb", "wide")

@@ -26,8 +26,14 @@ from resize_sidecar.core.formats import BY_NAME, FormatName
 
 Mode = Literal["fit", "fill", "pad"]
 Gravity = Literal["c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm"]
+Rotation = Literal[0, 90, 180, 270]
+Flip = Literal["x", "y"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 GRAVITIES: tuple[Gravity, ...] = get_args(Gravity)
+ROTATIONS: tuple[Rotation, ...] = get_args(Rotation)
+#: Relative coordinates in the spec are per-mille of the upright original's width and height: whole numbers that
+#: do not depend on the original's pixel size, so one spelling names one region of any original.
+PER_MILLE = 1000
 MAX_KEY_BYTES = 1024
 SIGNATURE_LENGTH = 32
 
@@ -36,6 +42,19 @@ DIMENSIONS = re.compile(r"0x0|([1-9][0-9]{0,4})?x([1-9][0-9]{0,4})?")
 _SIGNATURE = re.compile(f"[0-9a-f]{{{SIGNATURE_LENGTH}}}")
 _NUMBERED = re.compile(r"(q|blur)([1-9][0-9]{0,2})")
 _BACKGROUND = re.compile(r"bg([0-9a-f]{6})")
+_PER_MILLE = "(0|[1-9][0-9]{0,3})"
+_FOCAL = re.compile(rf"fp{_PER_MILLE}\.{_PER_MILLE}")
+_CROP = re.compile(rf"crop{_PER_MILLE}\.{_PER_MILLE}\.{_PER_MILLE}\.{_PER_MILLE}")
+_ROTATE = re.compile(r"r(90|180|270)")
+_FLIP = re.compile(r"flip([xy])")
+# Rotation and flip together are one of the eight turns of a rectangle; each has one spelling. The other
+# combinations are refused with the spelling of the same turn.
+_SAME_TURN: dict[tuple[int, str | None], str] = {
+    (180, "x"): "flipy",
+    (180, "y"): "flipx",
+    (90, "y"): "r270-flipx",
+    (270, "y"): "r90-flipx",
+}
 # C0 controls, DEL and C1 controls: never part of a key (they break logs, headers and file systems).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -53,6 +72,13 @@ class DerivativeSpec:
     background: str | None = None
     blur: int | None = None
     sharpen: bool = False
+    #: The point of the upright original a ``fill`` crop centres on, as far as the box allows: (x, y) per-mille.
+    focal: tuple[int, int] | None = None
+    #: The region of the upright original the derivative is made of, before anything else: (x, y, w, h) per-mille.
+    crop: tuple[int, int, int, int] | None = None
+    #: Degrees clockwise, after the crop; then ``flip`` mirrors the turned picture left-right ("x") or top-bottom.
+    rotate: Rotation = 0
+    flip: Flip | None = None
 
     def __post_init__(self) -> None:
         for side in (self.width, self.height):
@@ -72,6 +98,33 @@ class DerivativeSpec:
             raise MalformedPathError(f"blur must be 1..100, got {self.blur}")
         if self.background is not None and not _BACKGROUND.fullmatch("bg" + self.background):
             raise MalformedPathError(f"background must be six lower-case hex digits, got {self.background!r}")
+        self._check_geometry()
+
+    def _check_geometry(self) -> None:
+        if self.focal is not None:
+            if self.mode != "fill":
+                raise MalformedPathError("a focal point applies to mode fill only")
+            if self.gravity != "c":
+                raise MalformedPathError("a spec has a gravity or a focal point, not both")
+            if len(self.focal) != 2 or not all(0 <= value <= PER_MILLE for value in self.focal):
+                raise MalformedPathError(f"a focal point is two per-mille values 0..1000, got {self.focal}")
+            if self.focal == (PER_MILLE // 2, PER_MILLE // 2):
+                raise MalformedPathError("the focal point fp500.500 is the centre, the default: leave it out")
+        if self.crop is not None:
+            if len(self.crop) != 4 or not all(0 <= value <= PER_MILLE for value in self.crop):
+                raise MalformedPathError(f"a crop is four per-mille values 0..1000, got {self.crop}")
+            x, y, width, height = self.crop
+            if width < 1 or height < 1 or x + width > PER_MILLE or y + height > PER_MILLE:
+                raise MalformedPathError("a crop's width and height are at least 1 and it ends inside the picture")
+            if self.crop == (0, 0, PER_MILLE, PER_MILLE):
+                raise MalformedPathError("the crop crop0.0.1000.1000 is the whole picture, the default: leave it out")
+        if self.rotate not in ROTATIONS:
+            raise MalformedPathError(f"rotate must be one of 0, 90, 180, 270 degrees, got {self.rotate!r}")
+        if self.flip not in (None, "x", "y"):
+            raise MalformedPathError(f"flip must be 'x' or 'y', got {self.flip!r}")
+        same = _SAME_TURN.get((self.rotate, self.flip))
+        if same is not None:
+            raise MalformedPathError(f"r{self.rotate}-flip{self.flip} is the same turn as {same}: write that")
 
     @property
     def full_size(self) -> bool:
@@ -142,7 +195,8 @@ def validate_key(key: str, derived_prefix: str) -> None:
 
 
 def parse_spec(text: str) -> DerivativeSpec:
-    """Parse an explicit spec (``400x300-fill-sm-q70``); only its canonical spelling is accepted.
+    """Parse an explicit spec (``400x300-fill-sm-q70``, ``256x256-fill-fp420.300-crop100.0.600.900-r90``); only its
+    canonical spelling is accepted.
 
     Raises:
         MalformedPathError: the text is not a spec, or not written canonically.
@@ -155,6 +209,8 @@ def parse_spec(text: str) -> DerivativeSpec:
     options: dict[str, object] = {}
     for token in tokens:
         name, value = _read_token(token)
+        if name == "flip" and name in options:
+            raise MalformedPathError("flipx-flipy is the same turn as r180: write that")
         if name in options:
             raise MalformedPathError(f"option {name} given twice")
         options[name] = value
@@ -177,6 +233,14 @@ def _read_token(token: str) -> tuple[str, object]:
         return ("quality" if numbered[1] == "q" else "blur"), int(numbered[2])
     if background := _BACKGROUND.fullmatch(token):
         return "background", background[1]
+    if focal := _FOCAL.fullmatch(token):
+        return "focal", (int(focal[1]), int(focal[2]))
+    if crop := _CROP.fullmatch(token):
+        return "crop", tuple(int(value) for value in crop.groups())
+    if rotate := _ROTATE.fullmatch(token):
+        return "rotate", int(rotate[1])
+    if flip := _FLIP.fullmatch(token):
+        return "flip", flip[1]
     raise MalformedPathError(f"unknown option {token!r}")
 
 
@@ -187,6 +251,14 @@ def format_spec(spec: DerivativeSpec) -> str:
         parts.append(spec.mode)
     if spec.gravity != "c":
         parts.append(spec.gravity)
+    if spec.focal is not None:
+        parts.append("fp{}.{}".format(*spec.focal))
+    if spec.crop is not None:
+        parts.append("crop{}.{}.{}.{}".format(*spec.crop))
+    if spec.rotate:
+        parts.append(f"r{spec.rotate}")
+    if spec.flip is not None:
+        parts.append(f"flip{spec.flip}")
     if spec.quality is not None:
         parts.append(f"q{spec.quality}")
     if spec.upscale:

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, TypedDict
 from resize_sidecar.core.errors import MalformedPathError, PolicyError
 from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, FORMATS, format_of_key
 from resize_sidecar.core.signing import (
+    PER_MILLE,
     DerivativeSpec,
+    Flip,
     Gravity,
     Mode,
+    Rotation,
     derivative_name,
     derivatives_prefix,
     encode_key,
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from resize_sidecar.core.settings import Settings
 
 #: The arguments of :meth:`MediaURLs.derivative` when none is given, which is all a preset may be combined with.
-_NO_OPTIONS = (None, None, "fit", "c", None, False, None, None, False)
+_NO_OPTIONS = (None, None, "fit", "c", None, False, None, None, False, None, None, 0, None)
 #: The attribute the app's own markup carries when the middleware rewrites only marked elements.
 REWRITE_MARKER = "data-resize"
 
@@ -51,6 +54,10 @@ class DerivativeOptions(TypedDict, total=False):
     background: str | None
     blur: int | None
     sharpen: bool
+    focal: tuple[float, float] | None
+    crop: tuple[float, float, float, float] | None
+    rotate: Rotation
+    flip: Flip | None
     preset: str | None
 
 
@@ -59,6 +66,32 @@ class URLOptions(DerivativeOptions, total=False):
 
     width: int | None
     height: int | None
+
+
+def _per_mille(value: object, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise MalformedPathError(f"{option} is given as fractions 0..1 of the original's sides, got {value!r}")
+    return round(value * PER_MILLE)
+
+
+def _focal_per_mille(focal: tuple[float, float] | None) -> tuple[int, int] | None:
+    """A focal point's fractions as the spec's per mille; the centre is the default, and left out."""
+    if focal is None:
+        return None
+    x, y = (_per_mille(value, "focal") for value in focal)
+    return None if (x, y) == (PER_MILLE // 2, PER_MILLE // 2) else (x, y)
+
+
+def _crop_per_mille(crop: tuple[float, float, float, float] | None) -> tuple[int, int, int, int] | None:
+    """A crop's fractions as the spec's per mille, its edges rounded (so that it ends where the fractions do,
+    inside the picture); the whole picture is the default, and left out."""
+    if crop is None:
+        return None
+    x, y, width, height = crop
+    left, top = _per_mille(x, "crop"), _per_mille(y, "crop")
+    right, bottom = _per_mille(x + width, "crop"), _per_mille(y + height, "crop")
+    per_mille = (left, top, right - left, bottom - top)
+    return None if per_mille == (0, 0, PER_MILLE, PER_MILLE) else per_mille
 
 
 class HTML(str):
@@ -92,6 +125,11 @@ class MediaURLs:
     ``fit`` is the contract's mode (``fit``, ``fill`` or ``pad``), ``format`` one of ``jpg png webp avif gif``
     (by default the original's format when it is one of those, else ``jpg``), ``quality`` 1–100 (by default the
     sidecar's per format). Widths and heights are pixels; an omitted side follows the aspect ratio.
+
+    ``crop=(x, y, width, height)`` keeps that region of the upright original before anything else, and
+    ``focal=(x, y)`` is the point a ``fill`` crop centres on, both as fractions 0..1 of the original's width and
+    height (a cropper's relative values; the URL carries them to the per mille). ``rotate`` turns clockwise by 90,
+    180 or 270 degrees after the crop, and ``flip`` then mirrors left-right (``"x"``) or top-bottom (``"y"``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -143,6 +181,10 @@ class MediaURLs:
         background: str | None = None,
         blur: int | None = None,
         sharpen: bool = False,
+        focal: tuple[float, float] | None = None,
+        crop: tuple[float, float, float, float] | None = None,
+        rotate: Rotation = 0,
+        flip: Flip | None = None,
         preset: str | None = None,
     ) -> str:
         """The signed public URL of a derivative: a box and options, or a ``preset`` name from the settings.
@@ -156,7 +198,10 @@ class MediaURLs:
         fmt = format or default_format(key)
         if fmt not in FORMATS:
             raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        spec = self._spec_text(width, height, fit, gravity, quality, upscale, background, blur, sharpen, preset)
+        geometry = (_focal_per_mille(focal), _crop_per_mille(crop), rotate, flip)
+        spec = self._spec_text(
+            width, height, fit, gravity, quality, upscale, background, blur, sharpen, *geometry, preset
+        )
         # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
         return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
 
@@ -175,12 +220,17 @@ class MediaURLs:
         background: str | None,
         blur: int | None,
         sharpen: bool,
+        focal: tuple[int, int] | None,
+        crop: tuple[int, int, int, int] | None,
+        rotate: Rotation,
+        flip: Flip | None,
         preset: str | None,
     ) -> str:
+        options = (width, height, fit, gravity, quality, upscale, background, blur, sharpen, focal, crop, rotate, flip)
         if preset is None:
-            spec = DerivativeSpec(width, height, fit, gravity, quality, upscale, background, blur, sharpen)
+            spec = DerivativeSpec(*options)
             text = format_spec(spec)
-        elif (width, height, fit, gravity, quality, upscale, background, blur, sharpen) != _NO_OPTIONS:
+        elif options != _NO_OPTIONS:
             raise MalformedPathError("a preset cannot be combined with other options")
         elif preset not in self._presets:
             raise MalformedPathError(f"unknown preset {preset!r}")

@@ -27,6 +27,8 @@ from resize_sidecar.core.signing import (
     MAX_KEY_BYTES,
     DerivativePath,
     DerivativeSpec,
+    Flip,
+    Rotation,
     encode_key,
     format_path,
     format_spec,
@@ -102,17 +104,41 @@ def specs(draw: st.DrawFn) -> DerivativeSpec:
         width, height = draw(st.none() | _SIDES), draw(st.none() | _SIDES)
     else:
         width, height = draw(_SIDES), draw(_SIDES)
+    gravity = draw(st.sampled_from(GRAVITIES)) if mode == "fill" else "c"
     return DerivativeSpec(
         width=width,
         height=height,
         mode=mode,
-        gravity=draw(st.sampled_from(GRAVITIES)) if mode == "fill" else "c",
+        gravity=gravity,
         quality=draw(st.none() | st.integers(1, 100)),
         upscale=draw(st.booleans()),
         background=draw(st.none() | st.from_regex(r"[0-9a-f]{6}", fullmatch=True)),
         blur=draw(st.none() | st.integers(1, 100)),
         sharpen=draw(st.booleans()),
+        **draw(geometry(mode, gravity)),
     )
+
+
+# The eight turns of a rectangle, each in its one spelling: (rotate, flip).
+TURNS: tuple[tuple[Rotation, Flip | None], ...] = (
+    (0, None), (90, None), (180, None), (270, None), (0, "x"), (0, "y"), (90, "x"), (270, "x"),
+)  # fmt: skip
+
+
+@st.composite
+def geometry(draw: st.DrawFn, mode: str, gravity: str) -> dict[str, object]:
+    """A focal point (fill without a gravity only), a crop and a turn, each left out (the default) at times."""
+    per_mille = st.integers(0, 1000)
+    options: dict[str, object] = {}
+    if mode == "fill" and gravity == "c" and draw(st.booleans()):
+        options["focal"] = draw(st.tuples(per_mille, per_mille).filter(lambda point: point != (500, 500)))
+    if draw(st.booleans()):
+        x, y = draw(st.integers(0, 999)), draw(st.integers(0, 999))
+        crop = (x, y, draw(st.integers(1, 1000 - x)), draw(st.integers(1, 1000 - y)))
+        if crop != (0, 0, 1000, 1000):
+            options["crop"] = crop
+    options["rotate"], options["flip"] = draw(st.sampled_from(TURNS))
+    return options
 
 
 FORMATS_ST = st.sampled_from(FORMATS)
@@ -205,7 +231,52 @@ def test_a_formatted_spec_parses_back_to_the_same_spec(spec: DerivativeSpec) -> 
     assert parse_spec(format_spec(spec)) == spec
 
 
-@given(st.text(alphabet="0123456789x-abcdefghilmnpqrstuw", max_size=24))
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("256x256-fill-fp420.300", DerivativeSpec(256, 256, "fill", focal=(420, 300))),
+        ("256x256-fill-fp0.1000", DerivativeSpec(256, 256, "fill", focal=(0, 1000))),
+        ("400x-crop100.0.600.900", DerivativeSpec(400, crop=(100, 0, 600, 900))),
+        ("0x0-crop999.999.1.1", DerivativeSpec(crop=(999, 999, 1, 1))),
+        ("400x300-r90", DerivativeSpec(400, 300, rotate=90)),
+        ("400x300-r180", DerivativeSpec(400, 300, rotate=180)),
+        ("400x300-r270", DerivativeSpec(400, 300, rotate=270)),
+        ("400x300-flipx", DerivativeSpec(400, 300, flip="x")),
+        ("400x300-flipy", DerivativeSpec(400, 300, flip="y")),
+        ("400x300-r90-flipx", DerivativeSpec(400, 300, rotate=90, flip="x")),
+        ("400x300-r270-flipx", DerivativeSpec(400, 300, rotate=270, flip="x")),
+        (
+            "256x256-fill-fp420.300-crop100.0.600.900-r90-flipx-q70-up-blur5-sharp",
+            DerivativeSpec(
+                256, 256, "fill", quality=70, upscale=True, blur=5, sharpen=True,
+                focal=(420, 300), crop=(100, 0, 600, 900), rotate=90, flip="x",
+            ),
+        ),
+    ],
+)  # fmt: skip
+def test_focal_point_crop_rotate_and_flip_are_spelled_in_their_place_in_the_canonical_order(
+    text: str, spec: DerivativeSpec
+) -> None:
+    assert parse_spec(text) == spec
+    assert format_spec(spec) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("0x0-flipx-flipy", "r180"),
+        ("0x0-r180-flipx", "flipy"),
+        ("0x0-r180-flipy", "flipx"),
+        ("0x0-r90-flipy", "r270-flipx"),
+        ("0x0-r270-flipy", "r90-flipx"),
+    ],
+)
+def test_a_turn_spelled_another_way_is_refused_naming_its_one_spelling(text: str, canonical: str) -> None:
+    with pytest.raises(MalformedPathError, match=f"same turn as {canonical}: write that"):
+        parse_spec(text)
+
+
+@given(st.text(alphabet="0123456789x-abcdefghilmnopqrstuwy.", max_size=24))
 def test_any_spec_text_that_parses_is_already_its_own_canonical_spelling(text: str) -> None:
     try:
         spec = parse_spec(text)
@@ -361,6 +432,34 @@ def test_a_non_canonical_spelling_of_a_signed_path_is_refused(path: str) -> None
         pytest.param("400x-fill", id="fill without a height"),
         pytest.param("100000x1", id="six-digit width"),
         pytest.param("400x300-zoom", id="unknown option"),
+        pytest.param("400x300-fill-fp500.500", id="focal point at the centre, the default"),
+        pytest.param("400x300-fill-fp050.500", id="leading zero in a focal point"),
+        pytest.param("400x300-fill-fp1001.5", id="focal point past the edge"),
+        pytest.param("400x300-fill-fp5.5.5", id="focal point of three values"),
+        pytest.param("400x300-fp250.250", id="focal point without fill"),
+        pytest.param("400x300-fill-n-fp250.250", id="gravity and a focal point"),
+        pytest.param("400x300-fill-sm-fp250.250", id="attention and a focal point"),
+        pytest.param("400x300-fill-crop0.0.500.500-fp250.250", id="focal point after the crop"),
+        pytest.param("400x-crop0.0.1000.1000", id="crop of the whole picture, the default"),
+        pytest.param("400x-crop0.0.0.500", id="crop of no width"),
+        pytest.param("400x-crop600.0.500.500", id="crop past the right edge"),
+        pytest.param("400x-crop0.600.500.500", id="crop past the bottom edge"),
+        pytest.param("400x-crop0.0.500", id="crop of three values"),
+        pytest.param("400x-crop0.0.0500.500", id="leading zero in a crop"),
+        pytest.param("400x-crop0,0,500,500", id="crop with commas"),
+        pytest.param("400x-r0", id="rotate by nothing"),
+        pytest.param("400x-r45", id="rotate by other than a quarter turn"),
+        pytest.param("400x-r360", id="rotate by a whole turn"),
+        pytest.param("400x-r-90", id="rotate anticlockwise"),
+        pytest.param("400x-flip", id="flip without its axis"),
+        pytest.param("400x-flipx-flipy", id="both flips, the same turn as r180"),
+        pytest.param("400x-r180-flipx", id="r180-flipx, the same turn as flipy"),
+        pytest.param("400x-r180-flipy", id="r180-flipy, the same turn as flipx"),
+        pytest.param("400x-r90-flipy", id="r90-flipy, the same turn as r270-flipx"),
+        pytest.param("400x-r270-flipy", id="r270-flipy, the same turn as r90-flipx"),
+        pytest.param("400x-flipx-r90", id="flip before rotate"),
+        pytest.param("400x-r90-crop0.0.500.500", id="rotate before the crop"),
+        pytest.param("400x-q70-r90", id="rotate after the quality"),
     ],
 )
 def test_a_non_canonical_or_invalid_spec_is_refused_everywhere(spec_text: str) -> None:

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, Literal, get_args
 
 from resize_sidecar.core.errors import MalformedPathError, SettingsError
-from resize_sidecar.core.signing import DerivativeSpec, is_preset_name, parse_spec
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, DerivativeSpec, is_preset_name, parse_spec
 
 ENV_PREFIX = "RESIZE_SIDECAR_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -175,6 +175,9 @@ class Settings:
     temp_url_max_seconds: int = setting(
         3600, "Longest lifetime of a temporary URL to an original, in seconds (at most 604800)."
     )
+    private_url_lifetime: int = setting(
+        3600, "Default lifetime of a private derivative's URL, in seconds (at most 604800)."
+    )
     archive_max_files: int = setting(50, "Most images in one zip from /api/archive.")
     archive_max_bytes: int = setting(200_000_000, "Most bytes of images in one zip from /api/archive.")
 
@@ -279,8 +282,10 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     )
     check(
         "derived_prefix",
-        re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/", s.derived_prefix) is not None,
-        "must be one path segment of letters, digits, '_', '.', '-' followed by '/'",
+        re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/", s.derived_prefix) is not None
+        and s.derived_prefix != PRIVATE_DERIVED_PREFIX,
+        f"must be one path segment of letters, digits, '_', '.', '-' followed by '/', other than "
+        f"{PRIVATE_DERIVED_PREFIX!r} (private derivatives')",
     )
     check("public_base_url", s.public_base_url.startswith(("http://", "https://", "//")) or not s.public_base_url,
           "must be an absolute URL such as 'https://cdn.example.com'")
@@ -350,6 +355,7 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         "not under DERIVED_PREFIX or INCOMING_PREFIX",
     )
     check("temp_url_max_seconds", 1 <= s.temp_url_max_seconds <= 604800, "must be between 1 and 604800 (7 days)")
+    check("private_url_lifetime", 1 <= s.private_url_lifetime <= 604800, "must be between 1 and 604800 (7 days)")
     for name in ("archive_max_files", "archive_max_bytes"):
         check(name, getattr(s, name) > 0, "must be positive")
     return problems

@@ -156,6 +156,9 @@ class DerivativePath:
 #: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest, readiness's write probe):
 #: no original's key starts with it, so nothing reaches them through a URL or the API, and nginx never serves them.
 PRIVATE_PREFIX = ".resize-sidecar/"
+#: Private derivatives (:mod:`resize_sidecar.core.private`) are stored, and requested, under this prefix. It is fixed
+#: rather than a setting because every check of a key refuses it, as it refuses the derived prefix.
+PRIVATE_DERIVED_PREFIX = "_p/"
 
 
 def derivatives_prefix(key: str, derived_prefix: str) -> str:
@@ -192,6 +195,8 @@ def validate_key(key: str, derived_prefix: str) -> None:
         raise MalformedPathError(f"key starts with the derived prefix {derived_prefix!r}")
     if segments[0] == PRIVATE_PREFIX.rstrip("/"):
         raise MalformedPathError(f"keys under {PRIVATE_PREFIX!r} are resize-sidecar's own")
+    if segments[0] == PRIVATE_DERIVED_PREFIX.rstrip("/"):
+        raise MalformedPathError(f"key starts with the private derivatives' prefix {PRIVATE_DERIVED_PREFIX!r}")
 
 
 def parse_spec(text: str) -> DerivativeSpec:
@@ -338,17 +343,21 @@ def _keyed(secret: str) -> hmac.HMAC:
     return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
-def verify(path: DerivativePath, secrets: Iterable[str]) -> None:
+def verify(path: DerivativePath, secrets: Iterable[str], *, signed_format: str | None = None) -> None:
     """Accept a path signed with any of the secrets (the first signs; the others are kept for rotation).
+
+    ``signed_format`` is the format the signature covers when it is not the path's own: ``auto`` for the concrete
+    path an ``.auto`` URL stands for.
 
     Raises:
         BadSignatureError: no secret gives this signature.
     """
     expected = path.signature.encode()
+    fmt = signed_format or path.fmt
     valid = False
     for secret in secrets:
         # Every secret is tried, so the time taken does not depend on which one matched.
-        valid |= hmac.compare_digest(sign(path.key, path.spec, path.fmt, secret).encode(), expected)
+        valid |= hmac.compare_digest(sign(path.key, path.spec, fmt, secret).encode(), expected)
     if not valid:
         raise BadSignatureError("signature does not match")
 

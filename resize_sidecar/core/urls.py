@@ -11,14 +11,18 @@ Standard library and the project's contract modules only: no pyvips, boto3 or we
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, TypedDict
 
+from resize_sidecar.core import private as private_urls
+from resize_sidecar.core.auto import AUTO
 from resize_sidecar.core.errors import MalformedPathError, PolicyError
 from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, FORMATS, format_of_key
 from resize_sidecar.core.signing import (
     PER_MILLE,
+    PRIVATE_DERIVED_PREFIX,
     DerivativeSpec,
     Flip,
     Gravity,
@@ -59,6 +63,8 @@ class DerivativeOptions(TypedDict, total=False):
     rotate: Rotation
     flip: Flip | None
     preset: str | None
+    private: bool
+    expires_in: int | None
 
 
 class URLOptions(DerivativeOptions, total=False):
@@ -141,6 +147,7 @@ class MediaURLs:
         self._base = settings.public_base_url.rstrip("/")
         self._presets = settings.preset_specs
         self._max_side = settings.max_output_dimension
+        self._private_signing_key = private_urls.signing_key(self._secret)
         # Bounded caches of the parts of a URL that do not depend on the format: per key, per box and options.
         self._key_path = lru_cache(maxsize=4096)(self._validated_key_path)
         self._spec_text = lru_cache(maxsize=1024)(self._validated_spec_text)
@@ -186,24 +193,41 @@ class MediaURLs:
         rotate: Rotation = 0,
         flip: Flip | None = None,
         preset: str | None = None,
+        private: bool = False,
+        expires_in: int | None = None,
     ) -> str:
         """The signed public URL of a derivative: a box and options, or a ``preset`` name from the settings.
 
-        ``width`` and ``height`` both omitted means full size (a format conversion, say).
+        ``width`` and ``height`` both omitted means full size (a format conversion, say). ``format="auto"`` is one
+        URL answered in AVIF, WebP or JPEG by what the browser accepts. ``private=True`` makes an expiring URL that
+        nginx checks (:mod:`resize_sidecar.core.private`), valid for ``expires_in`` seconds (``PRIVATE_URL_LIFETIME``
+        by default, rounded up by at most a tenth).
 
         Raises:
-            MalformedPathError: invalid key, option or format; unknown preset; a preset combined with other options.
+            MalformedPathError: invalid key, option or format; unknown preset; a preset combined with other options;
+                a lifetime over a week; a private ``auto`` URL.
             PolicyError: a side over ``MAX_OUTPUT_DIMENSION``, which the sidecar would refuse.
         """
         fmt = format or default_format(key)
-        if fmt not in FORMATS:
-            raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        if fmt not in FORMATS and fmt != AUTO:
+            raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)} or {AUTO}")
         geometry = (_focal_per_mille(focal), _crop_per_mille(crop), rotate, flip)
         spec = self._spec_text(
             width, height, fit, gravity, quality, upscale, background, blur, sharpen, *geometry, preset
         )
+        if private:
+            return self._private(key, spec, fmt, expires_in or self.settings.private_url_lifetime)
         # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
         return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
+
+    def _private(self, key: str, spec: str, fmt: str, lifetime: int) -> str:
+        if fmt == AUTO:
+            raise MalformedPathError("a private derivative has a format of its own, not auto")
+        self._key_path(key)  # validates the key
+        name = derivative_name(spec, sign(key, spec, fmt, self._private_signing_key), fmt)
+        path = self._media_url + derivatives_prefix(encode_key(key), PRIVATE_DERIVED_PREFIX) + name
+        expires = private_urls.expiry(time.time(), lifetime)
+        return f"{self._base}{path}?{private_urls.query(path, expires, self._secret)}"
 
     def _validated_key_path(self, key: str) -> str:
         validate_key(key, self._derived_prefix)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import prometheus_client
 
+from resize_sidecar.core import auto, private
 from resize_sidecar.core.errors import (
     NotFoundError,
     PolicyError,
@@ -24,7 +25,15 @@ from resize_sidecar.core.errors import (
 from resize_sidecar.core.formats import CONTENT_TYPES
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import ImageLimits, Settings
-from resize_sidecar.core.signing import DerivativePath, DerivativeSpec, is_preset_name, parse_path, resolve_spec, verify
+from resize_sidecar.core.signing import (
+    PRIVATE_DERIVED_PREFIX,
+    DerivativePath,
+    DerivativeSpec,
+    is_preset_name,
+    parse_path,
+    resolve_spec,
+    verify,
+)
 from resize_sidecar.media import imaging, recipe
 from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.storage import Storage
@@ -104,24 +113,42 @@ class Deriver:
         """
         return self.locks.transform_slot(self.settings.overload_wait if wait is None else wait)
 
-    def authorize(self, raw_path: str) -> tuple[DerivativePath, DerivativeSpec]:
+    def authorize(self, raw_path: str, *, query: str = "", accept: str = "") -> tuple[DerivativePath, DerivativeSpec]:
         """Parse, verify and check a path against the settings, touching no storage.
+
+        A private derivative's path (:mod:`~resize_sidecar.core.private`) is checked with its ``query`` (token and
+        expiry) first; an ``.auto`` path (:mod:`~resize_sidecar.core.auto`) stands for the path of the format that
+        ``accept`` chooses, signed as ``auto``.
 
         Raises:
             MalformedPathError, BadSignatureError, PolicyError: the request is refused.
         """
         settings = self.settings
+        if self.is_private(raw_path):
+            private.check(raw_path, query, settings.secrets, time.time())
+            path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=PRIVATE_DERIVED_PREFIX)
+            return path, self.authorize_path(path, [private.signing_key(secret) for secret in settings.secrets])
+        signed_format = None
+        if auto.is_auto(raw_path):
+            raw_path, signed_format = auto.concrete_path(raw_path, auto.choose_format(accept)), auto.AUTO
         path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix)
-        return path, self.authorize_path(path)
+        return path, self.authorize_path(path, signed_format=signed_format)
 
-    def authorize_path(self, path: DerivativePath) -> DerivativeSpec:
-        """Verify a parsed path and check its spec against the settings; the spec it stands for.
+    def is_private(self, raw_path: str) -> bool:
+        """Whether a request path names a private derivative."""
+        return raw_path.startswith(self.settings.media_url + PRIVATE_DERIVED_PREFIX)
+
+    def authorize_path(
+        self, path: DerivativePath, secrets: Sequence[str] | None = None, *, signed_format: str | None = None
+    ) -> DerivativeSpec:
+        """Verify a parsed path (with ``secrets``, ``SECRETS`` by default) and check its spec against the settings;
+        the spec it stands for.
 
         Raises:
             BadSignatureError, MalformedPathError, PolicyError: the path is refused.
         """
         settings = self.settings
-        verify(path, settings.secrets)
+        verify(path, settings.secrets if secrets is None else secrets, signed_format=signed_format)
         spec = resolve_spec(path.spec, settings.preset_specs)
         limit = settings.max_output_dimension
         if max(spec.width or 0, spec.height or 0) > limit:
@@ -144,14 +171,15 @@ class Deriver:
             check_listed("blur", spec.blur, settings.blurs, "allowed blurs")
         return spec
 
-    def derive(self, raw_path: str) -> Derivative:
-        """The derivative a signed path names: from storage if it exists, else made now and stored.
+    def derive(self, raw_path: str, *, query: str = "", accept: str = "") -> Derivative:
+        """The derivative a signed path names: from storage if it exists, else made now and stored. ``query`` and
+        ``accept`` are the request's, for private and ``.auto`` paths (see :meth:`authorize`).
 
         Raises:
             SidecarError: a subclass naming why it cannot be answered (400, 403, 404, 422, 502, 504).
         """
-        path, spec = self.authorize(raw_path)
-        return self._stored_or_made(path, spec, self.storage.get)
+        path, spec = self.authorize(raw_path, query=query, accept=accept)
+        return self._stored_or_made(path, spec, self.storage.get, private=self.is_private(raw_path))
 
     def ensure(self, raw_path: str) -> Derivative:
         """Like :meth:`derive`, for answers that do not carry the image (redirects): an existing derivative is only
@@ -228,14 +256,17 @@ class Deriver:
         spec: DerivativeSpec,
         find: Callable[[str], bytes | None],
         source: Source | None = None,
+        *,
+        private: bool = False,
     ) -> Derivative:
-        """The derivative as ``find`` gets it from storage (``None``: not stored), else made, stored and answered.
+        """The derivative as ``find`` gets it from storage (``None``: not stored), else made, stored and answered;
+        a ``private`` one under the private derivatives' prefix.
 
         Raises:
             OverloadedError: a concurrent miss for it, or other transforms, kept this one waiting too long.
             SidecarError: as :meth:`derive`.
         """
-        storage_key = path.storage_key(self.settings.derived_prefix)
+        storage_key = path.storage_key(PRIVATE_DERIVED_PREFIX if private else self.settings.derived_prefix)
         content_type = CONTENT_TYPES[path.fmt]
         # A concurrent holder may take a whole transform and a slot wait: waiting that long is still cheaper than
         # making the derivative once more.

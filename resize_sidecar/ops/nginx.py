@@ -10,13 +10,15 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from resize_sidecar.core import auto, private
 from resize_sidecar.core.errors import SettingsError
 from resize_sidecar.core.formats import ORIGINAL_TYPES, OUTPUT_FORMATS
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import PRIVATE_PREFIX
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, PRIVATE_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
+PRIVATE_SCRIPT = TEMPLATES / "private.js"
 # Debian's libnginx-mod-http-js; other builds put it elsewhere or compile njs in.
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 #: nginx's cache of open derivative files (local storage): a hit then skips the open() and the stat() of
@@ -63,6 +65,11 @@ def render_nginx(
     s3 = settings.storage == "s3"
     signed = s3 and s3_auth == "sigv4"
     cached = s3 and bool(settings.nginx_cache_size)
+    # Private and .auto URLs are handled here only in a whole file (a snippet cannot declare njs and maps in http {}),
+    # and private ones only where nginx can read them: locally, or from S3 with SigV4. Elsewhere the sidecar answers
+    # them, with the same checks and answers.
+    edge = not snippet and bool(settings.secrets)
+    private_edge = edge and (signed or not s3)
     values = {
         "listen": listen,
         "media_url": settings.media_url,
@@ -82,6 +89,12 @@ def render_nginx(
     # An archive is spooled whole, so a client that reads it slowly holds a file of nginx's, not a sidecar thread.
     values["max_spool"] = str(settings.archive_max_bytes + (64 << 20))
     values["cache"] = _render("cache.conf", values) if cached else ""
+    values["private_derived_prefix"] = PRIVATE_DERIVED_PREFIX
+    # Ends the line before it in the templates: nothing at all when it is not rendered.
+    values["auto"] = "\n" + _render("auto.conf", {}).rstrip("\n") if edge else ""
+    if private_edge:
+        keys = " ".join(private.token_key(secret) for secret in settings.secrets)
+        values["private_check"] = _render("private-check.conf", {"private_keys": keys}).rstrip("\n")
     # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
     resize_extra = [] if snippet else [
         "    proxy_hide_header Cache-Control;",
@@ -90,6 +103,7 @@ def render_nginx(
     values["resize_extra"] = "\n".join(resize_extra + ([values["cache"]] if cached else []))
     if s3:
         values.update(_s3_values(settings, signed))
+        values["private"] = _render("private-s3.conf" if private_edge else "private-sidecar.conf", values)
         media = _render("media-s3.conf", values)
     else:
         values["local_root"] = _escape(str(Path(settings.local_root).resolve()))
@@ -100,14 +114,18 @@ def render_nginx(
         values["originals"] = (
             _render("originals-local.conf", values).rstrip("\n") if settings.serve_originals else "    return 404;"
         )
+        values["private"] = _render("private-local.conf" if private_edge else "private-sidecar.conf", values)
         media = _render("media-local.conf", values)
     locations = [media, _render("resize.conf", values), _render("api.conf", values)]
     if app:
         locations.append(_render("app.conf", {"app_url": app, "proxy_headers": values["proxy_headers"]}))
     text = "\n".join(locations)
 
-    main = [f"load_module {JS_MODULE};", *(f"env {name};" for name in _AWS_ENV)] if signed else []
-    http = []
+    main = [f"load_module {JS_MODULE};"] if signed or private_edge else []
+    main += [f"env {name};" for name in _AWS_ENV] if signed else []
+    http = _edge_http() if edge else []
+    if private_edge:
+        http += _private_http()
     if s3 and settings.serve_originals:
         image_types = "|".join(re.escape(kind) for kind in ORIGINAL_TYPES)
         http += [
@@ -180,9 +198,33 @@ def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
         return _render("s3-proxy.conf", {**values, "s3_pass": reader.rstrip("\n")}).rstrip("\n")
 
     values["s3_read"] = read(bucket_path + settings.derived_prefix)
+    values["s3_read_private"] = read(bucket_path + PRIVATE_DERIVED_PREFIX)
     originals = read(bucket_path) + "\n" + _render("originals-s3.conf", values).rstrip("\n")
     values["originals"] = originals if settings.serve_originals else "    return 404;"
     return values
+
+
+def _edge_http() -> list[str]:
+    """The maps of .auto URLs: the format chosen by Accept (core/auto.py's table), and Vary on those URLs only."""
+    choices = [f'    "~*{re.escape(content_type)}" {fmt};' for content_type, fmt in auto.CHOICES]
+    return [
+        "map $http_accept $resize_auto_format {",
+        f"    default {auto.FALLBACK};",
+        *choices,
+        "}",
+        "map $request_uri $resize_vary {",
+        '    default "";',
+        f'    "~\\.{auto.AUTO}(\\?|$)" {auto.VARY};',
+        "}",
+    ]
+
+
+def _private_http() -> list[str]:
+    return [
+        f"js_import resize_private from {PRIVATE_SCRIPT};",
+        "js_set $resize_private_refusal resize_private.refusal;",
+        "js_set $resize_private_cache_control resize_private.cacheControl;",
+    ]
 
 
 def _sigv4_http(values: dict[str, str]) -> list[str]:

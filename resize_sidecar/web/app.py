@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from webob import Request, Response
 
+from resize_sidecar.core import auto, private
 from resize_sidecar.core import settings as settings_module
 from resize_sidecar.core.errors import (
     MethodNotAllowedError,
@@ -147,7 +148,7 @@ class SidecarApp:
         # Route on the raw path: decoding it (webob's path_info) fails on bytes that are not UTF-8.
         path = raw_path(request.environ)
         handler: Callable[[Request], Response]
-        if path.startswith(self.derivative_prefix):
+        if path.startswith(self.derivative_prefix) or self.deriver.is_private(path):
             route, handler = "derivative", self.derivative
         elif path.startswith("/api/"):
             route, handler = "api", self.api.handle
@@ -210,11 +211,22 @@ class SidecarApp:
         request_log.info(json.dumps(line, separators=(",", ":")))
 
     def derivative(self, request: Request) -> Response:
-        if self.settings.on_miss == "redirect":
+        path = raw_path(request.environ)
+        is_private, is_auto = self.deriver.is_private(path), auto.is_auto(path)
+        # A redirect would drop a private URL's token or an .auto URL's choice: those are answered with the image.
+        if self.settings.on_miss == "redirect" and not (is_private or is_auto):
             return self.redirect(request)
-        derivative = self.deriver.derive(raw_path(request.environ))
+        query, accept = request.query_string, request.headers.get("Accept", "")
+        derivative = self.deriver.derive(path, query=query, accept=accept)
         metrics.count_derivative(derivative)
-        return self.image_response(derivative)
+        response = self.image_response(derivative)
+        if is_private:
+            # Checked again only for its expiry (the derive above refused the URL if the check fails).
+            now = time.time()
+            response.cache_control = private.cache_control(private.check(path, query, self.settings.secrets, now), now)
+        if is_auto:
+            response.vary = (auto.VARY,)
+        return response
 
     def image_response(self, derivative: Derivative) -> Response:
         response = _ImageResponse(

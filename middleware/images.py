@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from resize_sidecar.core.errors import MalformedPathError
-from resize_sidecar.core.signing import Mode
+from resize_sidecar.core.signing import PER_MILLE, Mode
 from resize_sidecar.core.urls import HTML, MediaURLs
 from resize_sidecar.middleware.variants import VariantPolicy
 
@@ -148,6 +148,22 @@ def shown_size(
     return (width, None) if height is None else (None, height) if width is None else (None, None)
 
 
+def framed(source: Original, crop: Iterable[float] | None = None, rotate: int = 0) -> Original:
+    """The original as a derivative frames it: its stored size cut to ``crop`` (fractions of its sides, as
+    ``MediaURLs`` takes it) and turned by ``rotate`` degrees, so that sizes shown follow the crop's shape."""
+    width, height = source.width, source.height
+    if width and height and crop is not None:
+        _, _, crop_width, crop_height = crop
+        width, height = max(1, round(width * crop_width)), max(1, round(height * crop_height))
+    if rotate in (90, 270):
+        width, height = height, width
+    return replace(source, width=width, height=height)
+
+
+#: Options that choose which part of the original is shown and which way up: a placeholder shows the same.
+_GEOMETRY = ("crop", "rotate", "flip")
+
+
 class MediaImages:
     """The template helpers: :class:`~resize_sidecar.core.urls.MediaURLs` taking file fields and media URLs
     as well as keys, and writing the size of every ``<img>``. Cheap to build, safe to share between threads."""
@@ -216,7 +232,7 @@ class MediaImages:
         Raises:
             MalformedPathError, PolicyError: as ``MediaURLs.derivative``.
         """
-        source = self.original(image)
+        source = framed(self.original(image), options.get("crop"), options.get("rotate", 0))
         ladder = tuple(widths) if widths is not None else self.policy.widths
         if source.width:
             ladder = tuple(step for step in ladder if step < source.width) + (min(source.width, max(ladder)),)
@@ -228,7 +244,7 @@ class MediaImages:
         # The src of browsers without srcset: the step nearest a common content width, not the largest.
         src_width = min(ladder, key=lambda step: abs(step - _FALLBACK_WIDTH))
         src_height = round(src_width / aspect_ratio) if aspect_ratio else None
-        sized = self._attributes(source, size, attrs, placeholder)
+        sized = self._attributes(source, size, attrs, placeholder, options)
         return self.urls.picture(
             source.key, width=src_width, height=src_height, fit=fit, widths=ladder, sizes=sizes, attrs=sized, **options
         )
@@ -245,11 +261,16 @@ class MediaImages:
         **options: Any,
     ) -> HTML:
         source = self.original(image)
-        sized = self._attributes(source, self._shown(source, width, height, options), attrs, placeholder)
+        sized = self._attributes(source, self._shown(source, width, height, options), attrs, placeholder, options)
         return build(source.key, width=width, height=height, attrs=sized, **options)
 
     def _attributes(
-        self, source: Original, size: Size, attrs: Mapping[str, object] | None, placeholder: bool
+        self,
+        source: Original,
+        size: Size,
+        attrs: Mapping[str, object] | None,
+        placeholder: bool,
+        options: Mapping[str, Any],
     ) -> dict[str, object]:
         """The ``<img>``'s ``width``, ``height`` and placeholder ``style``, then the caller's own attributes."""
         values: dict[str, object] = {"width": size[0], "height": size[1], **(attrs or {})}
@@ -257,18 +278,29 @@ class MediaImages:
             # The smallest width and blur of the variant set, cropped to the shape shown when that is known.
             width = self.policy.widths[0]
             height = max(1, round(width * size[1] / size[0])) if size[0] and size[1] else None
+            geometry = {name: options[name] for name in _GEOMETRY if name in options}
+            if height and options.get("focal") is not None:
+                geometry["focal"] = options["focal"]
             blurred = self.urls.derivative(
-                source.key, width=width, height=height, fit="fill" if height else "fit", blur=self.policy.blurs[0]
+                source.key,
+                width=width,
+                height=height,
+                fit="fill" if height else "fit",
+                blur=self.policy.blurs[0],
+                **geometry,
             )
             backdrop = f'background-size:cover;background-image:url("{blurred}")'
             values["style"] = f"{backdrop};{values['style']}" if values.get("style") else backdrop
         return values
 
     def _shown(self, source: Original, width: int | None, height: int | None, options: Mapping[str, Any]) -> Size:
-        """The size shown for a box and options (a preset's box, if one is named)."""
+        """The size shown for a box and options (a preset's box, if one is named), of the original as framed."""
         fit, upscale = options.get("fit", "fit"), bool(options.get("upscale", False))
+        crop, rotate = options.get("crop"), options.get("rotate", 0)
         preset = options.get("preset")
         if preset and preset in self.settings.preset_specs:
             spec = self.settings.preset_specs[preset]
             width, height, fit, upscale = spec.width, spec.height, spec.mode, spec.upscale
-        return shown_size(source, width, height, fit, upscale)
+            crop = spec.crop and tuple(value / PER_MILLE for value in spec.crop)
+            rotate = spec.rotate
+        return shown_size(framed(source, crop, rotate), width, height, fit, upscale)

@@ -4,6 +4,7 @@ Django's Jinja2 backend, a bare ``jinja2.Environment``).
 In templates::
 
     <img src="{{ media_url('photos/cat.jpg', width=400, height=300, fit='fill') }}">
+    <img src="{{ media_url(user.avatar, width=128, height=128, fit='fill', crop=(0.1, 0.05, 0.6, 0.6)) }}">
     <a href="{{ photo.image|media_url }}">original</a>
     {{ media_url.img(photo.image, width=400, height=300, fit='fill', alt='A cat', attrs={'loading': 'lazy'}) }}
     {{ media_url.picture('photos/cat.jpg', width=400, alt='A cat') }}

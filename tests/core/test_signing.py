@@ -13,7 +13,7 @@ import hmac
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import pytest
@@ -126,10 +126,10 @@ TURNS: tuple[tuple[Rotation, Flip | None], ...] = (
 
 
 @st.composite
-def geometry(draw: st.DrawFn, mode: str, gravity: str) -> dict[str, object]:
+def geometry(draw: st.DrawFn, mode: str, gravity: str) -> dict[str, Any]:
     """A focal point (fill without a gravity only), a crop and a turn, each left out (the default) at times."""
     per_mille = st.integers(0, 1000)
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if mode == "fill" and gravity == "c" and draw(st.booleans()):
         options["focal"] = draw(st.tuples(per_mille, per_mille).filter(lambda point: point != (500, 500)))
     if draw(st.booleans()):

@@ -54,6 +54,17 @@ OPTIONS = [
     pytest.param({"width": 10, "upscale": True, "blur": 5, "sharpen": True}, "10x-up-blur5-sharp", id="filters"),
     pytest.param({}, "0x0", id="full size"),
     pytest.param({"preset": "thumb"}, "thumb", id="preset"),
+    pytest.param(
+        {"width": 256, "height": 256, "fit": "fill", "focal": (0.42, 0.3), "crop": (0.1, 0, 0.6, 0.9)},
+        "256x256-fill-fp420.300-crop100.0.600.900",
+        id="focal point and crop as fractions",
+    ),
+    pytest.param({"width": 300, "rotate": 90, "flip": "x"}, "300x-r90-flipx", id="rotate and flip"),
+    pytest.param(
+        {"width": 9, "height": 9, "fit": "fill", "focal": (0.5, 0.5), "crop": (0, 0, 1, 1), "rotate": 0},
+        "9x9-fill",
+        id="the defaults of focal point, crop and rotate left out",
+    ),
 ]
 
 
@@ -144,6 +155,12 @@ def test_original_urls_are_percent_encoded_under_media_url(urls: MediaURLs) -> N
         pytest.param(lambda u: u.derivative("a.jpg", width=2001), PolicyError, id="over max output"),
         pytest.param(lambda u: u.srcset("a.jpg", [3000, 4000]), PolicyError, id="every width over max"),
         pytest.param(lambda u: u.srcset("a.jpg", []), MalformedPathError, id="no width"),
+        pytest.param(lambda u: u.derivative("a.jpg", width=1, crop=(0, 0, 2, 1)), MalformedPathError, id="crop > 1"),
+        pytest.param(lambda u: u.derivative("a.jpg", width=1, crop=(0.6, 0, 0.5, 1)), MalformedPathError, id="past"),
+        pytest.param(lambda u: u.derivative("a.jpg", width=1, focal=(0.2, 0.2)), MalformedPathError, id="focal in fit"),
+        pytest.param(lambda u: u.derivative("a.jpg", width=1, rotate=45), MalformedPathError, id="rotate 45"),
+        pytest.param(lambda u: u.derivative("a.jpg", width=1, rotate=180, flip="x"), MalformedPathError, id="2nd turn"),
+        pytest.param(lambda u: u.derivative("a.jpg", preset="thumb", rotate=90), MalformedPathError, id="preset+turn"),
     ],
 )
 def test_the_builder_refuses_what_the_sidecar_would_refuse(

@@ -3,6 +3,7 @@
 Each takes a file field (``photo.image``), a media URL (``photo.image.url``) or a storage key::
 
     <img src="{% media_url photo.image width=400 height=300 fit="fill" %}" width="400" height="300" alt="">
+    <img src="{% media_url user.avatar width=128 height=128 fit="fill" crop="0.1,0.05,0.6,0.6" rotate=90 %}" ...>
     <a href="{% media_url photo.image %}">original</a>
     {% media_img photo.image width=400 alt="A cat" loading="lazy" %}
     {% media_picture photo.image width=400 height=300 fit="fill" alt="A cat" %}
@@ -37,6 +38,7 @@ _tag: Callable[[Callable[..., Any]], Callable[..., Any]] = register.simple_tag(t
 # Template keywords that are arguments of the builder; the others become HTML attributes.
 _ARGUMENTS = frozenset(
     {"fit", "gravity", "format", "quality", "upscale", "background", "blur", "sharpen", "preset"}
+    | {"focal", "crop", "rotate", "flip"}
     | {"width", "height", "alt", "sizes", "formats", "fallback", "aspect_ratio", "placeholder"}
 )
 
@@ -57,9 +59,20 @@ def _numbers(value: str | Any) -> list[int]:
     return [int(item) for item in value.split(",")] if isinstance(value, str) else [int(item) for item in value]
 
 
+def _geometry(options: dict[str, Any]) -> dict[str, Any]:
+    """``focal`` and ``crop`` written in a template as fractions ("0.4,0.3"), ``rotate`` as text ("90"), as the
+    builder takes them; values a view passed (tuples, numbers) as they are."""
+    for name in ("focal", "crop"):
+        if isinstance(options.get(name), str):
+            options[name] = tuple(float(value) for value in options[name].split(","))
+    if isinstance(options.get("rotate"), str):
+        options["rotate"] = int(options["rotate"])
+    return options
+
+
 def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Template keywords split into builder arguments and extra HTML attributes (``loading``, ``class``...)."""
-    arguments = {k: v for k, v in options.items() if k in _ARGUMENTS}
+    arguments = _geometry({k: v for k, v in options.items() if k in _ARGUMENTS})
     if "formats" in arguments:
         arguments["formats"] = [fmt.strip() for fmt in arguments["formats"].split(",")]
     if "aspect_ratio" in arguments:
@@ -70,13 +83,13 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 @_tag
 def media_url(context: template.Context, image: object, **options: Any) -> str:
     """The original's URL, or with options (``width=400 fit="fill"``…) the signed derivative's."""
-    return _images(context)(image, **options)
+    return _images(context)(image, **_geometry(options))
 
 
 @_tag
 def media_srcset(context: template.Context, image: object, widths: str | list[int], **options: Any) -> str:
     """A ``srcset`` value with one candidate per width ("400,800")."""
-    return _images(context).srcset(image, _numbers(widths), **options)
+    return _images(context).srcset(image, _numbers(widths), **_geometry(options))
 
 
 @_tag

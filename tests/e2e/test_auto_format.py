@@ -1,0 +1,145 @@
+""".auto URLs through real nginx and gunicorn, over local storage and over moto's S3 server with nginx's cache on:
+nginx chooses the stored AVIF, WebP or JPEG by the Accept header, answers ``Vary: Accept`` on those URLs only, and
+caches each chosen format under its own key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.urls import MediaURLs
+from tests.support.browser import chromium
+from tests.support.images import image_size_and_format, photo
+from tests.support.keys import AWKWARD_KEYS
+from tests.support.servers import SECRET, Stack, media_stack, raw_get
+
+pytestmark = pytest.mark.e2e
+
+#: What Chromium sends for an <img>, and what a plain client sends.
+CHROMIUM_ACCEPT = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
+PLAIN_ACCEPT = "*/*"
+WEBP_ONLY_ACCEPT = "image/webp,*/*"
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def stack(
+    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    env = {"RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m"}
+    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"auto-{request.param}"), env) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def urls() -> MediaURLs:
+    return MediaURLs(Settings(secrets=(SECRET,)))
+
+
+def get(stack: Stack, path: str, accept: str) -> tuple[int, dict[str, str], bytes]:
+    return raw_get(stack.nginx.url, path, headers={"Accept": accept})
+
+
+@pytest.mark.parametrize("key", [*AWKWARD_KEYS, pytest.param("auto/what?.jpg", id="question mark")])
+def test_one_auto_url_is_answered_in_the_format_each_client_accepts_and_then_from_nginx_alone(
+    stack: Stack, urls: MediaURLs, key: str
+) -> None:
+    stack.storage.put(key, photo(800, 600), "image/jpeg", "no-cache")
+    url = urls.derivative(key, width=200, format="auto")
+    stem = urlsplit(url).path.rsplit("/", 1)[1].removesuffix(".auto")
+    expected = {
+        CHROMIUM_ACCEPT: ("image/avif", "heifload"),
+        WEBP_ONLY_ACCEPT: ("image/webp", "webpload"),
+        PLAIN_ACCEPT: ("image/jpeg", "jpegload"),
+    }
+
+    made = {accept: get(stack, url, accept) for accept in expected}
+
+    for accept, (content_type, loader) in expected.items():
+        status, headers, body = made[accept]
+        assert (status, headers["content-type"], headers["vary"]) == (200, content_type, "Accept"), body
+        assert image_size_and_format(body) == (200, 150, loader)
+    stored = sorted(stack.derivatives_of(key))
+    assert stored == sorted(f"_r/{key}/{stem}.{fmt}" for fmt in ("avif", "jpg", "webp"))
+    stack.sidecar.stop()
+    try:
+        for accept, (content_type, _) in expected.items():
+            status, headers, body = get(stack, url, accept)
+            assert (status, headers["content-type"], headers["vary"]) == (200, content_type, "Accept")
+            assert body == made[accept][2]
+            assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    finally:
+        stack.sidecar.start()
+
+
+def test_nginx_caches_each_chosen_format_under_its_own_key(stack: Stack, urls: MediaURLs) -> None:
+    if stack.mode != "s3":
+        pytest.skip("nginx caches S3 reads only")
+    key = "auto/cached.jpg"
+    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    url = urls.derivative(key, width=100, format="auto")
+    # Two spellings of an Accept that chooses AVIF, one that chooses JPEG: the cache keys on the choice.
+    requests = [CHROMIUM_ACCEPT, "image/avif,*/*", PLAIN_ACCEPT, "text/html,*/*;q=0.8", CHROMIUM_ACCEPT]
+
+    answers = [get(stack, url, accept) for accept in requests]
+
+    seen = [(status, headers["content-type"], headers.get("x-cache-status")) for status, headers, _ in answers]
+    assert seen == [
+        (200, "image/avif", "MISS"),
+        (200, "image/avif", "HIT"),
+        (200, "image/jpeg", "MISS"),
+        (200, "image/jpeg", "HIT"),
+        (200, "image/avif", "HIT"),
+    ]
+    assert answers[0][2] == answers[1][2] == answers[4][2] and answers[2][2] == answers[3][2]
+
+
+def test_a_public_url_of_a_concrete_format_never_varies(stack: Stack, urls: MediaURLs) -> None:
+    key = "auto/concrete.jpg"
+    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    url = urls.derivative(key, width=100, format="avif")
+
+    miss_status, miss, _ = get(stack, url, CHROMIUM_ACCEPT)
+    hit_status, hit, _ = get(stack, url, PLAIN_ACCEPT)
+
+    assert (miss_status, miss["content-type"]) == (hit_status, hit["content-type"]) == (200, "image/avif")
+    assert "vary" not in miss and "vary" not in hit
+
+
+def test_an_auto_url_signed_for_another_image_is_refused_and_stores_nothing(stack: Stack, urls: MediaURLs) -> None:
+    key = "auto/forged.jpg"
+    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    other = urls.derivative("auto/other.jpg", width=100, format="auto")
+    forged = other.replace("auto/other.jpg", "auto/forged.jpg")
+
+    status, _, body = get(stack, forged, CHROMIUM_ACCEPT)
+
+    assert (status, body) == (403, b"Forbidden: signature does not match\n")
+    assert stack.derivatives_of(key) == []
+
+
+def test_chromium_loads_an_auto_img_as_avif(stack: Stack, urls: MediaURLs) -> None:
+    key = "auto/browser.jpg"
+    stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")
+    url = urls.derivative(key, width=320, format="auto")
+    browser = chromium(1)
+    try:
+        browser.get(stack.nginx.url + "/media/not-a-page")
+        loaded = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1]; const img = new Image();"
+            "img.onload = () => done(img.naturalWidth); img.onerror = () => done(-1); img.src = arguments[0];",
+            url,
+        )
+    finally:
+        browser.quit()
+
+    assert loaded == 320
+    stem = urlsplit(url).path.rsplit("/", 1)[1].removesuffix(".auto")
+    deadline = time.monotonic() + 5
+    while not stack.derivatives_of(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.derivatives_of(key) == [f"_r/{key}/{stem}.avif"]

@@ -208,6 +208,31 @@ def test_settings_follow_media_url_and_media_root(tmp_path: Path) -> None:
     assert django_says(settings, SETTINGS_OF) == ["local", str(tmp_path), "/uploads/", "", "", "", ""]
 
 
+GEOMETRY_TAGS = """
+from django.template import Context, Template
+shown = Template(
+    '{% load media_urls %}{% media_url "a.jpg" width=128 height=128 fit="fill" focal="0.7,0.4" crop="0.5,0,0.5,1" %} '
+    '{% media_img row width=300 crop="0.25,0.25,0.5,0.5" rotate="90" flip="x" alt="" %}'
+).render(Context({"row": {"key": "b.jpg", "width": 1200, "height": 800}}))
+result = shown
+"""
+
+
+def test_the_tags_read_crop_focal_point_rotate_and_flip_written_as_text(tmp_path: Path) -> None:
+    settings = {
+        "INSTALLED_APPS": APP,
+        "MEDIA_ROOT": str(tmp_path),
+        "TEMPLATES": [{"BACKEND": "django.template.backends.django.DjangoTemplates"}],
+    }
+
+    url, img = django_says(settings, GEOMETRY_TAGS, {"RESIZE_SIDECAR_SECRETS": SECRET}).split(" ", 1)
+
+    assert signed(url).spec == "128x128-fill-fp700.400-crop500.0.500.1000"
+    attributes = Page(img).tags[0][1]
+    assert (attributes["width"], attributes["height"]) == ("300", "450")
+    assert signed(attributes["src"]).spec == "300x-crop250.250.500.500-r90-flipx"
+
+
 def test_an_absolute_media_url_becomes_the_public_base_url(tmp_path: Path) -> None:
     settings = {"INSTALLED_APPS": APP, "MEDIA_URL": "https://cdn.example.com/m/", "MEDIA_ROOT": str(tmp_path)}
 

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tests.support.images import photo
+from tests.support.pictures import bmp, heic, picture, tiff, to_pyvips
 from tests.support.servers import REPO, Stack, media_stack, raw_get
 
 pytestmark = pytest.mark.e2e
@@ -76,6 +77,37 @@ def test_an_image_named_as_a_page_is_refused_by_upload_and_served_only_as_a_down
     status, headers, body = stack.get("/media/people/profile.html")
     assert (status, body) == (200, POLYGLOT)
     assert (headers["content-type"], headers["x-content-type-options"]) == ("application/octet-stream", "nosniff")
+
+
+def test_each_kind_of_original_the_upload_stores_is_served_with_its_type_and_the_others_as_downloads(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Browsers show every output format and HEIC; TIFF and BMP they do not, so those come as downloads."""
+    folder = tmp_path / "originals"
+    folder.mkdir()
+    files = {
+        "a.jpg": (photo(64, 48), "image/jpeg"),
+        "b.png": (photo(64, 48, "png"), "image/png"),
+        "c.webp": (photo(64, 48, "webp"), "image/webp"),
+        "d.gif": (photo(64, 48, "gif"), "image/gif"),
+        "e.avif": (photo(64, 48, "avif"), "image/avif"),
+        "f.heic": (heic(picture(64, 48)), "image/heic"),
+        "g.tiff": (tiff(to_pyvips(picture(64, 48))), "application/octet-stream"),
+        "h.bmp": (bmp(picture(64, 48)), "application/octet-stream"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+
+    assert upload(stack, folder).returncode == 0
+
+    for name, (data, content_type) in files.items():
+        status, headers, body = stack.get(f"/media/people/{name}")
+        assert (status, headers["content-type"], headers["x-content-type-options"], body) == (
+            200,
+            content_type,
+            "nosniff",
+            data,
+        ), name
 
 
 def test_the_upload_manifest_is_kept_where_nginx_never_serves_it(stack: Stack, tmp_path: Path) -> None:

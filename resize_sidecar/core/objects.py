@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 if TYPE_CHECKING:
     from resize_sidecar.core.settings import Settings
 
-ObjectKind = Literal["derivative", "original", "incoming", "manifest", "readiness_probe", "check_object"]
+ObjectKind = Literal["derivative", "original", "incoming", "manifest", "readiness_probe", "check_object", "faces"]
 
 # Objects that may be replaced under the same key: a cache must ask again before it answers with its copy.
 _ASK_AGAIN = "no-cache"
@@ -48,6 +48,8 @@ _POLICIES: dict[ObjectKind, _Policy] = {
     "readiness_probe": _Policy("text/plain", lambda settings: _NO_STORE),
     # The object 'resize-sidecar check' and 'setup-bucket' write, read back and delete.
     "check_object": _Policy("application/octet-stream", lambda settings: _NO_STORE),
+    # The faces found in an original, read by the sidecar alone and replaced when the original is.
+    "faces": _Policy("application/json", lambda settings: _NO_STORE),
 }
 
 

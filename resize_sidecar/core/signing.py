@@ -25,7 +25,8 @@ from resize_sidecar.core.errors import BadSignatureError, MalformedPathError
 from resize_sidecar.core.formats import BY_NAME, FormatName
 
 Mode = Literal["fit", "fill", "pad"]
-Gravity = Literal["c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm"]
+# "sm": libvips' attention (smart) crop; "face": around the faces found in the original (attention without one).
+Gravity = Literal["c", "n", "s", "e", "w", "ne", "nw", "se", "sw", "sm", "face"]
 Rotation = Literal[0, 90, 180, 270]
 Flip = Literal["x", "y"]
 MODES: tuple[Mode, ...] = get_args(Mode)

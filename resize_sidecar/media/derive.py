@@ -35,6 +35,7 @@ from resize_sidecar.core.signing import (
     verify,
 )
 from resize_sidecar.media import imaging, recipe
+from resize_sidecar.media.faces import Faces
 from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.storage import Storage
 
@@ -82,10 +83,12 @@ class Source:
     version: str
     info: imaging.SourceInfo
 
-    def render(self, spec: DerivativeSpec, fmt: str, limits: ImageLimits) -> Made:
+    def render(
+        self, spec: DerivativeSpec, fmt: str, limits: ImageLimits, faces: tuple[imaging.FaceBox, ...] = ()
+    ) -> Made:
         """Raises: TransformTimeoutError, UndecodableImageError: as :func:`imaging.render`."""
         started = time.perf_counter()
-        rendered = imaging.render(self.data, spec, fmt, limits, self.info)
+        rendered = imaging.render(self.data, spec, fmt, limits, self.info, faces)
         made_with = recipe.record(spec, fmt, limits, self.info.decoder, self.version)
         return Made(rendered, time.perf_counter() - started, self.version, made_with)
 
@@ -103,6 +106,7 @@ class Deriver:
         self.limits = settings.image_limits
         self.storage = storage
         self.locks = NodeLocks(settings.lock_path, settings.transform_slots)
+        self.faces = Faces(storage, write_headers("faces", settings), self.limits)
 
     def transform_slot(self, wait: float | None = None) -> contextlib.AbstractContextManager[None]:
         """One of this machine's transform slots, for any work that decodes an original's pixels (a miss, an upload,
@@ -219,9 +223,17 @@ class Deriver:
             raise NotFoundError(f"no original at {path.key!r}")
         started = time.perf_counter()
         info = imaging.probe(original.data, self.limits)
-        rendered = imaging.render(original.data, spec, path.fmt, self.limits, info)
+        faces = self._faces(spec, path.key, original.data, original.version, info)
+        rendered = imaging.render(original.data, spec, path.fmt, self.limits, info, faces)
         made_with = recipe.record(spec, path.fmt, self.limits, info.decoder, original.version)
         return Made(rendered, time.perf_counter() - started, original.version, made_with)
+
+    def _faces(
+        self, spec: DerivativeSpec, key: str, data: bytes, version: str, info: imaging.SourceInfo
+    ) -> tuple[imaging.FaceBox, ...]:
+        """The faces a fill with the gravity "face" is placed around, found once per version of the original; none
+        for any other spec, which never looks for them."""
+        return self.faces.of(key, data, version, info) if spec.gravity == "face" else ()
 
     def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
         """Keep the derivative just stored at ``storage_key`` only if its original is still the version it was made
@@ -286,7 +298,11 @@ class Deriver:
         # The slot bounds the memory and CPU of originals held and decoded at once, so it covers the read too; the
         # original (tens of megabytes, perhaps) is released when render() returns, before the upload.
         with self.locks.transform_slot(self.settings.overload_wait):
-            made = self.render(path, spec) if source is None else source.render(spec, path.fmt, self.limits)
+            if source is None:
+                made = self.render(path, spec)
+            else:
+                faces = self._faces(spec, path.key, source.data, source.version, source.info)
+                made = source.render(spec, path.fmt, self.limits, faces)
         rendered, seconds = made.rendered, made.seconds
         content_type = rendered.content_type
         try:

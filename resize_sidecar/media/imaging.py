@@ -98,6 +98,7 @@ _GRAVITY = {
     "se": (1.0, 1.0),
     "sw": (0.0, 1.0),
     "sm": (0.5, 0.5),
+    "face": (0.5, 0.5),
 }
 # JPEG shrink-on-load (libjpeg's DCT scaling to 1/2, 1/4 or 1/8): decoded size ÷ result size left for the resize.
 # libvips' thumbnail leaves 2. SSIM of renders against a full decode resized with Lanczos-3 (bench/experiments.py
@@ -204,6 +205,16 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class FaceBox:
+    """Where a face is in an original, in fractions of its upright width and height."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
 class _Job:
     """What every step needs besides the image and the spec."""
 
@@ -214,6 +225,8 @@ class _Job:
     # Width and height of the result (of one frame) for fill and pad; None for fit, whose size libvips decides.
     exact: tuple[int, int] | None
     deadline: Deadline
+    # The faces in the original, largest first (:mod:`resize_sidecar.media.faces`), for the gravity "face".
+    faces: tuple[FaceBox, ...] = ()
 
 
 class Deadline:
@@ -450,13 +463,21 @@ def _decode_pillow(data: bytes, info: SourceInfo) -> pyvips.Image:
 
 
 def render(
-    data: bytes, spec: DerivativeSpec, fmt: str, limits: ImageLimits, info: SourceInfo | None = None
+    data: bytes,
+    spec: DerivativeSpec,
+    fmt: str,
+    limits: ImageLimits,
+    info: SourceInfo | None = None,
+    faces: tuple[FaceBox, ...] = (),
 ) -> Rendered:
     """Make the derivative ``spec`` of an original in format ``fmt``: oriented, 8-bit sRGB, without metadata.
 
     ``info`` is :func:`probe`'s answer for the same ``data``, when the caller already has it (the header is then
-    not read again). Animated GIF and WebP originals stay animated into gif and webp when within ``max_frames``
-    and the pixel budget; every other case renders the first frame.
+    not read again). ``faces`` are the faces found in the original, largest first, which a fill with the gravity
+    "face" is placed around (without any, it crops as "sm" does).
+
+    Animated GIF and WebP originals stay animated into gif and webp when within ``max_frames`` and the pixel
+    budget; every other case renders the first frame.
 
     The whole transform runs within ``transform_timeout`` seconds, or is stopped.
 
@@ -480,6 +501,7 @@ def render(
         animated=_animates(spec, fmt, limits, info),
         exact=_exact_size(spec, info),
         deadline=Deadline(limits.transform_timeout),
+        faces=faces,
     )
     # Errors in the pixels only surface when libvips computes them, which may be during the encode.
     try:
@@ -814,13 +836,17 @@ def _crop(image: pyvips.Image, spec: DerivativeSpec, job: _Job) -> pyvips.Image:
     if spec.mode != "fill" or job.exact is None:
         return image
     width, height = job.exact
-    if spec.gravity == "sm" and not job.animated:
+    faces = _framed_faces(job.faces, spec) if spec.gravity == "face" else ()
+    if spec.gravity in ("sm", "face") and not faces and not job.animated:
         # Attention looks at the whole image, which a sequential decode can only give once: keep the (small) shrunk
         # image in memory. Animations use the centre: a crop moving from frame to frame would shake.
         return job.deadline.watch(image).copy_memory().smartcrop(width, height, interesting="attention")
     place: Callable[[pyvips.Image], tuple[int, int]]
-    if spec.focal is not None:
-        across, down = _focal_point(spec.focal, spec)
+    point = _focal_point(spec.focal, spec) if spec.focal is not None else None
+    if faces:
+        point = _middle_of_faces(faces, (image.width, image.get_page_height()), job.exact)
+    if point is not None:
+        across, down = point
 
         def place(frame: pyvips.Image) -> tuple[int, int]:
             return _centre_on(frame.width, width, across), _centre_on(frame.height, height, down)
@@ -855,6 +881,32 @@ def _focal_point(focal: tuple[int, int], spec: DerivativeSpec) -> tuple[float, f
     elif spec.flip == "y":
         y = 1 - y
     return x, y
+
+
+def _framed_faces(faces: tuple[FaceBox, ...], spec: DerivativeSpec) -> list[FaceBox]:
+    """The faces as fractions of the picture the fill box is cut from (see :func:`_focal_point`), the largest
+    first; those outside the spec's crop are left out."""
+    framed = []
+    for face in faces:
+        corners = [
+            _focal_point((round(x * PER_MILLE), round(y * PER_MILLE)), spec)
+            for x, y in ((face.left, face.top), (face.left + face.width, face.top + face.height))
+        ]
+        (left, right), (top, bottom) = (sorted(side) for side in zip(*corners, strict=True))
+        if right > left and bottom > top:
+            framed.append(FaceBox(left, top, right - left, bottom - top))
+    return framed
+
+
+def _middle_of_faces(faces: list[FaceBox], frame: tuple[int, int], box: tuple[int, int]) -> tuple[float, float]:
+    """The point a fill box centres on to hold every face, when they fit in it together, else the largest face."""
+    left, top = min(face.left for face in faces), min(face.top for face in faces)
+    right = max(face.left + face.width for face in faces)
+    bottom = max(face.top + face.height for face in faces)
+    if (right - left) * frame[0] > box[0] or (bottom - top) * frame[1] > box[1]:
+        largest = faces[0]
+        left, top, right, bottom = largest.left, largest.top, largest.left + largest.width, largest.top + largest.height
+    return (left + right) / 2, (top + bottom) / 2
 
 
 def _centre_on(side: int, box_side: int, point: float) -> int:

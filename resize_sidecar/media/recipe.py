@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
 
 import PIL
 
 from resize_sidecar.core.settings import ImageLimits
-from resize_sidecar.core.signing import DerivativeSpec
+from resize_sidecar.core.signing import DerivativeSpec, format_spec
 from resize_sidecar.media import imaging
 
 #: Raised whenever the rendering code changes what it makes of the same inputs (a step added, a default of libvips
@@ -33,7 +32,8 @@ def fingerprint(spec: DerivativeSpec, fmt: str, limits: ImageLimits, decoder: st
     """A short stable hash of everything but the original that decides the bytes of ``spec`` in ``fmt``."""
     recipe = {
         "version": RECIPE_VERSION,
-        "spec": asdict(spec),
+        # Its one canonical spelling, defaults left out: a spec option added later changes no existing recipe.
+        "spec": format_spec(spec),
         "format": fmt,
         "encoder": imaging.encoder_settings(spec, fmt, limits),
         "libvips": imaging.libvips_version(),

@@ -19,6 +19,7 @@ SETTINGS = Settings(cache_control="public, max-age=60", originals_cache_control=
         pytest.param("manifest", None, ("application/json", "no-cache"), id="manifest"),
         pytest.param("readiness_probe", None, ("text/plain", "no-store"), id="readiness probe"),
         pytest.param("check_object", None, ("application/octet-stream", "no-store"), id="check object"),
+        pytest.param("faces", None, ("application/json", "no-store"), id="faces"),
     ],
 )
 def test_each_kind_of_object_is_written_with_its_headers(

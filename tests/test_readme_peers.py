@@ -1,0 +1,91 @@
+"""The README's comparison with its peers, and its crops section, say what the code does.
+
+Every "yes" in resize-sidecar's column of the table names an example, and the example is checked against the code:
+a spec must parse, in its canonical spelling, with the feature's token in it. A feature marked "yes" without a check
+here fails, so a row cannot turn to "yes" on words alone. The crops section's Python snippet runs, and each URL it
+shows in a comment is the one the call returns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from resize_sidecar.core.signing import format_spec, parse_spec
+from tests.support.servers import REPO
+
+COLUMNS = ["feature", "resize-sidecar", "imgproxy", "thumbor", "imaginary", "ipx", "sorl / easy-thumbnails / wagtail"]
+
+
+def _spec_with(token: str) -> Callable[[str], None]:
+    """A check that an example is a canonical spec with a token matching ``token`` among its options."""
+
+    def check(example: str) -> None:
+        assert format_spec(parse_spec(example)) == example, f"{example!r} is not a canonical spec"
+        assert any(re.fullmatch(token, part) for part in example.split("-")[1:]), f"{example!r} has no {token!r}"
+
+    return check
+
+
+#: The table's rows, each with the check of its "yes"; None where there is no check yet.
+CHECKS: dict[str, Callable[[str], None] | None] = {
+    "Focal point for fill crops": _spec_with(r"fp[0-9]+\.[0-9]+"),
+    "Face-aware crops": _spec_with("face"),
+    "A user's crop rectangle": _spec_with(r"crop[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+"),
+    "Rotate in quarter turns": _spec_with("r(90|180|270)"),
+    "Flip": _spec_with("flip[xy]"),
+    "Private, expiring derivative URLs": None,
+    "Best format by `Accept`, outside `<picture>`": None,
+}
+
+
+def section(title: str) -> str:
+    readme = (REPO / "README.md").read_text()
+    found = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", readme, re.MULTILINE | re.DOTALL)
+    assert found, f"the README has no section {title!r}"
+    return found[1]
+
+
+def table() -> list[list[str]]:
+    rows = [line for line in section("Compared with its peers").splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows if not row.startswith("|---")]
+
+
+def test_the_table_has_the_peers_as_columns_and_one_row_per_feature() -> None:
+    header, *rows = table()
+    assert header == COLUMNS
+    assert [row[0] for row in rows] == list(CHECKS)
+    assert all(len(row) == len(COLUMNS) and all(row) for row in rows)
+
+
+@pytest.mark.parametrize("feature", list(CHECKS))
+def test_each_yes_of_resize_sidecar_is_true_of_the_code(feature: str) -> None:
+    [ours] = [row[1] for row in table()[1:] if row[0] == feature]
+    if ours == "no":
+        return
+    claim = re.fullmatch(r"yes: `([^`]+)`", ours)
+    assert claim, f"{feature}: write 'no' or 'yes: `an example`', not {ours!r}"
+    check = CHECKS[feature]
+    assert check is not None, f"{feature} is marked yes: add the check of its example to CHECKS"
+    check(claim[1])
+
+
+def test_the_crops_snippet_runs_and_answers_the_urls_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESIZE_SIDECAR_SECRETS", "a-secret-for-the-readme-0123456789")
+    [snippet] = re.findall(r"```python\n(.*?)```", section("Crops, focal points, rotate and flip"), re.DOTALL)
+    namespace: dict[str, object] = {}
+    shown = 0
+    lines = snippet.splitlines()
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        if line.startswith("urls.derivative("):
+            url = eval(line, namespace)
+            expected = re.fullmatch(r"# '(.*)'", following)
+            assert expected, f"no URL shown after {line!r}"
+            pattern = re.escape(expected[1]).replace("…", "[0-9a-f]{32}")
+            assert re.fullmatch(pattern, url), (url, expected[1])
+            shown += 1
+        elif line and not line.startswith("#"):
+            exec(line, namespace)
+    assert shown == 3

@@ -15,9 +15,10 @@ from typing import Any
 import cv2
 import numpy
 import pytest
+import pyvips
 
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import DerivativeSpec, format_path, parse_spec
+from resize_sidecar.core.signing import DerivativeSpec, Gravity, format_path, parse_spec
 from resize_sidecar.media import faces, imaging
 from resize_sidecar.media.derive import Deriver, Source
 from resize_sidecar.media.storage import Storage
@@ -107,8 +108,6 @@ def test_the_detector_finds_every_labelled_face_and_nothing_in_photographs_witho
 
 def test_faces_are_found_in_the_upright_picture_whatever_the_stored_orientation() -> None:
     upright = (PORTRAITS / "obama-portrait.jpg").read_bytes()
-    import pyvips
-
     # Stored turned a quarter anticlockwise, with the EXIF orientation (6) that turns it back.
     turned = pyvips.Image.new_from_buffer(upright, "").rot270().copy()
     turned.set_type(pyvips.GValue.gint_type, "orientation", 6)
@@ -129,8 +128,8 @@ def crop_position(data: bytes, spec: DerivativeSpec, face_boxes: tuple[imaging.F
     crop = imaging.render(data, spec, "png", LIMITS, info, face_boxes)
     whole = imaging.render(data, DerivativeSpec(*cover), "png", LIMITS, info)
     assert (whole.width, whole.height) == cover and (crop.width, crop.height) == (width, height)
-    grey = [cv2.imdecode(numpy.frombuffer(image.body, numpy.uint8), cv2.IMREAD_GRAYSCALE) for image in (whole, crop)]
-    scores = cv2.matchTemplate(grey[0], grey[1], cv2.TM_SQDIFF_NORMED)
+    pixels = [numpy.asarray(pyvips.Image.new_from_buffer(image.body, "").colourspace("b-w")) for image in (whole, crop)]
+    scores = cv2.matchTemplate(pixels[0], pixels[1], cv2.TM_SQDIFF_NORMED)
     best, _, (left, top), _ = cv2.minMaxLoc(scores)
     assert best < 0.001, "the crop is no part of the whole picture"
     return Box(left, top, width, height), scale
@@ -170,7 +169,8 @@ def test_a_face_crop_keeps_every_labelled_face_when_they_fit_together_else_a_who
 def test_the_centre_of_a_tall_portrait_and_attention_cut_the_head_off_where_the_face_crop_keeps_it() -> None:
     data = (PORTRAITS / "biden-standing.jpg").read_bytes()
     (face,) = labelled()["biden-standing.jpg"]
-    for gravity, keeps in (("c", False), ("sm", False), ("face", True)):
+    gravities: tuple[tuple[Gravity, bool], ...] = (("c", False), ("sm", False), ("face", True))
+    for gravity, keeps in gravities:
         spec = DerivativeSpec(200, 200, "fill", gravity)
         crop, scale = crop_position(data, spec, detected(PORTRAITS / "biden-standing.jpg"))
         assert holds(crop, face.scaled(scale)) is keeps, gravity

@@ -37,21 +37,11 @@ from resize_sidecar.media.s3 import S3Storage
 from resize_sidecar.media.storage import Storage
 from resize_sidecar.ops.check import check
 from resize_sidecar.ops.cli import build_parser
-from tests.support.commands import Run, s3_env
+from tests.support.commands import Run, local_env, s3_env
 from tests.support.faults import Fault, FaultProxy
 from tests.support.images import image_size, photo
 from tests.support.pictures import bmp, heic, picture, tiff, to_pyvips
 from tests.support.servers import REPO, SECRET
-
-
-def local_env(root: Path, **more: str) -> dict[str, str]:
-    root.mkdir(exist_ok=True)
-    return {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_LOCAL_ROOT": str(root),
-        "RESIZE_SIDECAR_PRESETS": "thumb=100x100-fill",
-        **more,
-    }
 
 
 def storage_of(env: dict[str, str]) -> Storage:

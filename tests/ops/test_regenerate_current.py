@@ -19,7 +19,7 @@ from resize_sidecar.media.derive import ORIGINAL_READS, Deriver
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.ops.cli import build_parser
 from resize_sidecar.ops.shards import INDEX_ENV, Shard
-from tests.support.commands import Run
+from tests.support.commands import Run, local_env
 from tests.support.images import image_size, photo
 from tests.support.in_process import counter
 from tests.support.servers import REPO, SECRET
@@ -27,19 +27,9 @@ from tests.support.servers import REPO, SECRET
 SPECS = [("thumb", "jpg"), ("thumb", "webp"), ("300x", "webp"), ("300x-q90", "webp"), ("200x", "png")]
 
 
-def env_of(root: Path, **more: str) -> dict[str, str]:
-    root.mkdir(exist_ok=True)
-    return {
-        "RESIZE_SIDECAR_SECRETS": SECRET,
-        "RESIZE_SIDECAR_LOCAL_ROOT": str(root),
-        "RESIZE_SIDECAR_PRESETS": "thumb=100x100-fill",
-        **more,
-    }
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return env_of(tmp_path / "media")
+    return local_env(tmp_path / "media")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.support.servers import SECRET
@@ -30,6 +31,17 @@ class Result:
 
 
 Run = Callable[..., Result]
+
+
+def local_env(root: Path, **more: str) -> dict[str, str]:
+    """Settings for local storage under ``root`` (made if missing), with one preset."""
+    root.mkdir(exist_ok=True)
+    return {
+        "RESIZE_SIDECAR_SECRETS": SECRET,
+        "RESIZE_SIDECAR_LOCAL_ROOT": str(root),
+        "RESIZE_SIDECAR_PRESETS": "thumb=100x100-fill",
+        **more,
+    }
 
 
 def s3_env(endpoint: str, bucket: str, **more: str) -> dict[str, str]:

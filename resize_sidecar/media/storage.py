@@ -21,7 +21,7 @@ from typing import NamedTuple, Protocol
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError
 from resize_sidecar.core.objects import WriteHeaders
-from resize_sidecar.core.signing import derivatives_prefix
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, derivatives_prefix
 
 #: Bytes asked for per read while a body is streamed into memory.
 _CHUNK = 1024 * 1024
@@ -218,12 +218,16 @@ class WriteProbe:
 
 
 def delete_derivatives(storage: Storage, key: str, derived_prefix: str) -> int:
-    """Delete the derivatives of the original ``key``, and of no other original; how many there were.
+    """Delete the derivatives of the original ``key``, public and private, and of no other original; how many there
+    were.
 
     Raises:
         StorageError, StorageTimeoutError, MalformedPathError: as :meth:`Storage.delete_prefix`.
     """
-    return storage.delete_prefix(derivatives_prefix(key, derived_prefix), nested=False)
+    return sum(
+        storage.delete_prefix(derivatives_prefix(key, prefix), nested=False)
+        for prefix in (PRIVATE_DERIVED_PREFIX, derived_prefix)
+    )
 
 
 def check_key(key: str) -> None:

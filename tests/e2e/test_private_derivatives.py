@@ -16,6 +16,7 @@ import pytest
 from resize_sidecar.core import private
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.urls import MediaURLs
+from resize_sidecar.media.storage import delete_derivatives
 from tests.support.images import image_size_and_format, photo
 from tests.support.keys import AWKWARD_KEYS
 from tests.support.servers import SECRET, Stack, media_stack, raw_get
@@ -160,3 +161,16 @@ def test_anonymous_readers_of_the_bucket_cannot_read_private_derivatives(
 
     assert raw_get(moto_endpoint, f"/{bucket}/{stored[public_url]}")[0] == 200
     assert raw_get(moto_endpoint, f"/{bucket}/{stored[private_url]}")[0] == 403
+
+
+def test_deleting_an_original_deletes_its_private_derivatives_too(stack: Stack, urls: MediaURLs) -> None:
+    key = "private/deleted.jpg"
+    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    url = urls.derivative(key, width=100, private=True)
+    assert stack.get(url)[0] == 200
+
+    stack.storage.delete(key)
+    deleted = delete_derivatives(stack.storage, key, stack.settings.derived_prefix)
+
+    assert (deleted, stack.storage.list(f"_p/{key}/")) == (1, [])
+    assert stack.get(url)[::2] == (404, f"Not Found: no original at {key!r}\n".encode())

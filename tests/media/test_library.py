@@ -90,7 +90,7 @@ def test_a_delete_removes_the_original_before_its_derivatives(library: MediaLibr
     storage.steps.clear()
     deletion = library.delete("a.jpg")
     assert (deletion.deleted_original, deletion.deleted_derivatives) == (True, 1)
-    assert storage.steps == [("delete", "a.jpg"), ("delete_prefix", "_r/a.jpg/")]
+    assert storage.steps == [("delete", "a.jpg"), ("delete_prefix", "_p/a.jpg/"), ("delete_prefix", "_r/a.jpg/")]
     with pytest.raises(NotFoundError):
         library.delete("a.jpg")
 
@@ -100,5 +100,9 @@ def test_store_original_writes_the_original_then_deletes_the_old_pictures_deriva
 ) -> None:
     storage.inner.put(thumb("a.jpg"), b"old derivative", *DERIVATIVE_HEADERS)
     store_original(settings, storage, "a.jpg", photo(300, 200), "image/jpeg")
-    assert storage.steps == [("put", "a.jpg", *ORIGINAL_HEADERS), ("delete_prefix", "_r/a.jpg/")]
+    assert storage.steps == [
+        ("put", "a.jpg", *ORIGINAL_HEADERS),
+        ("delete_prefix", "_p/a.jpg/"),
+        ("delete_prefix", "_r/a.jpg/"),
+    ]
     assert [item.key for item in storage.inner.list("")] == ["a.jpg"]

@@ -51,11 +51,20 @@ def spec_of(url: str, settings: Settings) -> str:
     return path.spec
 
 
-def test_a_crop_from_a_cropper_s_fractions_is_signed_to_the_per_mille(images: MediaImages, settings: Settings) -> None:
-    # A cropper's fractions in float arithmetic: the edges round to the per mille, the region ends inside.
-    url = images.derivative(PHOTO, width=128, height=128, fit="fill", crop=(0.3335, 0.1, 0.6665, 0.9))
-    assert spec_of(url, settings) == "128x128-fill-crop334.100.666.900"
-    assert url == contract_url("people/ann.jpg", "128x128-fill-crop334.100.666.900", "jpg")
+@pytest.mark.parametrize(
+    ("crop", "spec"),
+    [
+        pytest.param((0.3335, 0.1, 0.6665, 0.9), "128x128-fill-crop334.100.666.900", id="ending at the edge"),
+        # Rounding the width on its own would make it 333 and end the region a per mille short.
+        pytest.param((0.1234, 0.1, 0.3334, 0.8), "128x128-fill-crop123.100.334.800", id="edges rounded"),
+    ],
+)
+def test_a_crop_from_a_cropper_s_fractions_is_signed_to_the_per_mille_of_its_edges(
+    images: MediaImages, settings: Settings, crop: tuple[float, float, float, float], spec: str
+) -> None:
+    url = images.derivative(PHOTO, width=128, height=128, fit="fill", crop=crop)
+    assert spec_of(url, settings) == spec
+    assert url == contract_url("people/ann.jpg", spec, "jpg")
 
 
 def test_a_fit_of_a_crop_is_sized_as_the_crop_and_a_quarter_turn_swaps_the_sides(images: MediaImages) -> None:

@@ -11,8 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from resize_sidecar.core import auto
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.urls import MediaURLs
+from resize_sidecar.ops.nginx import render_nginx
 from tests.support.browser import chromium
 from tests.support.images import image_size_and_format, photo
 from tests.support.keys import AWKWARD_KEYS
@@ -42,6 +44,13 @@ def urls() -> MediaURLs:
 
 def get(stack: Stack, path: str, accept: str) -> tuple[int, dict[str, str], bytes]:
     return raw_get(stack.nginx.url, path, headers={"Accept": accept})
+
+
+def test_nginx_chooses_the_format_by_the_sidecars_own_table() -> None:
+    config = render_nginx(Settings(secrets=(SECRET,)), listen="8080", sidecar="http://127.0.0.1:8000")
+
+    choices = "".join(f'        "~*{content_type}" {fmt};\n' for content_type, fmt in auto.CHOICES)
+    assert f"map $http_accept $resize_auto_format {{\n        default {auto.FALLBACK};\n{choices}    }}" in config
 
 
 @pytest.mark.parametrize("key", [*AWKWARD_KEYS, pytest.param("auto/what?.jpg", id="question mark")])

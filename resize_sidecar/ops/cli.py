@@ -1,9 +1,9 @@
 """The ``resize-sidecar`` command: serve, sign URLs, print settings and nginx configuration, operate storage.
 
 Heavy modules (pyvips, boto3, gunicorn, tqdm) are imported inside the subcommands that need them. The operations
-live in their own modules (``upload.py``, ``regenerate.py``, ``check.py``, ``bucket.py``, sharing ``runs.py``); here
-they are parsed and printed. Exit codes: 0 done, 1 something failed (the output says what), 2 a usage or settings
-mistake, 130 interrupted.
+live in their own modules (``upload.py``, ``regenerate.py``, ``check.py``, ``bucket.py``, sharing ``runs.py`` and
+``shards.py``); here they are parsed and printed. Exit codes: 0 done, 1 something failed (the output says what), 2 a
+usage or settings mistake, 130 interrupted.
 """
 
 from __future__ import annotations

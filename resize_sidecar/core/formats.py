@@ -55,6 +55,8 @@ ORIGINAL_TYPES: dict[str, tuple[str, ...]] = {
     **{fmt.content_type: fmt.extensions for fmt in OUTPUT_FORMATS},
     "image/heic": ("heic", "heif"),
 }
+#: Originals of formats browsers do not show: stored with their own type, served as a download (octet-stream).
+DOWNLOADED_TYPES: dict[str, tuple[str, ...]] = {"image/tiff": ("tif", "tiff"), "image/bmp": ("bmp",)}
 
 
 def format_of_key(key: str) -> FormatName | None:

@@ -66,6 +66,18 @@ FORMAT_OF_LOADER: dict[str, FormatName] = {
     "tiffload": "png",
     "bmpload": "png",
 }
+#: An original's own type by the loader that reads it (HEIF's two kinds are told apart by :func:`original_type`).
+_TYPE_OF_LOADER = {
+    "jpegload": "image/jpeg",
+    "uhdrload": "image/jpeg",
+    "pngload": "image/png",
+    "webpload": "image/webp",
+    "gifload": "image/gif",
+    "tiffload": "image/tiff",
+    "bmpload": "image/bmp",
+}
+# The major brands of AVIF files, at offset 8 of the ISO-BMFF ftyp box; any other HEIF brand is HEIC.
+_AVIF_BRANDS = (b"avif", b"avis")
 #: Loaders that read what libvips has no trusted loader for, here Pillow's BMP reader; libvips' own BMP reading goes
 #: through ImageMagick, which is blocked.
 PILLOW_LOADERS = {"bmpload": "BMP"}
@@ -101,15 +113,15 @@ _GRAVITY = {
     "face": (0.5, 0.5),
 }
 # JPEG shrink-on-load (libjpeg's DCT scaling to 1/2, 1/4 or 1/8): decoded size ÷ result size left for the resize.
-# libvips' thumbnail leaves 2. SSIM of renders against a full decode resized with Lanczos-3 (bench/experiments.py
-# shrink), libvips 8.18.7: a margin of 1.875 kept ≥ 0.9939 for results of 200 px and more on the benchmark's
-# originals and the shared photos; under 200 px, photos that are small and sharp already fell to 0.982 at 1.875
-# (480 px wide to 128) and to 0.986 at libvips' 2, and kept ≥ 0.9966 (100 to 200 px) at 3. Smaller margins, fine
-# on the benchmark's smooth originals, were not on photos: 0.960 at 1.2 (480 px wide to 200).
-_JPEG_MARGIN = 1.875
-_JPEG_SMALL_MARGIN = 3.0
+# The margins are the smallest that keep every render's SSIM at least that of Pillow's draft (thumbor's decode,
+# which leaves 1) on real photos and the benchmark's originals, so that a miss decodes no more than thumbor's does
+# for the same quality (bench/jpeg_shrink.py, bench/results/jpeg_shrink.md). Small results need more: libvips
+# rounds a scaled side down and the resize stretches what was decoded over the whole result, a shift under one
+# decoded pixel that shows where a decoded pixel is large against a result's.
+_JPEG_MARGIN = 1.0
+_JPEG_SMALL_MARGIN = 2.5
 #: Results (longer side) under this many pixels keep the small-result margin.
-_JPEG_SMALL_RESULT = 200
+_JPEG_SMALL_RESULT = 150
 # AVIF (aom) encode time at quality 55, one thread, measured on libvips 8.18.7: a 400x267 derivative took 21, 50,
 # 107 and 887 ms at efforts 0, 1, 2 and 4 (4 is libvips' default), for a PSNR within 0.2 dB of effort 4 at effort 2
 # and 0.6 dB at effort 0; an 8.3 MP one took 0.7 s at effort 0 and 3.3 s at effort 2. Effort 2 up to 2 MP and
@@ -290,6 +302,13 @@ def set_render_threads(count: int) -> None:
     """Give each image's pipeline in this process ``count`` libvips threads from now on (``VIPS_CONCURRENCY`` is read
     only when libvips starts, which importing this module does)."""
     pyvips.concurrency_set(count)
+
+
+def original_type(data: bytes, info: SourceInfo) -> str:
+    """The Content-Type of an original as it is stored: its own format's, not the format its derivatives default to."""
+    if info.loader == "heifload":
+        return "image/avif" if data[8:12] in _AVIF_BRANDS else "image/heic"
+    return _TYPE_OF_LOADER[info.loader]
 
 
 def probe(data: bytes, limits: ImageLimits) -> SourceInfo:

@@ -35,7 +35,7 @@ from resize_sidecar.core.errors import (
     UnsupportedImageError,
     UnsupportedMediaTypeError,
 )
-from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, FormatName, format_of_key
+from resize_sidecar.core.formats import CONTENT_TYPES, DEFAULT_FORMAT, ORIGINAL_TYPES, FormatName, format_of_key
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import (
@@ -284,7 +284,8 @@ class MediaLibrary:
             content_type: str | None = self.content_type(data)
         except SidecarError:
             content_type = None
-        return SharedFile(data, content_type, remaining)
+        # Served as a page of this origin only as an image type a browser shows; a TIFF, say, is a download.
+        return SharedFile(data, content_type if content_type in ORIGINAL_TYPES else None, remaining)
 
     def content_type(self, data: bytes) -> str:
         """The Content-Type of an original, from its bytes.
@@ -292,7 +293,7 @@ class MediaLibrary:
         Raises:
             UnsupportedImageError, UndecodableImageError, SourceTooLargeError: as :func:`imaging.probe`.
         """
-        return CONTENT_TYPES[imaging.FORMAT_OF_LOADER[imaging.probe(data, self.settings.image_limits).loader]]
+        return imaging.original_type(data, imaging.probe(data, self.settings.image_limits))
 
     def original(self, key: str) -> bytes:
         """Raises: NotFoundError: no original at the key."""

@@ -19,7 +19,7 @@ from resize_sidecar.core.errors import (
     StorageError,
     UnsupportedImageError,
 )
-from resize_sidecar.core.formats import ORIGINAL_TYPES
+from resize_sidecar.core.formats import DOWNLOADED_TYPES, ORIGINAL_TYPES
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import PRIVATE_PREFIX, validate_key
@@ -36,9 +36,6 @@ MANIFEST = "manifest.json"
 MANIFEST_PREFIX = PRIVATE_PREFIX + "upload/"
 #: An upload saves its manifest this often, so an interrupted run resumes where it was.
 _CHECKPOINT_SECONDS = 30.0
-_HEIF_AVIF_BRANDS = (b"avif", b"avis")
-# Originals of formats browsers do not show: stored with their own type, and served from local storage as a download.
-_DOWNLOADED_TYPES: dict[str, tuple[str, ...]] = {"image/tiff": ("tif", "tiff"), "image/bmp": ("bmp",)}
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class _Uploader:
             validate_key(key, self.settings.derived_prefix)
             data = _read_file(path, self.settings.max_source_bytes)
             info = imaging.probe(data, self.settings.image_limits)
-            content_type = _content_type(info.loader, data)
+            content_type = imaging.original_type(data, info)
             _check_extension(path.name, content_type)
         except OSError as error:
             return Outcome(relative, FAILED, f"cannot read it: {error.strerror or error}")
@@ -198,7 +195,7 @@ def _check_extension(name: str, content_type: str) -> None:
     Raises:
         UnsupportedImageError: naming the extensions the file could have.
     """
-    extensions = ORIGINAL_TYPES.get(content_type) or _DOWNLOADED_TYPES[content_type]
+    extensions = ORIGINAL_TYPES.get(content_type) or DOWNLOADED_TYPES[content_type]
     if name.rpartition(".")[2].lower() not in extensions or "." not in name:
         expected = ", ".join(f".{extension}" for extension in extensions)
         raise UnsupportedImageError(f"it is {content_type}, and its name must end in {expected} to be served as one")
@@ -294,15 +291,4 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
-def _content_type(loader: str, data: bytes) -> str:
-    if loader == "heifload":
-        # One loader reads both HEIF kinds; the ISO-BMFF ftyp box names which (offset 8, the major brand).
-        return "image/avif" if data[8:12] in _HEIF_AVIF_BRANDS else "image/heic"
-    return {
-        "pngload": "image/png",
-        "webpload": "image/webp",
-        "gifload": "image/gif",
-        "tiffload": "image/tiff",
-        "bmpload": "image/bmp",
-    }.get(loader, "image/jpeg")
 

@@ -27,6 +27,7 @@ from resize_sidecar.core.signing import encode_key, format_path, validate_key
 from resize_sidecar.media import library
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.web.app import SidecarApp, make_app
+from tests.support import pictures
 from tests.support.api import API_SECRET
 from tests.support.images import photo
 from tests.support.servers import SECRET
@@ -797,6 +798,36 @@ def test_a_temporary_url_is_bounded_by_the_maximum(make_api: MakeApi, storage: L
 
 def test_a_temporary_url_to_an_unknown_key_is_404(api: SidecarApp) -> None:
     assert temporary(api, "nothing.jpg").status_int == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "content_type", "disposition"),
+    [
+        pytest.param("p.heic", lambda: pictures.heic(pictures.picture(32, 24)), "image/heic", "inline", id="heic"),
+        pytest.param(
+            "p.avif", lambda: bytes(pictures.to_pyvips(pictures.picture(32, 24)).heifsave_buffer(compression="av1")), "image/avif",
+            "inline", id="avif",
+        ),
+        pytest.param(
+            "p.tiff", lambda: pictures.tiff(pictures.to_pyvips(pictures.picture(32, 24))), "application/octet-stream",
+            "attachment", id="tiff",
+        ),
+        pytest.param("p.bmp", lambda: pictures.bmp(pictures.picture(32, 24)), "application/octet-stream", "attachment",
+                     id="bmp"),
+    ],
+)
+def test_a_temporary_url_types_an_original_by_its_own_format(
+    api: SidecarApp, storage: LocalStorage, name: str, make: Callable[[], bytes], content_type: str, disposition: str
+) -> None:
+    """As nginx serves originals: HEIC as HEIC (not as the AVIF its derivatives default to), formats browsers do
+    not show as downloads."""
+    data = make()
+    storage.put(name, data, "application/octet-stream", "")
+    response = call(api, "GET", temporary(api, name).json["url"], secret=None)
+    assert response.status_int == 200
+    assert response.body == data
+    assert response.content_type == content_type
+    assert response.content_disposition.startswith(disposition)
 
 
 def test_a_temporary_url_to_something_not_an_image_downloads_it(api: SidecarApp, storage: LocalStorage) -> None:

@@ -17,11 +17,13 @@ import numpy
 import pytest
 import pyvips
 
+from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import DerivativeSpec, Gravity, format_path, parse_spec
 from resize_sidecar.media import faces, imaging
 from resize_sidecar.media.derive import Deriver, Source
-from resize_sidecar.media.storage import Storage
+from resize_sidecar.media.local import LocalStorage
+from resize_sidecar.media.storage import Metadata, Storage
 from tests.support.images import TESTDATA
 from tests.support.in_process import counter
 from tests.support.servers import SECRET
@@ -271,3 +273,41 @@ def test_on_s3_the_faces_are_stored_as_json_no_cache_keeps(
     Deriver(settings, storage).derive(format_path("a.jpg", "200x200-fill-face", "jpg", SECRET))
     head = s3_client.head_object(Bucket=s3_bucket, Key=faces.faces_key("a.jpg"))
     assert (head["ContentType"], head["CacheControl"]) == ("application/json", "no-store")
+
+
+class FacesUnreachable(LocalStorage):
+    """Local storage that fails every read and write of the faces' records, and serves everything else."""
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        if key.startswith(faces.FACES_PREFIX):
+            raise StorageError("the store refused the read")
+        return super().get(key, max_bytes)
+
+    def put(
+        self, key: str, data: bytes, content_type: str, cache_control: str, metadata: Metadata | None = None
+    ) -> None:
+        if key.startswith(faces.FACES_PREFIX):
+            raise StorageError("the store refused the write")
+        super().put(key, data, content_type, cache_control, metadata)
+
+
+def test_a_record_that_cannot_be_read_or_written_costs_a_detection_and_never_the_answer(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = FacesUnreachable(tmp_path / "unreachable")
+    data = (PORTRAITS / "biden-standing.jpg").read_bytes()
+    storage.put("b.jpg", data, "image/jpeg", "no-cache")
+    deriver = Deriver(settings, storage)
+    before = counter(faces.FACE_DETECTIONS)
+    made = deriver.derive(format_path("b.jpg", "200x200-fill-face", "png", SECRET))
+    again = deriver.derive(format_path("b.jpg", "100x100-fill-face", "png", SECRET))
+    assert (made.created, again.created) == (True, True)
+    assert counter(faces.FACE_DETECTIONS) == before + 2
+    found = detected(PORTRAITS / "biden-standing.jpg")
+    assert made.body == imaging.render(data, parse_spec("200x200-fill-face"), "png", LIMITS, faces=found).body
+    refusals = [record.getMessage() for record in caplog.records if record.name == faces.__name__]
+    key = faces.faces_key("b.jpg")
+    assert refusals == [
+        f"could not read {key}: the store refused the read",
+        f"could not store {key}: the store refused the write",
+    ] * 2

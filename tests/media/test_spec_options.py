@@ -105,6 +105,11 @@ def stored_for(upright: pyvips.Image, orientation: int) -> pyvips.Image:
     raise AssertionError(f"no stored picture shows upright with orientation {orientation}")
 
 
+def from_camera(marks: Sequence[tuple[float, float, float, float, Colour]], orientation: int) -> bytes:
+    """A JPEG of an 800x600 picture with ``marks`` once shown upright, stored as a camera held at ``orientation``."""
+    return encode(stored_for(marked(800, 600, marks), orientation), "jpg", orientation)
+
+
 # Crop -----------------------------------------------------------------------------------------------------------
 
 
@@ -128,8 +133,8 @@ def test_a_crop_comes_before_the_resize(make_settings: MakeSettings) -> None:
 def test_a_crop_of_a_large_jpeg_is_cut_from_a_decode_shrunk_on_load(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A quarter of 4000x3000 (2000x1500) to 200 wide: libjpeg decodes the whole at 1/4, the quarter then 500x375,
-    # still over the margin (1.875 times the result's 200).
+    # A sixteenth of 4000x3000 (1000x750) to 200 wide: libjpeg decodes the whole at the DCT scale that keeps the
+    # margin over the result for the region's 1000 pixels, a finer one than the whole original's 4000 would take.
     loads: list[dict[str, object]] = []
     call = pyvips.Operation.call
 
@@ -140,8 +145,9 @@ def test_a_crop_of_a_large_jpeg_is_cut_from_a_decode_shrunk_on_load(
 
     original = encode(quadrants(4000, 3000), "jpg")
     monkeypatch.setattr(pyvips.Operation, "call", recording)
-    image = render(original, "200x-crop0.500.500.500", make_settings())
-    assert [load["shrink"] for load in loads if "shrink" in load] == [4]
+    image = render(original, "200x-crop0.500.250.250", make_settings())
+    assert [load["shrink"] for load in loads if "shrink" in load] == [imaging._jpeg_shrink(1000, 200)]
+    assert 1 < imaging._jpeg_shrink(1000, 200) < imaging._jpeg_shrink(4000, 200)
     assert (image.width, image.height) == (200, 150)
     assert all(is_colour(colour_at(image, x, y), BLUE) for x in (0.05, 0.95) for y in (0.05, 0.95))
 
@@ -164,10 +170,8 @@ def test_an_upscaled_tiny_crop_is_held_to_the_output_cap(make_settings: MakeSett
 def test_a_crop_is_of_the_upright_picture_whatever_the_exif_orientation(
     make_settings: MakeSettings, orientation: int
 ) -> None:
-    # Upright 800x600 with a blue block in its top-right quadrant's top-left corner; stored however the camera held.
-    upright = marked(800, 600, [(0.5, 0.0, 0.25, 0.25, BLUE)])
-    original = encode(stored_for(upright, orientation), "jpg", orientation)
-    image = render(original, "200x-crop500.0.500.500", make_settings())
+    # A blue block in the top-right quadrant's top-left corner, however the camera was held.
+    image = render(from_camera([(0.5, 0.0, 0.25, 0.25, BLUE)], orientation), "200x-crop500.0.500.500", make_settings())
     assert (image.width, image.height) == (200, 150)
     assert is_colour(colour_at(image, 0.2, 0.2), BLUE)
     assert is_colour(colour_at(image, 0.8, 0.8), GREY)
@@ -205,8 +209,7 @@ def test_a_rotated_box_is_the_box_of_the_turned_picture(make_settings: MakeSetti
 def test_exif_orientation_then_crop_then_rotate(make_settings: MakeSettings, orientation: int) -> None:
     # The upright top-left quadrant (red, with a green mark in its own top-left corner), turned a quarter clockwise:
     # the green mark is then at the top right.
-    upright = marked(800, 600, [(0, 0, 0.5, 0.5, RED), (0, 0, 0.1, 0.1, GREEN)])
-    original = encode(stored_for(upright, orientation), "jpg", orientation)
+    original = from_camera([(0, 0, 0.5, 0.5, RED), (0, 0, 0.1, 0.1, GREEN)], orientation)
     image = render(original, "0x0-crop0.0.500.500-r90", make_settings())
     assert (image.width, image.height) == (300, 400)
     assert is_colour(colour_at(image, 0.9, 0.05), GREEN)

@@ -19,7 +19,7 @@ import PIL
 
 from resize_sidecar.core.settings import ImageLimits
 from resize_sidecar.core.signing import DerivativeSpec, format_spec
-from resize_sidecar.media import imaging
+from resize_sidecar.media import faces, imaging
 
 #: Raised whenever the rendering code changes what it makes of the same inputs (a step added, a default of libvips
 #: overridden): every stored derivative is then rendered again by the next ``regenerate``.
@@ -40,6 +40,9 @@ def fingerprint(spec: DerivativeSpec, fmt: str, limits: ImageLimits, decoder: st
         "decoder": decoder,
         "decoder_version": _decoder_version(decoder),
     }
+    if spec.gravity == "face":
+        # Another detector may find other faces, and so place the crop elsewhere; no other spec's recipe names it.
+        recipe["face_detector"] = faces.DETECTOR
     text = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

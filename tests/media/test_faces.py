@@ -20,7 +20,7 @@ import pyvips
 from resize_sidecar.core.errors import StorageError
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import DerivativeSpec, Gravity, format_path, parse_spec
-from resize_sidecar.media import faces, imaging
+from resize_sidecar.media import faces, imaging, recipe
 from resize_sidecar.media.derive import Deriver, Source
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.storage import Metadata, Storage
@@ -311,3 +311,13 @@ def test_a_record_that_cannot_be_read_or_written_costs_a_detection_and_never_the
         f"could not read {key}: the store refused the read",
         f"could not store {key}: the store refused the write",
     ] * 2
+
+
+def test_another_detector_makes_face_crops_due_for_regeneration_and_no_other_derivative(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    specs = [parse_spec(text) for text in ("200x200-fill-face", "200x200-fill-sm", "200x")]
+    before = [recipe.fingerprint(spec, "webp", LIMITS, "libvips") for spec in specs]
+    monkeypatch.setattr(faces, "DETECTOR", "opencv-python-headless 4.99 haarcascade_frontalface_alt2.xml")
+    after = [recipe.fingerprint(spec, "webp", LIMITS, "libvips") for spec in specs]
+    assert [old != new for old, new in zip(before, after, strict=True)] == [True, False, False]

@@ -321,3 +321,22 @@ def test_another_detector_makes_face_crops_due_for_regeneration_and_no_other_der
     monkeypatch.setattr(faces, "DETECTOR", "opencv-python-headless 4.99 haarcascade_frontalface_alt2.xml")
     after = [recipe.fingerprint(spec, "webp", LIMITS, "libvips") for spec in specs]
     assert [old != new for old, new in zip(before, after, strict=True)] == [True, False, False]
+
+
+TURNS = {"upright": {}, "r90": {"rotate": 90}, "r270-flipx": {"rotate": 270, "flip": "x"}}
+
+
+@pytest.mark.parametrize("turn", TURNS.values(), ids=TURNS.keys())
+def test_through_a_crop_and_a_turn_a_face_crop_centres_as_a_focal_point_on_the_faces_inside_the_crop(
+    turn: dict[str, Any],
+) -> None:
+    data = (PORTRAITS / "two-people.jpg").read_bytes()
+    # Listed first, as the largest is: outside the crop (the right half), it must not count.
+    outside = imaging.FaceBox(0.2, 0.6, 0.14, 0.26)
+    inside = imaging.FaceBox(0.7, 0.1, 0.14, 0.26)  # its middle: 770, 230 per mille
+    crop = (500, 0, 500, 1000)
+    for width, height in ((150, 50), (50, 150)):
+        by_face = DerivativeSpec(width, height, "fill", "face", crop=crop, **turn)
+        by_point = DerivativeSpec(width, height, "fill", focal=(770, 230), crop=crop, **turn)
+        made = imaging.render(data, by_face, "png", LIMITS, faces=(outside, inside))
+        assert made.body == imaging.render(data, by_point, "png", LIMITS).body

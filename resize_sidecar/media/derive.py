@@ -35,7 +35,7 @@ from resize_sidecar.core.signing import (
     verify,
 )
 from resize_sidecar.media import imaging, recipe
-from resize_sidecar.media.faces import Faces
+from resize_sidecar.media.faces import Faces, faces_key
 from resize_sidecar.media.locks import NodeLocks
 from resize_sidecar.media.storage import Storage
 
@@ -232,8 +232,16 @@ class Deriver:
         self, spec: DerivativeSpec, key: str, data: bytes, version: str, info: imaging.SourceInfo
     ) -> tuple[imaging.FaceBox, ...]:
         """The faces a fill with the gravity "face" is placed around, found once per version of the original; none
-        for any other spec, which never looks for them."""
-        return self.faces.of(key, data, version, info) if spec.gravity == "face" else ()
+        for any other spec, which never looks for them.
+
+        Raises:
+            OverloadedError: a concurrent miss kept finding them for longer than a transform may take.
+        """
+        if spec.gravity != "face":
+            return ()
+        # Concurrent first misses of crops of one original wait for one detection and read what it stored.
+        with self.locks.flight(faces_key(key), self.settings.transform_timeout):
+            return self.faces.of(key, data, version, info)
 
     def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
         """Keep the derivative just stored at ``storage_key`` only if its original is still the version it was made

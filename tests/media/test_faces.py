@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -340,3 +341,16 @@ def test_through_a_crop_and_a_turn_a_face_crop_centres_as_a_focal_point_on_the_f
         by_point = DerivativeSpec(width, height, "fill", focal=(770, 230), crop=crop, **turn)
         made = imaging.render(data, by_face, "png", LIMITS, faces=(outside, inside))
         assert made.body == imaging.render(data, by_point, "png", LIMITS).body
+
+
+def test_concurrent_first_face_crops_of_one_original_share_one_detection(make_settings: MakeSettings) -> None:
+    settings = make_settings(max_concurrent_transforms=4)
+    storage = LocalStorage(settings.local_root)
+    storage.put("a.jpg", (PORTRAITS / "two-people.jpg").read_bytes(), "image/jpeg", "no-cache")
+    deriver = Deriver(settings, storage)
+    before = counter(faces.FACE_DETECTIONS)
+    paths = [format_path("a.jpg", f"{width}x100-fill-face", "jpg", SECRET) for width in (100, 150, 200, 250)]
+    with ThreadPoolExecutor(len(paths)) as pool:
+        made = list(pool.map(deriver.derive, paths))
+    assert [derivative.created for derivative in made] == [True] * len(paths)
+    assert counter(faces.FACE_DETECTIONS) == before + 1

@@ -8,13 +8,18 @@ shows in a comment is the one the call returns.
 
 from __future__ import annotations
 
+import ast
 import re
+import time
 from collections.abc import Callable
 
 import pytest
 
-from resize_sidecar.core.signing import format_spec, parse_spec
-from tests.support.servers import REPO
+from resize_sidecar.core import auto, private
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.signing import format_spec, parse_path, parse_spec, verify
+from resize_sidecar.core.urls import MediaURLs
+from tests.support.servers import REPO, SECRET
 
 COLUMNS = ["feature", "resize-sidecar", "imgproxy", "thumbor", "imaginary", "ipx", "sorl / easy-thumbnails / wagtail"]
 
@@ -29,6 +34,30 @@ def _spec_with(token: str) -> Callable[[str], None]:
     return check
 
 
+def _url_with(check_url: Callable[[str], None]) -> Callable[[str], None]:
+    """A check that an example is arguments of ``MediaURLs.derivative`` (``name=value, …``) whose URL passes
+    ``check_url``."""
+
+    def check(example: str) -> None:
+        pairs = (part.split("=", 1) for part in example.split(", "))
+        options = {name: ast.literal_eval(value) for name, value in pairs}
+        check_url(MediaURLs(Settings(secrets=(SECRET,))).derivative("a.jpg", width=100, **options))
+
+    return check
+
+
+def _is_private(url: str) -> None:
+    path, query = url.split("?")
+    assert path.startswith("/media/_p/"), url
+    private.check(path, query, [SECRET], time.time())
+
+
+def _is_auto(url: str) -> None:
+    assert url.endswith(".auto"), url
+    for fmt in ("avif", "webp", "jpg"):
+        verify(parse_path(auto.concrete_path(url, fmt)), [SECRET], signed_format=auto.AUTO)
+
+
 #: The table's rows, each with the check of its "yes"; None where there is no check yet.
 CHECKS: dict[str, Callable[[str], None] | None] = {
     "Focal point for fill crops": _spec_with(r"fp[0-9]+\.[0-9]+"),
@@ -36,8 +65,8 @@ CHECKS: dict[str, Callable[[str], None] | None] = {
     "A user's crop rectangle": _spec_with(r"crop[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+"),
     "Rotate in quarter turns": _spec_with("r(90|180|270)"),
     "Flip": _spec_with("flip[xy]"),
-    "Private, expiring derivative URLs": None,
-    "Best format by `Accept`, outside `<picture>`": None,
+    "Private, expiring derivative URLs": _url_with(_is_private),
+    "Best format by `Accept`, outside `<picture>`": _url_with(_is_auto),
 }
 
 

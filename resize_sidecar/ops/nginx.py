@@ -88,6 +88,7 @@ def render_nginx(
     values["max_body"] = str(settings.max_source_bytes + 65536)
     # An archive is spooled whole, so a client that reads it slowly holds a file of nginx's, not a sidecar thread.
     values["max_spool"] = str(settings.archive_max_bytes + (64 << 20))
+    values["ignore_vary"] = " Vary" if edge else ""
     values["cache"] = _render("cache.conf", values) if cached else ""
     values["private_derived_prefix"] = PRIVATE_DERIVED_PREFIX
     # Ends the line before it in the templates: nothing at all when it is not rendered.
@@ -100,7 +101,10 @@ def render_nginx(
         "    proxy_hide_header Cache-Control;",
         "    add_header Cache-Control $resize_cache_control always;",
     ]  # fmt: skip
-    values["resize_extra"] = "\n".join(resize_extra + ([values["cache"]] if cached else []))
+    # A private URL reaches @resize unchecked where nginx does not check it (a snippet, anonymous S3 reads): its answer
+    # is never cached here, or a later request with an expired token would be served from the cache.
+    private_misses = ["    proxy_no_cache $arg_token;", "    proxy_cache_bypass $arg_token;"]
+    values["resize_extra"] = "\n".join(resize_extra + ([values["cache"], *private_misses] if cached else []))
     if s3:
         values.update(_s3_values(settings, signed))
         values["private"] = _render("private-s3.conf" if private_edge else "private-sidecar.conf", values)

@@ -174,3 +174,24 @@ def test_deleting_an_original_deletes_its_private_derivatives_too(stack: Stack, 
 
     assert (deleted, stack.storage.list(f"_p/{key}/")) == (1, [])
     assert stack.get(url)[::2] == (404, f"Not Found: no original at {key!r}\n".encode())
+
+
+def test_where_nginx_cannot_read_private_derivatives_the_sidecar_checks_every_request_and_nothing_is_cached(
+    moto_endpoint: str, urls: MediaURLs, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """S3 read anonymously, with nginx's cache on: the bucket lets no one read ``_p/``, so private URLs go to the
+    sidecar, and an answer cached for a fresh URL must not be served to an expired one."""
+    key = "private/anonymous.jpg"
+    env = {"RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m"}
+    with media_stack("s3", moto_endpoint, tmp_path_factory.mktemp("private-anonymous"), env) as anonymous:
+        anonymous.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+        url = urls.derivative(key, width=100, private=True, expires_in=600)
+        fresh = [anonymous.get(url) for _ in range(2)]
+        refused = anonymous.get(signed_until(url, int(time.time()) - 1))
+        anonymous.sidecar.stop()
+        unanswered = anonymous.get(url)
+
+    assert [(status, headers["content-type"]) for status, headers, _ in fresh] == [(200, "image/jpeg")] * 2
+    assert [headers.get("x-cache-status") for _, headers, _ in fresh] == ["BYPASS", "BYPASS"]
+    assert refused[::2] == (403, REFUSALS["expired"])
+    assert unanswered[0] == 502

@@ -133,8 +133,8 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "upload the images of a folder as originals, only those new or changed",
         "Images are recognised by their content, and must be named with an extension of their type; each key is "
         "PREFIX + the path under DIR. Writes .resize-sidecar/upload/PREFIX/manifest.json, which nginx never serves "
-        "(key, size, md5, width, height, public URL, signed URLs of the presets), and prints each public URL. A file "
-        "is unchanged when the manifest has its MD5 and its object exists.",
+        "(key, size, md5, width, height, public URL, signed URLs of the presets), and prints each public URL; with "
+        "--shard K/N, manifest.K-of-N.json. A file is unchanged when the manifest has its MD5 and its object exists.",
     )
     upload.add_argument("directory", metavar="DIR", type=Path, help="the folder to upload")
     upload.add_argument("--dest", metavar="PREFIX", default="", help="key prefix of the originals, e.g. photos/")

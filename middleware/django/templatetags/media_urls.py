@@ -39,6 +39,7 @@ _tag: Callable[[Callable[..., Any]], Callable[..., Any]] = register.simple_tag(t
 _ARGUMENTS = frozenset(
     {"fit", "gravity", "format", "quality", "upscale", "background", "blur", "sharpen", "preset"}
     | {"focal", "crop", "rotate", "flip"}
+    | {"private", "expires_in"}
     | {"width", "height", "alt", "sizes", "formats", "fallback", "aspect_ratio", "placeholder"}
 )
 

@@ -1,0 +1,68 @@
+"""The template helpers make private and .auto URLs from the same keywords as the builder."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from resize_sidecar.core import private
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.urls import MediaURLs
+from resize_sidecar.middleware.core import ENVIRON_KEY
+
+SECRET = "helpers-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def urls() -> MediaURLs:
+    return MediaURLs(Settings(secrets=(SECRET,)))
+
+
+def assert_private(url: str) -> None:
+    path, query = url.replace("&amp;", "&").split("?")
+    assert path.startswith("/media/_p/a%20b.jpg/"), url
+    private.check(path, query, [SECRET], time.time())
+
+
+def test_django_tags_take_private_and_expires_in_as_arguments_not_attributes(urls: MediaURLs) -> None:
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings as django_settings
+    from django.template import Context, Engine
+
+    if not django_settings.configured:
+        django_settings.configure()
+        django.setup()
+    engine = Engine(libraries={"media_urls": "resize_sidecar.middleware.django.templatetags.media_urls"})
+    template = engine.from_string(
+        '{% load media_urls %}{% media_url key width=10 private=True expires_in=600 %}|'
+        '{% media_img key width=10 private=True expires_in=600 densities="1" %}|'
+        '{% media_url key width=10 format="auto" %}'
+    )
+    request = type("Request", (), {"META": {ENVIRON_KEY: urls}})()
+    built, img, best = template.render(Context({"key": "a b.jpg", "request": request})).split("|")
+
+    assert_private(built)
+    found = re.fullmatch(r'<img src="([^"]+)" srcset="([^"]+) 1x" width="10" alt="">', img)
+    assert found, img
+    assert found[1] == found[2]
+    assert_private(found[1])
+    assert best == urls.derivative("a b.jpg", width=10, format="auto")
+
+
+def test_jinja_media_url_makes_private_and_auto_urls(urls: MediaURLs) -> None:
+    jinja2 = pytest.importorskip("jinja2")
+    from resize_sidecar.middleware.jinja import install
+
+    environment = jinja2.Environment(autoescape=True)
+    install(environment, urls)
+    template = environment.from_string(
+        "{{ media_url('a b.jpg', width=10, private=True, expires_in=600) }} {{ media_url('a b.jpg', format='auto') }}"
+    )
+
+    built, best = template.render().split()
+
+    assert_private(built)
+    assert best == urls.derivative("a b.jpg", format="auto")

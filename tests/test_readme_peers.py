@@ -1,9 +1,9 @@
-"""The README's comparison with its peers, and its crops section, say what the code does.
+"""The README's comparison with its peers, and its crops sections, say what the code does.
 
 Every "yes" in resize-sidecar's column of the table names an example, and the example is checked against the code:
 a spec must parse, in its canonical spelling, with the feature's token in it. A feature marked "yes" without a check
-here fails, so a row cannot turn to "yes" on words alone. The crops section's Python snippet runs, and each URL it
-shows in a comment is the one the call returns.
+here fails, so a row cannot turn to "yes" on words alone. The Python snippets of the crops and face-aware crops
+sections run, and each URL they show in a comment is the one the call returns.
 """
 
 from __future__ import annotations
@@ -101,9 +101,12 @@ def test_each_yes_of_resize_sidecar_is_true_of_the_code(feature: str) -> None:
     check(claim[1])
 
 
-def test_the_crops_snippet_runs_and_answers_the_urls_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("title", "urls"), [("Crops, focal points, rotate and flip", 3), ("Face-aware crops", 1)])
+def test_the_crops_snippets_run_and_answer_the_urls_they_show(
+    monkeypatch: pytest.MonkeyPatch, title: str, urls: int
+) -> None:
     monkeypatch.setenv("RESIZE_SIDECAR_SECRETS", "a-secret-for-the-readme-0123456789")
-    [snippet] = re.findall(r"```python\n(.*?)```", section("Crops, focal points, rotate and flip"), re.DOTALL)
+    [snippet] = re.findall(r"```python\n(.*?)```", section(title), re.DOTALL)
     namespace: dict[str, object] = {}
     shown = 0
     lines = snippet.splitlines()
@@ -117,4 +120,4 @@ def test_the_crops_snippet_runs_and_answers_the_urls_it_shows(monkeypatch: pytes
             shown += 1
         elif line and not line.startswith("#"):
             exec(line, namespace)
-    assert shown == 3
+    assert shown == urls

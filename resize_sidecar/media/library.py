@@ -53,6 +53,7 @@ from resize_sidecar.core.signing import (
 from resize_sidecar.media import imaging, originals
 from resize_sidecar.media.archives import zip_stream
 from resize_sidecar.media.derive import Deriver, Source
+from resize_sidecar.media.faces import faces_key
 from resize_sidecar.media.storage import Storage, StoredObject, delete_derivatives
 
 #: Attempts at a free random key before giving up (a collision of 128 random bits is not expected, ever).
@@ -372,7 +373,7 @@ class MediaLibrary:
 
     def delete(self, key: str) -> Deletion:
         """Delete an original, first, then its derivatives (see :meth:`Deriver.confirm_source` for a miss that runs
-        meanwhile); a folder's name is no original, and deletes nothing.
+        meanwhile) and the faces found in it; a folder's name is no original, and deletes nothing.
 
         Raises:
             NotFoundError: neither an original nor a derivative of one at the key.
@@ -380,6 +381,7 @@ class MediaLibrary:
         existed = self.storage.exists(key)
         self.storage.delete(key)
         derivatives = delete_derivatives(self.storage, key, self.settings.derived_prefix)
+        self.storage.delete(faces_key(key))
         if not existed and not derivatives:
             raise NotFoundError(f"no original at {key!r}")
         return Deletion(key, existed, derivatives)

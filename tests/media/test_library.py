@@ -90,7 +90,12 @@ def test_a_delete_removes_the_original_before_its_derivatives(library: MediaLibr
     storage.steps.clear()
     deletion = library.delete("a.jpg")
     assert (deletion.deleted_original, deletion.deleted_derivatives) == (True, 1)
-    assert storage.steps == [("delete", "a.jpg"), ("delete_prefix", "_p/a.jpg/"), ("delete_prefix", "_r/a.jpg/")]
+    assert storage.steps == [
+        ("delete", "a.jpg"),
+        ("delete_prefix", "_p/a.jpg/"),
+        ("delete_prefix", "_r/a.jpg/"),
+        ("delete", ".resize-sidecar/faces/a.jpg.json"),
+    ]
     with pytest.raises(NotFoundError):
         library.delete("a.jpg")
 

@@ -127,16 +127,28 @@ class Deriver:
         Raises:
             MalformedPathError, BadSignatureError, PolicyError: the request is refused.
         """
+        secrets = self.settings.secrets
+        if self.is_private(raw_path):
+            private.check(raw_path, query, secrets, time.time())
+            path, _ = self.parse(raw_path)
+            return path, self.authorize_path(path, [private.signing_key(secret) for secret in secrets])
+        path, signed_format = self.parse(raw_path, accept=accept)
+        return path, self.authorize_path(path, signed_format=signed_format)
+
+    def parse(self, raw_path: str, *, accept: str = "") -> tuple[DerivativePath, str | None]:
+        """The derivative a request path names (for an ``.auto`` path, the one of the format ``accept`` chooses) and
+        the format its signature covers when it is not the path's own; neither verified nor checked.
+
+        Raises:
+            MalformedPathError, BadSignatureError: as :func:`parse_path`.
+        """
         settings = self.settings
         if self.is_private(raw_path):
-            private.check(raw_path, query, settings.secrets, time.time())
-            path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=PRIVATE_DERIVED_PREFIX)
-            return path, self.authorize_path(path, [private.signing_key(secret) for secret in settings.secrets])
+            return parse_path(raw_path, media_url=settings.media_url, derived_prefix=PRIVATE_DERIVED_PREFIX), None
         signed_format = None
         if auto.is_auto(raw_path):
             raw_path, signed_format = auto.concrete_path(raw_path, auto.choose_format(accept)), auto.AUTO
-        path = parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix)
-        return path, self.authorize_path(path, signed_format=signed_format)
+        return parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix), signed_format
 
     def is_private(self, raw_path: str) -> bool:
         """Whether a request path names a private derivative."""

@@ -29,7 +29,7 @@ from resize_sidecar.core.errors import (
 )
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import PRIVATE_PREFIX, parse_path
+from resize_sidecar.core.signing import PRIVATE_PREFIX
 from resize_sidecar.media.derive import Derivative, Deriver
 from resize_sidecar.media.storage import Storage, WriteProbe
 from resize_sidecar.media.stores import open_storage
@@ -189,9 +189,7 @@ class SidecarApp:
             # Parsed again for the log only: the request may have been refused before or while it was parsed (a
             # malformed path, or a signature of the wrong shape).
             with contextlib.suppress(SidecarError):
-                parsed = parse_path(
-                    path, media_url=self.settings.media_url, derived_prefix=self.settings.derived_prefix
-                )
+                parsed, _ = self.deriver.parse(path, accept=request.headers.get("Accept", ""))
                 key, spec, fmt = parsed.key, parsed.spec, parsed.fmt
             cache = "error" if reason else named.get("x-derivative")
         line = {

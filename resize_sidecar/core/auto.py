@@ -19,6 +19,8 @@ AUTO = "auto"
 #: or WebP decode it); with none of them, :data:`FALLBACK`.
 CHOICES: tuple[tuple[str, FormatName], ...] = (("image/avif", "avif"), ("image/webp", "webp"))
 FALLBACK: FormatName = "jpg"
+#: Every format an ``.auto`` URL may be answered, and stored, in.
+FORMATS: tuple[FormatName, ...] = (*(fmt for _, fmt in CHOICES), FALLBACK)
 #: What an ``.auto`` answer, and only that, varies on.
 VARY = "Accept"
 

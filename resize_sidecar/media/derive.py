@@ -16,6 +16,7 @@ import prometheus_client
 
 from resize_sidecar.core import auto, private
 from resize_sidecar.core.errors import (
+    BadSignatureError,
     NotFoundError,
     PolicyError,
     SourceChangedError,
@@ -134,6 +135,22 @@ class Deriver:
             return path, self.authorize_path(path, [private.signing_key(secret) for secret in secrets])
         path, signed_format = self.parse(raw_path, accept=accept)
         return path, self.authorize_path(path, signed_format=signed_format)
+
+    def authorize_stored(self, path: DerivativePath, *, private_derivative: bool = False) -> DerivativeSpec:
+        """As :meth:`authorize_path`, for a derivative found in storage: a private one is verified with the private
+        signing keys; a public one in a format ``.auto`` chooses may have been signed for ``auto``.
+
+        Raises:
+            BadSignatureError, MalformedPathError, PolicyError: the path is refused.
+        """
+        if private_derivative:
+            return self.authorize_path(path, [private.signing_key(secret) for secret in self.settings.secrets])
+        try:
+            return self.authorize_path(path)
+        except BadSignatureError:
+            if path.fmt not in auto.FORMATS:
+                raise
+            return self.authorize_path(path, signed_format=auto.AUTO)
 
     def parse(self, raw_path: str, *, accept: str = "") -> tuple[DerivativePath, str | None]:
         """The derivative a request path names (for an ``.auto`` path, the one of the format ``accept`` chooses) and

@@ -4,6 +4,7 @@ bytes changed."""
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,13 @@ from resize_sidecar.core.errors import (
 from resize_sidecar.core.formats import FORMATS
 from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import DerivativePath, is_preset_name, parse_spec, parse_storage_key
+from resize_sidecar.core.signing import (
+    PRIVATE_DERIVED_PREFIX,
+    DerivativePath,
+    is_preset_name,
+    parse_spec,
+    parse_storage_key,
+)
 from resize_sidecar.media import recipe
 from resize_sidecar.media.derive import Deriver, Made
 from resize_sidecar.media.storage import Storage, StoredObject
@@ -100,8 +107,10 @@ class _Regenerator:
 
     def regenerate(self, stored: StoredObject) -> Outcome | None:
         settings, options = self.settings, self.options
+        private_derivative = stored.key.startswith(PRIVATE_DERIVED_PREFIX)
         try:
-            path = parse_storage_key(stored.key, settings.derived_prefix)
+            prefix = PRIVATE_DERIVED_PREFIX if private_derivative else settings.derived_prefix
+            path = parse_storage_key(stored.key, prefix)
         except MalformedPathError:
             return Outcome(stored.key, "skipped", "not a derivative's key") if options.shard.owns(stored.key) else None
         if not options.selection.picks(path) or not options.shard.owns(path.key):
@@ -109,7 +118,7 @@ class _Regenerator:
         if is_preset_name(path.spec) and path.spec not in settings.preset_specs:
             return self.stale(stored.key, f"preset {path.spec!r} no longer exists")
         try:
-            spec = self.deriver.authorize_path(path)
+            spec = self.deriver.authorize_stored(path, private_derivative=private_derivative)
             source_version = self.original_version(path.key)
             if source_version is None:
                 raise NotFoundError(f"no original at {path.key!r}")
@@ -195,7 +204,10 @@ def regenerate(
     options = _Options(selection or Selection(), shard or Shard(), delete_stale, dry_run, force)
     worker = _Regenerator(settings, storage, options)
     progress.start(None)
-    run_bulk(report, _listing(storage, settings.derived_prefix + prefix), worker.regenerate, jobs, progress)
+    listing = itertools.chain(
+        _listing(storage, settings.derived_prefix + prefix), _listing(storage, PRIVATE_DERIVED_PREFIX + prefix)
+    )
+    run_bulk(report, listing, worker.regenerate, jobs, progress)
     return report
 
 

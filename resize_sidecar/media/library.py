@@ -479,9 +479,11 @@ class MediaLibrary:
         return {name: self._public_url(self._signed(key, name, fmt)) for name in self.settings.presets}
 
     def _remove_incoming(self, key: str) -> None:
-        """Delete an incoming original's derivatives, then the original: while it exists, a retried activation
-        finishes the work. (A delete of an activated image goes the other way round: see :meth:`delete`.)"""
+        """Delete an incoming original's derivatives and the faces found in it, then the original: while it exists, a
+        retried activation finishes the work. (A delete of an activated image goes the other way round: see
+        :meth:`delete`.)"""
         delete_derivatives(self.storage, key, self.settings.derived_prefix)
+        self.storage.delete(faces_key(key))
         self.storage.delete(key)
 
     def _all_objects(self, prefix: str) -> Iterator[StoredObject]:

@@ -80,7 +80,11 @@ def test_an_upload_and_its_activation_write_each_object_with_its_kinds_headers(
         ("put_if_absent", "a.jpg", *ORIGINAL_HEADERS),
     ]
     # The incoming objects go last, derivatives before their original: a retried activation finishes the work.
-    assert storage.steps[-2:] == [("delete_prefix", "_r/incoming/a.jpg/"), ("delete", "incoming/a.jpg")]
+    assert storage.steps[-3:] == [
+        ("delete_prefix", "_r/incoming/a.jpg/"),
+        ("delete", ".resize-sidecar/faces/incoming/a.jpg.json"),
+        ("delete", "incoming/a.jpg"),
+    ]
     assert sorted(item.key for item in storage.inner.list("")) == sorted(["a.jpg", thumb("a.jpg")])
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """JPEG shrink-on-load from measurement: each DCT scale's SSIM and time against Pillow's draft, on a corpus of photos.
 
-``python bench/jpeg_shrink.py`` writes ``bench/results/jpeg_shrink.md`` and ``.json`` (12 minutes on 2 cores that
-other work kept busy, a load average of 8; less on quiet ones). ``--smoke``: the demo's photos into two boxes, one
-call each, a few seconds (give ``--out`` a temporary folder). ``--report FILE``: the results again from a run's JSON.
+``python bench/jpeg_shrink.py`` writes ``bench/results/jpeg_shrink.md`` and ``.json`` (5 to 12 minutes on 2 cores
+that other work kept busy, load averages of 6 to 8). ``--smoke``: the demo's photos into two boxes, one call each,
+a few seconds (give ``--out`` a temporary folder). ``--report FILE``: the results again from a run's JSON.
 
 Each photo is fitted into each box twice. As the sidecar fits a JPEG: ``jpegload`` at a DCT scale (shrink 1, 2, 4
 or 8), then ``thumbnail_image`` forced to the size a full decode gives. As thumbor's PIL engine does: ``draft()`` to
@@ -464,7 +464,7 @@ def from_json(cells: list[dict[str, Any]]) -> list[Cell]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arguments(__doc__, out=RESULTS)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls of each render (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls of each render (default: %(default)s)")
     parser.add_argument("--smoke", action="store_true", help="the demo's photos, two boxes, one call")
     parser.add_argument("--work", type=Path, default=BENCH / "work", help="where generated originals are kept")
     parser.add_argument(

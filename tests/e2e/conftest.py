@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.urls import MediaURLs
 from tests.support.api import serve_api
-from tests.support.servers import Stack
+from tests.support.servers import SECRET, Stack, media_stack
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
@@ -18,3 +20,20 @@ def api_stack(
     storage and over a bucket on moto's S3 server in turn."""
     with serve_api(request.param, moto_endpoint, tmp_path_factory.mktemp(f"api-logs-{request.param}")) as stack:
         yield stack
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def edge_stack(
+    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """nginx and the sidecar as private and .auto URLs are served at the edge: over local storage, and over a bucket
+    on moto's S3 server read with SigV4 (its public policy covers ``_r/`` only) with nginx's cache on."""
+    env = {"RESIZE_SIDECAR_NGINX_S3_AUTH": "sigv4", "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m"}
+    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"edge-{request.param}"), env) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def edge_urls() -> MediaURLs:
+    """The URL builder of :func:`edge_stack`'s settings."""
+    return MediaURLs(Settings(secrets=(SECRET,)))

@@ -6,7 +6,6 @@ caches each chosen format under its own key.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,7 +17,7 @@ from resize_sidecar.ops.nginx import render_nginx
 from tests.support.browser import chromium
 from tests.support.images import image_size_and_format, photo
 from tests.support.keys import AWKWARD_KEYS
-from tests.support.servers import SECRET, Stack, media_stack, raw_get
+from tests.support.servers import SECRET, Stack, raw_get
 
 pytestmark = pytest.mark.e2e
 
@@ -28,18 +27,6 @@ PLAIN_ACCEPT = "*/*"
 WEBP_ONLY_ACCEPT = "image/webp,*/*"
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def stack(
-    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    env = {"RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m"}
-    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"auto-{request.param}"), env) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def urls() -> MediaURLs:
-    return MediaURLs(Settings(secrets=(SECRET,)))
 
 
 def get(stack: Stack, path: str, accept: str) -> tuple[int, dict[str, str], bytes]:
@@ -55,10 +42,10 @@ def test_nginx_chooses_the_format_by_the_sidecars_own_table() -> None:
 
 @pytest.mark.parametrize("key", [*AWKWARD_KEYS, pytest.param("auto/what?.jpg", id="question mark")])
 def test_one_auto_url_is_answered_in_the_format_each_client_accepts_and_then_from_nginx_alone(
-    stack: Stack, urls: MediaURLs, key: str
+    edge_stack: Stack, edge_urls: MediaURLs, key: str
 ) -> None:
-    stack.storage.put(key, photo(800, 600), "image/jpeg", "no-cache")
-    url = urls.derivative(key, width=200, format="auto")
+    edge_stack.storage.put(key, photo(800, 600), "image/jpeg", "no-cache")
+    url = edge_urls.derivative(key, width=200, format="auto")
     stem = urlsplit(url).path.rsplit("/", 1)[1].removesuffix(".auto")
     expected = {
         CHROMIUM_ACCEPT: ("image/avif", "heifload"),
@@ -66,35 +53,35 @@ def test_one_auto_url_is_answered_in_the_format_each_client_accepts_and_then_fro
         PLAIN_ACCEPT: ("image/jpeg", "jpegload"),
     }
 
-    made = {accept: get(stack, url, accept) for accept in expected}
+    made = {accept: get(edge_stack, url, accept) for accept in expected}
 
     for accept, (content_type, loader) in expected.items():
         status, headers, body = made[accept]
         assert (status, headers["content-type"], headers["vary"]) == (200, content_type, "Accept"), body
         assert image_size_and_format(body) == (200, 150, loader)
-    stored = sorted(stack.derivatives_of(key))
+    stored = sorted(edge_stack.derivatives_of(key))
     assert stored == sorted(f"_r/{key}/{stem}.{fmt}" for fmt in ("avif", "jpg", "webp"))
-    stack.sidecar.stop()
+    edge_stack.sidecar.stop()
     try:
         for accept, (content_type, _) in expected.items():
-            status, headers, body = get(stack, url, accept)
+            status, headers, body = get(edge_stack, url, accept)
             assert (status, headers["content-type"], headers["vary"]) == (200, content_type, "Accept")
             assert body == made[accept][2]
             assert headers["cache-control"] == "public, max-age=31536000, immutable"
     finally:
-        stack.sidecar.start()
+        edge_stack.sidecar.start()
 
 
-def test_nginx_caches_each_chosen_format_under_its_own_key(stack: Stack, urls: MediaURLs) -> None:
-    if stack.mode != "s3":
+def test_nginx_caches_each_chosen_format_under_its_own_key(edge_stack: Stack, edge_urls: MediaURLs) -> None:
+    if edge_stack.mode != "s3":
         pytest.skip("nginx caches S3 reads only")
     key = "auto/cached.jpg"
-    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
-    url = urls.derivative(key, width=100, format="auto")
+    edge_stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    url = edge_urls.derivative(key, width=100, format="auto")
     # Two spellings of an Accept that chooses AVIF, one that chooses JPEG: the cache keys on the choice.
     requests = [CHROMIUM_ACCEPT, "image/avif,*/*", PLAIN_ACCEPT, "text/html,*/*;q=0.8", CHROMIUM_ACCEPT]
 
-    answers = [get(stack, url, accept) for accept in requests]
+    answers = [get(edge_stack, url, accept) for accept in requests]
 
     seen = [(status, headers["content-type"], headers.get("x-cache-status")) for status, headers, _ in answers]
     assert seen == [
@@ -107,37 +94,39 @@ def test_nginx_caches_each_chosen_format_under_its_own_key(stack: Stack, urls: M
     assert answers[0][2] == answers[1][2] == answers[4][2] and answers[2][2] == answers[3][2]
 
 
-def test_a_public_url_of_a_concrete_format_never_varies(stack: Stack, urls: MediaURLs) -> None:
+def test_a_public_url_of_a_concrete_format_never_varies(edge_stack: Stack, edge_urls: MediaURLs) -> None:
     key = "auto/concrete.jpg"
-    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
-    url = urls.derivative(key, width=100, format="avif")
+    edge_stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    url = edge_urls.derivative(key, width=100, format="avif")
 
-    miss_status, miss, _ = get(stack, url, CHROMIUM_ACCEPT)
-    hit_status, hit, _ = get(stack, url, PLAIN_ACCEPT)
+    miss_status, miss, _ = get(edge_stack, url, CHROMIUM_ACCEPT)
+    hit_status, hit, _ = get(edge_stack, url, PLAIN_ACCEPT)
 
     assert (miss_status, miss["content-type"]) == (hit_status, hit["content-type"]) == (200, "image/avif")
     assert "vary" not in miss and "vary" not in hit
 
 
-def test_an_auto_url_signed_for_another_image_is_refused_and_stores_nothing(stack: Stack, urls: MediaURLs) -> None:
+def test_an_auto_url_signed_for_another_image_is_refused_and_stores_nothing(
+    edge_stack: Stack, edge_urls: MediaURLs
+) -> None:
     key = "auto/forged.jpg"
-    stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
-    other = urls.derivative("auto/other.jpg", width=100, format="auto")
+    edge_stack.storage.put(key, photo(400, 300), "image/jpeg", "no-cache")
+    other = edge_urls.derivative("auto/other.jpg", width=100, format="auto")
     forged = other.replace("auto/other.jpg", "auto/forged.jpg")
 
-    status, _, body = get(stack, forged, CHROMIUM_ACCEPT)
+    status, _, body = get(edge_stack, forged, CHROMIUM_ACCEPT)
 
     assert (status, body) == (403, b"Forbidden: signature does not match\n")
-    assert stack.derivatives_of(key) == []
+    assert edge_stack.derivatives_of(key) == []
 
 
-def test_chromium_loads_an_auto_img_as_avif(stack: Stack, urls: MediaURLs) -> None:
+def test_chromium_loads_an_auto_img_as_avif(edge_stack: Stack, edge_urls: MediaURLs) -> None:
     key = "auto/browser.jpg"
-    stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")
-    url = urls.derivative(key, width=320, format="auto")
+    edge_stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")
+    url = edge_urls.derivative(key, width=320, format="auto")
     browser = chromium(1)
     try:
-        browser.get(stack.nginx.url + "/media/not-a-page")
+        browser.get(edge_stack.nginx.url + "/media/not-a-page")
         loaded = browser.execute_async_script(
             "const done = arguments[arguments.length - 1]; const img = new Image();"
             "img.onload = () => done(img.naturalWidth); img.onerror = () => done(-1); img.src = arguments[0];",
@@ -149,6 +138,6 @@ def test_chromium_loads_an_auto_img_as_avif(stack: Stack, urls: MediaURLs) -> No
     assert loaded == 320
     stem = urlsplit(url).path.rsplit("/", 1)[1].removesuffix(".auto")
     deadline = time.monotonic() + 5
-    while not stack.derivatives_of(key) and time.monotonic() < deadline:
+    while not edge_stack.derivatives_of(key) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert stack.derivatives_of(key) == [f"_r/{key}/{stem}.avif"]
+    assert edge_stack.derivatives_of(key) == [f"_r/{key}/{stem}.avif"]

@@ -26,6 +26,7 @@ from resize_sidecar.middleware import HTML, MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.middleware.rewrite import HTMLRewriter, rewrite_body
 from tests.support.contract import contract_url
+from tests.support.django_templates import media_template_engine
 from tests.support.images import photo
 from tests.support.servers import SECRET
 
@@ -902,21 +903,14 @@ def test_jinja_gets_media_url_as_a_global_and_a_filter(urls: MediaURLs) -> None:
 
 
 def test_django_template_tags_use_the_builder_from_the_request(urls: MediaURLs) -> None:
-    pytest.importorskip("django")
-    import django
-    from django.conf import settings as django_settings
-    from django.template import Context, Engine
-
-    if not django_settings.configured:
-        django_settings.configure()
-        django.setup()
-    engine = Engine(libraries={"media_urls": "resize_sidecar.middleware.django.templatetags.media_urls"})
-    template = engine.from_string(
+    template = media_template_engine().from_string(
         '{% load media_urls %}{% media_url key width=10 fit="fill" height=10 %}|{% media_url key %}|'
         '{% media_srcset key "100,200" format="webp" %}|'
         '{% media_img key width=10 alt="<x>" loading="lazy" densities="1" %}|'
         '{% media_picture key width=10 formats="webp" densities="1" %}'
     )
+    from django.template import Context
+
     request = type("Request", (), {"META": {ENVIRON_KEY: urls}})()
     built, original, srcset, img, picture = template.render(Context({"key": "a b.jpg", "request": request})).split("|")
     assert (built, original) == (contract_url("a b.jpg", "10x10-fill", "jpg"), "/media/a%20b.jpg")

@@ -11,6 +11,7 @@ from resize_sidecar.core import private
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
+from tests.support.django_templates import media_template_engine
 
 SECRET = "helpers-secret-0123456789abcdef"
 
@@ -27,20 +28,13 @@ def assert_private(url: str) -> None:
 
 
 def test_django_tags_take_private_and_expires_in_as_arguments_not_attributes(urls: MediaURLs) -> None:
-    pytest.importorskip("django")
-    import django
-    from django.conf import settings as django_settings
-    from django.template import Context, Engine
-
-    if not django_settings.configured:
-        django_settings.configure()
-        django.setup()
-    engine = Engine(libraries={"media_urls": "resize_sidecar.middleware.django.templatetags.media_urls"})
-    template = engine.from_string(
+    template = media_template_engine().from_string(
         '{% load media_urls %}{% media_url key width=10 private=True expires_in=600 %}|'
         '{% media_img key width=10 private=True expires_in=600 densities="1" %}|'
         '{% media_url key width=10 format="auto" %}'
     )
+    from django.template import Context
+
     request = type("Request", (), {"META": {ENVIRON_KEY: urls}})()
     built, img, best = template.render(Context({"key": "a b.jpg", "request": request})).split("|")
 

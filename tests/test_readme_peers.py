@@ -2,8 +2,8 @@
 
 Every "yes" in resize-sidecar's column of the table names an example, and the example is checked against the code:
 a spec must parse, in its canonical spelling, with the feature's token in it. A feature marked "yes" without a check
-here fails, so a row cannot turn to "yes" on words alone. The Python snippets of the crops and face-aware crops
-sections run, and each URL they show in a comment is the one the call returns.
+here fails, so a row cannot turn to "yes" on words alone. The Python snippets of the crops, face-aware crops, private
+images and best format sections run, and each URL they show in a comment is the one the call returns.
 """
 
 from __future__ import annotations
@@ -101,7 +101,15 @@ def test_each_yes_of_resize_sidecar_is_true_of_the_code(feature: str) -> None:
     check(claim[1])
 
 
-@pytest.mark.parametrize(("title", "urls"), [("Crops, focal points, rotate and flip", 3), ("Face-aware crops", 1)])
+@pytest.mark.parametrize(
+    ("title", "urls"),
+    [
+        ("Crops, focal points, rotate and flip", 3),
+        ("Face-aware crops", 1),
+        ("Private images", 1),
+        ("Best format outside `<picture>`", 1),
+    ],
+)
 def test_the_crops_snippets_run_and_answer_the_urls_they_show(
     monkeypatch: pytest.MonkeyPatch, title: str, urls: int
 ) -> None:
@@ -115,7 +123,8 @@ def test_the_crops_snippets_run_and_answer_the_urls_they_show(
             url = eval(line, namespace)
             expected = re.fullmatch(r"# '(.*)'", following)
             assert expected, f"no URL shown after {line!r}"
-            pattern = re.escape(expected[1]).replace("…", "[0-9a-f]{32}")
+            # "…" stands for a signature or a token, or for a private URL's expiry.
+            pattern = re.escape(expected[1]).replace("…", "([0-9a-f]{32}|[0-9]{10})")
             assert re.fullmatch(pattern, url), (url, expected[1])
             shown += 1
         elif line and not line.startswith("#"):

@@ -160,6 +160,9 @@ PRIVATE_PREFIX = ".resize-sidecar/"
 #: Private derivatives (:mod:`resize_sidecar.core.private`) are stored, and requested, under this prefix. It is fixed
 #: rather than a setting because every check of a key refuses it, as it refuses the derived prefix.
 PRIVATE_DERIVED_PREFIX = "_p/"
+#: Names that storage keeps for itself beside objects (local storage's temporary and metadata files): no segment of a
+#: key may start with it, so no key names one, whichever storage is configured.
+STORAGE_NAME_PREFIX = ".resize-sidecar-"
 
 
 def derivatives_prefix(key: str, derived_prefix: str) -> str:
@@ -198,6 +201,8 @@ def validate_key(key: str, derived_prefix: str) -> None:
         raise MalformedPathError(f"keys under {PRIVATE_PREFIX!r} are resize-sidecar's own")
     if segments[0] == PRIVATE_DERIVED_PREFIX.rstrip("/"):
         raise MalformedPathError(f"key starts with the private derivatives' prefix {PRIVATE_DERIVED_PREFIX!r}")
+    if any(segment.startswith(STORAGE_NAME_PREFIX) for segment in segments):
+        raise MalformedPathError(f"a key's names may not start with {STORAGE_NAME_PREFIX!r}, which storage keeps")
 
 
 def parse_spec(text: str) -> DerivativeSpec:

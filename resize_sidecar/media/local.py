@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError
+from resize_sidecar.core.signing import STORAGE_NAME_PREFIX
 from resize_sidecar.media.storage import Metadata, StoredBytes, StoredObject, check_key, check_prefix, read_capped
 
 #: Name prefix of LocalStorage's temporary files: hidden from nginx listings and from list(); keys may not use it.
-_TEMP_PREFIX = ".resize-sidecar-tmp-"
+_TEMP_PREFIX = STORAGE_NAME_PREFIX + "tmp-"
 #: Name prefix of the file beside an object that holds its metadata (see LocalStorage); hidden as temporary files are.
-_META_PREFIX = ".resize-sidecar-meta-"
+_META_PREFIX = STORAGE_NAME_PREFIX + "meta-"
 _HIDDEN_PREFIXES = (_TEMP_PREFIX, _META_PREFIX)
 #: More than any metadata the program writes: a larger metadata file is not one of its own.
 _META_MAX_BYTES = 4096

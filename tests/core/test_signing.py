@@ -676,6 +676,9 @@ _LONGEST = {
         pytest.param("_r/x", id="under the derived prefix"),
         pytest.param("_r/a/b.jpg/400x-" + ANY_SIGNATURE + ".jpg", id="a derivative's storage key"),
         pytest.param(".resize-sidecar/upload/manifest.json", id="under the private prefix"),
+        pytest.param("a/.resize-sidecar-meta-b.jpg", id="a local storage's metadata file"),
+        pytest.param(".resize-sidecar-tmp-1234/b.jpg", id="a local storage's temporary file"),
+        pytest.param("a/.resize-sidecar-x", id="any name storage keeps"),
     ],
 )
 def test_a_key_that_breaks_a_rule_is_refused_as_malformed(key: str) -> None:
@@ -697,6 +700,7 @@ def test_a_key_that_breaks_a_rule_is_refused_as_malformed(key: str) -> None:
         *(pytest.param(key, id=f"exactly 1024 bytes, {name}") for name, key in _LONGEST.items()),
         pytest.param("...", id="three dots"),
         pytest.param(".hidden/..x/a..b", id="dots inside segments"),
+        pytest.param(".resize-sidecars/a.resize-sidecar-b", id="near the names storage keeps"),
         pytest.param("_r_/x", id="near the derived prefix"),
         pytest.param("_rx", id="derived prefix as a word's start"),
         pytest.param("x/_r/y", id="derived prefix segment further down"),

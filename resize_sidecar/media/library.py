@@ -469,7 +469,10 @@ class MediaLibrary:
             # The signature covers the key: the same spec and format under the final key need a new one.
             path = self._signed(final_key, found.spec, found.fmt)
             headers = write_headers("derivative", self.settings, CONTENT_TYPES[path.fmt])
-            self.storage.put_if_absent(path.storage_key(derived_prefix), data, *headers)
+            # What made it goes with it, so regenerate finds it current where storage versions an original by its
+            # bytes (S3's ETag); where it does not (a local file's inode), it is rendered once more.
+            recorded = self.storage.head(item.key)
+            self.storage.put_if_absent(path.storage_key(derived_prefix), data, *headers, metadata=recorded)
             moved += 1
         return moved
 

@@ -88,6 +88,17 @@ def test_an_upload_and_its_activation_write_each_object_with_its_kinds_headers(
     assert sorted(item.key for item in storage.inner.list("")) == sorted(["a.jpg", thumb("a.jpg")])
 
 
+def test_an_activated_derivative_keeps_the_record_of_what_made_it(
+    library: MediaLibrary, storage: RecordingStorage
+) -> None:
+    """Copied with its recipe, so regenerate can find it current without rendering it again."""
+    library.upload(photo(300, 200), "a.jpg")
+    made = storage.inner.head(thumb("incoming/a.jpg"))
+    assert made and made["recipe"]
+    library.activate("a.jpg")
+    assert storage.inner.head(thumb("a.jpg")) == made
+
+
 def test_a_delete_removes_the_original_before_its_derivatives(library: MediaLibrary, storage: RecordingStorage) -> None:
     library.upload(photo(300, 200), "a.jpg")
     library.activate("a.jpg")

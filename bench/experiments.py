@@ -487,7 +487,7 @@ def _margin_rule(small_margin: float, margin: float, small_up_to: int, source_si
 RULES: dict[str, Callable[[int, int], int]] = {
     "libvips' thumbnail: margin 2": partial(_margin_rule, 2.0, 2.0, 0),
     "1.2 up to 400 px, 1.875 above": partial(_margin_rule, 1.2, 1.875, 400),
-    "the sidecar's: 3 under 200 px, 1.875 from 200": imaging._jpeg_shrink,
+    "the sidecar's: 2.5 under 150 px, 1 from 150": imaging._jpeg_shrink,
 }
 
 

@@ -753,7 +753,7 @@ def _load_jpeg(
 ) -> pyvips.Image:
     """A JPEG decoded at the smallest DCT scale that keeps the margin (:func:`_jpeg_shrink`), resized to its size.
 
-    libvips' own thumbnail sizes its result from the decoded dimensions, which libjpeg rounds up: a pixel off the
+    libvips' own thumbnail sizes its result from the decoded dimensions, which libvips rounds down: a pixel off the
     size the whole original gives, at times. Here the size comes from the original's, and the resize is forced to it.
     """
     result_width, result_height = _thumbnail_size(_upright_size(info), (width, height), size)

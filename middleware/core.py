@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from resize_sidecar.core.errors import SettingsError, SidecarError
 from resize_sidecar.core.formats import ORIGINAL_TYPES
 from resize_sidecar.core.settings import Settings, load
-from resize_sidecar.core.signing import parse_storage_key, validate_key
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, parse_storage_key, validate_key
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
 
@@ -209,6 +209,7 @@ class DevelopmentMedia:
         self.settings = settings
         self.root = Path(settings.local_root).resolve() if settings.storage == "local" else None
         self._derivatives = settings.media_url + settings.derived_prefix
+        self._private_derivatives = settings.media_url + PRIVATE_DERIVED_PREFIX
         self._sidecar: WSGIApplication | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -222,6 +223,10 @@ class DevelopmentMedia:
             path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
         except UnicodeError:
             return response(environ, start_response)
+        if path.startswith(self._private_derivatives):
+            # Stored or not, a private derivative is answered by the sidecar, which checks its token and expiry as
+            # nginx does.
+            return self.sidecar(environ, start_response)
         is_derivative = path.startswith(self._derivatives)
         key = path[len(settings.media_url) :]
         try:

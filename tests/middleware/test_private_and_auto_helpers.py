@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from webob import Request
 
 from resize_sidecar.core import private
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.urls import MediaURLs
+from resize_sidecar.middleware import MediaMiddleware
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from tests.support.django_templates import media_template_engine
+from tests.support.images import photo
 
 SECRET = "helpers-secret-0123456789abcdef"
 
@@ -60,3 +65,24 @@ def test_jinja_media_url_makes_private_and_auto_urls(urls: MediaURLs) -> None:
 
     assert_private(built)
     assert best == urls.derivative("a b.jpg", format="auto")
+
+
+def test_development_serving_answers_private_urls_through_the_sidecar_stored_or_not(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    root = Path(settings.local_root)
+    root.mkdir(parents=True)
+    (root / "a b.jpg").write_bytes(photo(400, 300))
+    middleware = MediaMiddleware(lambda environ, start_response: [], settings, serve_media=True)
+    url = MediaURLs(settings).derivative("a b.jpg", width=100, private=True, expires_in=600)
+    path = url.split("?")[0]
+    expired = f"{path}?{private.query(path, int(time.time()) - 1, settings.secrets[0])}"
+
+    answers = [Request.blank(each, environ={"RAW_URI": each}).get_response(middleware) for each in (url, url, expired)]
+
+    assert [(answer.status_int, answer.content_type) for answer in answers[:2]] == [(200, "image/jpeg")] * 2
+    assert answers[0].body == answers[1].body
+    assert all(answer.headers["Cache-Control"].startswith("private, max-age=") for answer in answers[:2])
+    assert (answers[2].status_int, answers[2].text) == (403, "Forbidden: the private URL has expired\n")
+    assert (root / "_p" / "a b.jpg" / path.rsplit("/", 1)[1]).read_bytes() == answers[0].body

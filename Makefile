@@ -51,6 +51,8 @@ test: setup lint
 # (CI: the signed URLs and the miss path); the run fails when the score falls under MUTATION_FLOOR percent.
 MUTANTS ?= resize_sidecar.*
 MUTATION_FLOOR ?= 90
+# The tests run from mutmut's copy in mutants/: they find the shared images where the checkout's tests do.
+mutation: export TESTDATA_IMAGES ?= $(abspath ../shared/testdata/images)
 mutation: $(VENV)/.installed
 	rm -rf mutants
 	$(PY) -m mutmut run $(MUTANTS)

@@ -61,10 +61,12 @@ mutation: $(VENV)/.installed
 demo: demo-packages $(VENV)/.installed
 	$(PY) deploy/demo.py
 
-# About 10 minutes on 2 cores: writes bench/results/latest.{md,png,json}; see bench/README.md.
+# About 20 minutes on 2 cores: writes bench/results/latest.{md,png,json} (the miss and hit paths) and
+# bench/results/workload.{md,json} (page views of a site); see bench/README.md.
 bench: setup
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/workload.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .hypothesis mutants build/installed

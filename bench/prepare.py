@@ -73,3 +73,19 @@ QUALITY = 80
 # libvips' AVIF effort 2 (the sidecar's) is aom speed 7; Pillow's default would be speed 6, slower.
 AVIF_SPEED = 7
 """
+
+
+def thumbor_workload_config(result_root: Path) -> str:
+    """thumbor as a site runs it for the workload: originals over HTTP from the bucket, every result stored."""
+    return f"""# thumbor's configuration in the workload benchmark (written by bench/prepare.py).
+LOADER = "thumbor.loaders.http_loader"
+STORAGE = "thumbor.storages.no_storage"
+# Each result is stored once and served from storage afterwards, as the sidecar's derivatives are.
+RESULT_STORAGE = "thumbor.result_storages.file_storage"
+RESULT_STORAGE_FILE_STORAGE_ROOT_PATH = {str(result_root)!r}
+RESULT_STORAGE_STORES_UNSAFE = True
+RESULT_STORAGE_EXPIRATION_SECONDS = 0
+ALLOW_UNSAFE_URL = True
+ENGINE = "thumbor.engines.pil"
+QUALITY = 80
+"""

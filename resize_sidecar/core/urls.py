@@ -32,6 +32,7 @@ from resize_sidecar.core.signing import (
     derivatives_prefix,
     encode_key,
     format_spec,
+    resolve_spec,
     sign,
     validate_key,
 )
@@ -216,17 +217,32 @@ class MediaURLs:
             width, height, fit, gravity, quality, upscale, background, blur, sharpen, *geometry, preset
         )
         if private:
-            return self._private(key, spec, fmt, expires_in or self.settings.private_url_lifetime)
+            lifetime = expires_in or self.settings.private_url_lifetime
+            return self._private(key, spec, fmt, private_urls.expiry(time.time(), lifetime))
         # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
         return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
 
-    def _private(self, key: str, spec: str, fmt: str, lifetime: int) -> str:
+    def private_url(self, key: str, spec: str, fmt: str, expires: int) -> str:
+        """A private derivative's URL from the text of its spec (``400x300-fill`` or a preset's name), valid until
+        ``expires`` (Unix seconds), as the media API issues one.
+
+        Raises:
+            MalformedPathError: invalid key, spec or format; unknown preset.
+            PolicyError: a side over ``MAX_OUTPUT_DIMENSION``.
+        """
+        if fmt not in FORMATS:
+            raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        resolved = resolve_spec(spec, self._presets)
+        if max(resolved.width or 0, resolved.height or 0) > self._max_side:
+            raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
+        return self._private(key, spec, fmt, expires)
+
+    def _private(self, key: str, spec: str, fmt: str, expires: int) -> str:
         if fmt == AUTO:
             raise MalformedPathError("a private derivative has a format of its own, not auto")
         self._key_path(key)  # validates the key
         name = derivative_name(spec, sign(key, spec, fmt, self._private_signing_key), fmt)
         path = self._media_url + derivatives_prefix(encode_key(key), PRIVATE_DERIVED_PREFIX) + name
-        expires = private_urls.expiry(time.time(), lifetime)
         return f"{self._base}{path}?{private_urls.query(path, expires, self._secret)}"
 
     def _validated_key_path(self, key: str) -> str:

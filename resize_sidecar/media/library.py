@@ -50,6 +50,7 @@ from resize_sidecar.core.signing import (
     sign,
     validate_key,
 )
+from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.media import imaging, originals
 from resize_sidecar.media.archives import zip_stream
 from resize_sidecar.media.derive import Deriver, Source
@@ -251,6 +252,28 @@ class MediaLibrary:
         with self.deriver.transform_slot():
             data = self.original(key)
             return Meta(originals.describe(data, self.settings.image_limits, gps=gps), len(data))
+
+    def private_derivative_url(self, key: str, derivative: str, seconds: int) -> tuple[str, int]:
+        """The URL of a private derivative of the original at ``key`` (``derivative`` is ``{spec}.{format}``, the spec
+        written out or a preset's name) that works for ``seconds``, and when it expires (Unix seconds).
+
+        Raises:
+            BadRequestError: ``derivative`` names no derivative.
+            PolicyError: a side over ``MAX_OUTPUT_DIMENSION``.
+            NotFoundError: no original at the key.
+        """
+        validate_key(key, self.settings.derived_prefix)
+        spec, dot, fmt = derivative.rpartition(".")
+        expires = int(time.time()) + seconds
+        try:
+            if not (dot and spec):
+                raise MalformedPathError("expected {spec}.{format}, e.g. 400x300-fill.webp")
+            url = MediaURLs(self.settings).private_url(key, spec, fmt, expires)
+        except MalformedPathError as error:
+            raise BadRequestError(f"derivative: {error.detail}") from None
+        if not self.storage.exists(key):
+            raise NotFoundError(f"no original at {key!r}")
+        return url, expires
 
     def temporary_access(self, key: str, seconds: int) -> TemporaryAccess:
         """Access to the original at ``key`` without the secret, for ``seconds``.

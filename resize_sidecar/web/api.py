@@ -215,9 +215,14 @@ class ApiApp:
         return json_response(200, body)
 
     def temporary_url(self, request: Request, key: str) -> Response:
-        """``GET /api/images/{key}/url``: a URL to the original that works without the secret until it expires."""
+        """``GET /api/images/{key}/url``: a URL to the original that works without the secret until it expires; with
+        ``?derivative={spec}.{format}``, a private derivative's URL, which nginx checks."""
         limit = self.settings.temp_url_max_seconds
         seconds = self.int_query(request, "expires", min(_TEMP_URL_DEFAULT_SECONDS, limit), 1, limit)
+        derivative = self.query(request, "derivative")
+        if derivative is not None:
+            url, expires = self.library.private_derivative_url(key, derivative, seconds)
+            return json_response(200, {"key": key, "url": url, "expires": expires})
         access = self.library.temporary_access(key, seconds)
         url = access.presigned_url or f"/api/files/{encode_key(key)}?expires={access.expires}&sig={access.signature}"
         return json_response(200, {"key": key, "url": url, "expires": access.expires})

@@ -98,13 +98,19 @@ def document(settings: Settings) -> dict[str, Any]:
         "/images/{key}/url": {
             "get": _operation(
                 "temporaryURL",
-                "A URL to the original that works without the API secret until it expires.",
+                "A URL to the original, or to a private derivative of it, that works without the API secret until it"
+                " expires.",
                 [
                     key,
                     _query(
                         "expires",
                         {"type": "integer", "minimum": 1, "maximum": settings.temp_url_max_seconds},
                         "Lifetime in seconds.",
+                    ),
+                    _query(
+                        "derivative",
+                        {"type": "string"},
+                        "A private derivative's URL instead, named {spec}.{format} (400x300-fill.webp, thumb.jpg).",
                     ),
                 ],
                 {200: _json("TemporaryURL"), 404: _error("No such original.")},

@@ -88,3 +88,54 @@ def test_an_auto_miss_makes_and_stores_the_chosen_format_and_varies_on_accept(
     stem = url.rsplit("/", 1)[1].removesuffix(".auto")
     assert [item.key for item in storage.list("_r/")] == [f"_r/a b.jpg/{stem}.{fmt}"]
     assert logged(caplog)["fmt"] == fmt
+
+
+API_TOKEN = "private-api-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "answer"),
+    [
+        ("derivative=100x.webp&expires=600", 200, None),
+        ("derivative=thumb.jpg", 200, None),
+        ("derivative=100x", 400, "derivative: expected {spec}.{format}, e.g. 400x300-fill.webp"),
+        ("derivative=100x-fit.jpg", 400, "derivative: spec '100x-fit' is not canonical; write it as '100x'"),
+        ("derivative=nope.jpg", 400, "derivative: unknown preset 'nope'"),
+        ("derivative=100x.auto", 400, "derivative: unknown format 'auto'; expected one of jpg, png, webp, avif, gif"),
+        ("derivative=9000x.jpg", 400, "derivatives are at most 2000 pixels on a side"),
+    ],
+)
+def test_the_media_api_issues_private_derivative_urls_that_the_sidecar_answers(
+    make_settings: Callable[..., Settings], storage: CountingStorage, query: str, status: int, answer: object
+) -> None:
+    settings = make_settings(api_secret=(API_TOKEN,), presets={"thumb": "80x80-fill"}, max_output_dimension=2000)
+    sidecar = make_app(settings, storage=storage)
+    storage.put("a b.jpg", photo(400, 300), "image/jpeg", "no-cache")
+    asked = f"/api/images/a%20b.jpg/url?{query}"
+
+    response = get(sidecar, asked, QUERY_STRING=query, HTTP_AUTHORIZATION=f"Bearer {API_TOKEN}")
+
+    assert response.status_int == status, response.text
+    if status != 200:
+        assert response.json == {"error": "Bad Request", "detail": answer}
+        return
+    body = response.json
+    assert body["key"] == "a b.jpg" and body["url"].startswith("/media/_p/a%20b.jpg/")
+    lifetime = 600 if "expires=" in query else 300
+    assert time.time() + lifetime - 2 <= body["expires"] <= time.time() + lifetime
+    path, private_query = body["url"].split("?")
+    assert private_query.startswith(f"expires={body['expires']}&token=")
+    image = get(sidecar, path, QUERY_STRING=private_query)
+    assert (image.status_int, image.headers["Cache-Control"].split(",")[0]) == (200, "private")
+
+
+def test_the_media_api_refuses_a_private_derivative_url_of_a_missing_original(
+    make_settings: Callable[..., Settings], storage: CountingStorage
+) -> None:
+    sidecar = make_app(make_settings(api_secret=(API_TOKEN,)), storage=storage)
+
+    query = "derivative=100x.jpg"
+    bearer = f"Bearer {API_TOKEN}"
+    response = get(sidecar, f"/api/images/gone.jpg/url?{query}", QUERY_STRING=query, HTTP_AUTHORIZATION=bearer)
+
+    assert (response.status_int, response.json) == (404, {"error": "Not Found", "detail": "no original at 'gone.jpg'"})

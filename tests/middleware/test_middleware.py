@@ -26,9 +26,9 @@ from resize_sidecar.middleware import HTML, MediaMiddleware, MediaURLs
 from resize_sidecar.middleware.core import ENVIRON_KEY
 from resize_sidecar.middleware.rewrite import HTMLRewriter, rewrite_body
 from tests.support.contract import contract_url
-from tests.support.django_templates import media_template_engine
 from tests.support.images import photo
 from tests.support.servers import SECRET
+from tests.support.templates import jinja_environment, media_template_engine
 
 MakeSettings = Callable[..., Settings]
 Headers = list[tuple[str, str]]
@@ -884,12 +884,7 @@ def test_the_sidecar_answers_every_url_the_builder_makes(settings: Settings, url
 
 
 def test_jinja_gets_media_url_as_a_global_and_a_filter(urls: MediaURLs) -> None:
-    jinja2 = pytest.importorskip("jinja2")
-    from resize_sidecar.middleware.jinja import install
-
-    environment = jinja2.Environment(autoescape=True)
-    install(environment, urls)
-    template = environment.from_string(
+    template = jinja_environment(urls).from_string(
         "{{ media_url('a b.jpg', width=10) }} {{ 'a b.jpg'|media_url }} {{ 'c.png'|media_url(height=5, fit='fit') }}\n"
         "{{ media_url.img('a.jpg', width=10, alt='<x>') }}"
     )

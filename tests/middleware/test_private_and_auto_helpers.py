@@ -15,8 +15,8 @@ from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware import MediaMiddleware
 from resize_sidecar.middleware.core import ENVIRON_KEY
-from tests.support.django_templates import media_template_engine
 from tests.support.images import photo
+from tests.support.templates import jinja_environment, media_template_engine
 
 SECRET = "helpers-secret-0123456789abcdef"
 
@@ -52,12 +52,7 @@ def test_django_tags_take_private_and_expires_in_as_arguments_not_attributes(url
 
 
 def test_jinja_media_url_makes_private_and_auto_urls(urls: MediaURLs) -> None:
-    jinja2 = pytest.importorskip("jinja2")
-    from resize_sidecar.middleware.jinja import install
-
-    environment = jinja2.Environment(autoescape=True)
-    install(environment, urls)
-    template = environment.from_string(
+    template = jinja_environment(urls).from_string(
         "{{ media_url('a b.jpg', width=10, private=True, expires_in=600) }} {{ media_url('a b.jpg', format='auto') }}"
     )
 

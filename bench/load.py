@@ -86,6 +86,27 @@ def thumbor_path(key: str, op: Operation, variant: int, quality: int) -> str:
     return f"/unsafe/{op.width}x{op.height}/{horizontal}/{vertical}/{filters}/{key}"
 
 
+#: sharp's gravities (ipx's ``pos_``) for the sidecar's.
+SHARP_GRAVITIES = {
+    "c": "centre",
+    "n": "north",
+    "s": "south",
+    "e": "east",
+    "w": "west",
+    "ne": "northeast",
+    "nw": "northwest",
+    "se": "southeast",
+    "sw": "southwest",
+}
+
+
+def ipx_path(key: str, op: Operation, variant: int, quality: int) -> str:
+    options = f"q_{quality},f_{THUMBOR_FORMATS[op.fmt]}"
+    if op.mode == "fit":
+        return f"/s_{op.width}x{FIT_HEIGHTS[variant]},fit_inside,{options}/{key}"
+    return f"/s_{op.width}x{op.height},fit_cover,pos_{SHARP_GRAVITIES[list(GRAVITIES)[variant]]},{options}/{key}"
+
+
 @dataclass
 class UrlPool:
     """Hands out paths that were never requested before from one server's storage: (key, variant) pairs in order."""

@@ -1,4 +1,4 @@
-"""What a run needs besides the main virtualenv: wrk, and thumbor in a virtualenv of its own.
+"""What a run needs besides the main virtualenv: wrk, thumbor in a virtualenv of its own, and ipx from npm.
 
 thumbor pins ``Pillow<13`` and an old tornado, so it never shares the sidecar's environment. Both are installed once
 and reused (``bench/work/`` is not committed); what cannot be installed is reported, and the run goes on without it.
@@ -89,3 +89,41 @@ ALLOW_UNSAFE_URL = True
 ENGINE = "thumbor.engines.pil"
 QUALITY = 80
 """
+
+
+#: ipx's package.json and server script, copied to the folder where npm installs them.
+IPX_SOURCES = Path(__file__).resolve().parent / "ipx"
+
+#: Prints what ensure_ipx reports: the installed ipx, its sharp and libvips.
+IPX_VERSIONS = """
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+const sharp = createRequire(import.meta.url + "/")("sharp");
+const ipx = JSON.parse(readFileSync("node_modules/ipx/package.json", "utf8"));
+const { sharp: sharpVersion, vips } = sharp.versions;
+console.log(`ipx ${ipx.version} (sharp ${sharpVersion}, libvips ${vips}, node ${process.version})`);
+"""
+
+
+def ensure_ipx(folder: Path) -> tuple[Path | None, str]:
+    """ipx (sharp) installed from the npm registry into ``folder`` and its versions, or ``None`` and why not."""
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return None, "node and npm are not installed (apt-get install nodejs npm)"
+    manifest = (IPX_SOURCES / "package.json").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(IPX_SOURCES / "server.mjs", folder / "server.mjs")
+    marker = folder / ".bench-installed"
+    if not (marker.exists() and marker.read_text() == manifest):
+        (folder / "package.json").write_text(manifest)
+        command = ["npm", "install", "--no-audit", "--no-fund", "--loglevel", "error"]
+        finished = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        if finished.returncode != 0:
+            return None, f"`{' '.join(command)}` failed: {finished.stderr.strip()[-400:]}"
+        marker.write_text(manifest)
+    check = subprocess.run(
+        ["node", "--input-type=module", "-e", IPX_VERSIONS], cwd=folder, capture_output=True, text=True
+    )
+    if check.returncode != 0:
+        return None, f"ipx does not load: {check.stderr.strip()[-400:]}"
+    return folder, check.stdout.strip()
+

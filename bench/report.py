@@ -29,7 +29,10 @@ TARGET_LABELS = {
     "sidecar-s3": "sidecar (nginx, S3 on moto)",
     "floor": "floor (gunicorn + pyvips)",
     "thumbor": "thumbor (nginx, least_conn)",
+    "ipx": "ipx (sharp; nginx, least_conn)",
 }
+#: The servers the sidecar's miss req/s is divided by, each a column of the miss table.
+MISS_PEERS = ("thumbor", "ipx", "floor")
 
 
 @dataclass
@@ -313,6 +316,7 @@ def as_json(results: Results, found: list[Goal]) -> dict[str, Any]:
         "profiles": {key: dataclasses.asdict(value) for key, value in results.profiles.items()},
         "splits": {" ".join(key): dataclasses.asdict(value) for key, value in results.splits.items()},
         "memory_mb": {" ".join(key): value for key, value in results.memory.items()},
+        "miss_ssim": {" ".join(key): value for key, value in results.miss_ssim.items()},
         "bytes": {" ".join(key): dataclasses.asdict(value) for key, value in results.byte_sizes.items()},
         "goals": [{"name": g.name, "values": g.values, "bound": g.bound, "passed": g.passed} for g in found],
     }
@@ -354,14 +358,15 @@ def miss_section(results: Results) -> list[str]:
         "",
         "| source | operation | "
         + " | ".join(TARGET_LABELS[name] for name in names)
-        + " | sidecar ÷ thumbor | sidecar ÷ floor |",
-        "|---|---|" + "---|" * (len(names) + 2),
+        + "".join(f" | sidecar ÷ {peer}" for peer in MISS_PEERS)
+        + " |",
+        "|---|---|" + "---|" * (len(names) + len(MISS_PEERS)),
     ]
     cells = dict.fromkeys((source, op) for source, op, _ in results.miss)
     for source, op in cells:
         row = [spread([run.rps for run in results.miss.get((source, op, name), [])]) for name in names]
         ours = results.miss.get((source, op, "sidecar"), [])
-        versus = [spread(ratios(ours, results.miss.get((source, op, peer), [])), 2) for peer in ("thumbor", "floor")]
+        versus = [spread(ratios(ours, results.miss.get((source, op, peer), [])), 2) for peer in MISS_PEERS]
         lines.append(f"| {source} | {op} | " + " | ".join(row + versus) + " |")
     latencies = [
         f"{TARGET_LABELS[name]} {source} {op}: p50 {statistics.median(r.p50_ms for r in runs):.0f} ms, "
@@ -378,6 +383,11 @@ def miss_section(results: Results) -> list[str]:
         }
     )
     lines += ["", "Latency under that load (fit JPEG): " + "; ".join(latencies) + "."]
+    if results.miss_ssim:
+        scores = [
+            f"{TARGET_LABELS[name]} {source} {score:.4f}" for (source, name), score in results.miss_ssim.items()
+        ]
+        lines += ["", "SSIM of one fit JPEG from each, against a full-decode Lanczos-3 reference: " + "; ".join(scores)]
     if problems:
         lines += ["", "Load problems: " + "; ".join(problems) + "."]
     if results.moto_get_ms:
@@ -580,6 +590,10 @@ def method_section(results: Results) -> list[str]:
         f"- thumbor: {plan.workers} single-process instances behind nginx (`least_conn`, keepalive), URLs "
         "`/unsafe/fit-in/400xH/filters:format(jpeg):quality(80)/KEY` and "
         "`/unsafe/400x300/HALIGN/VALIGN/filters:format(webp):quality(80)/KEY` (AVIF: quality 55).",
+        f"- ipx: {plan.workers} Node processes of `bench/ipx/server.mjs` (ipx's `createIPX` over the same folder, "
+        "no result cache, `VIPS_CONCURRENCY=1`) behind nginx (`least_conn`, keepalive), URLs "
+        "`/s_400xH,fit_inside,q_80,f_jpeg/KEY` and `/s_400x300,fit_cover,pos_GRAVITY,q_80,f_webp/KEY` "
+        "(AVIF: `q_55`).",
         "- wrk runs on the same 2 cores as the servers, on loopback; servers not under load are idle.",
         "- Memory: `/proc/PID/status` VmHWM of the worker process.",
         "",

@@ -39,6 +39,7 @@ import images  # noqa: E402
 import inprocess  # noqa: E402
 import load  # noqa: E402
 import prepare  # noqa: E402
+import quality  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
 from common import BENCH, RESULTS, arguments, peak_rss_mb  # noqa: E402
@@ -84,6 +85,7 @@ class Plan:
     keys_per_source: int = 1000
     use_wrk: bool = True
     use_thumbor: bool = True
+    use_ipx: bool = True
     settle: float = 5.0  # at most, waiting for the servers to finish what the last run left queued
     python_requests: int = 12  # per run, with the Python client (smoke)
 
@@ -135,6 +137,7 @@ SMOKE = replace(
     keys_per_source=20,
     use_wrk=False,
     use_thumbor=False,
+    use_ipx=False,
     settle=0.0,
     python_requests=4,
 )
@@ -168,6 +171,8 @@ class Target:
             return load.sidecar_path(key, op, variant, SECRET)
         if self.name == "floor":
             return load.floor_path(key, op, variant)
+        if self.name == "ipx":
+            return load.ipx_path(key, op, variant, quality=55 if op.fmt == "avif" else 80)
         return load.thumbor_path(key, op, variant, quality=55 if op.fmt == "avif" else 80)
 
 
@@ -188,6 +193,7 @@ class Results:
     splits: dict[tuple[str, str], inprocess.CostSplit] = field(default_factory=dict)  # (source, op)
     memory: dict[tuple[str, str], float] = field(default_factory=dict)  # (server, source) -> peak MB of a worker
     memory_idle: dict[str, float] = field(default_factory=dict)
+    miss_ssim: dict[tuple[str, str], float] = field(default_factory=dict)  # (source, target): one fit JPEG's SSIM
     byte_sizes: dict[tuple[str, str], inprocess.BytesResult] = field(default_factory=dict)
     byte_peer: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -248,6 +254,7 @@ def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     results.versions, results.machine = report.versions(), report.machine()
     thumbor_venv = prepare_tools(plan, work, results)
+    ipx_folder = prepare_ipx(plan, work, results)
     sources, files = prepare_images(plan, work, results)
     data = {name: path.read_bytes() for name, path in files.items()}
     measure_in_process(plan, data, results)
@@ -256,7 +263,7 @@ def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:
     stack.callback(shutil.rmtree, media, ignore_errors=True)
     keys = {name: images.link_keys(files[name], media, sources[name], plan.keys_per_source) for name in sources}
     running: list[servers.Server] = []
-    targets, latency_targets = start_servers(plan, media, keys, thumbor_venv, logs, stack, results, running)
+    targets, latency_targets = start_servers(plan, media, keys, thumbor_venv, ipx_folder, logs, stack, results, running)
     loader = Loader(plan, work, sources, running)
     log("warm-up: the first requests of every worker pay for codec start-up")
     for target in [*targets, *latency_targets.values()]:
@@ -289,6 +296,8 @@ def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:
                 results.latency.setdefault((source, delay), []).append(result)
                 log(f"  {source:6} {delay:3} ms {result.rps:8.1f} req/s {describe(result)}")
 
+    log("quality: SSIM of one fit JPEG per server")
+    measure_ssim(plan, loader, data, targets, results)
     log("memory: peak RSS of a worker")
     measure_memory(plan, loader, media, keys, logs, results)
     log("bytes at matched SSIM")
@@ -308,6 +317,19 @@ def prepare_tools(plan: Plan, work: Path, results: Results) -> Path | None:
     if venv is None:
         results.notes.append(f"thumbor was not measured: {said}")
     return venv
+
+
+def prepare_ipx(plan: Plan, work: Path, results: Results) -> Path | None:
+    """ipx (sharp) installed from npm (``None`` when not measured, with a note why)."""
+    if not plan.use_ipx:
+        results.versions["ipx"] = "not measured in this mode"
+        return None
+    log("ipx: checking its npm install")
+    folder, said = prepare.ensure_ipx(work / "ipx")
+    results.versions["ipx"] = said
+    if folder is None:
+        results.notes.append(f"ipx was not measured: {said}")
+    return folder
 
 
 def prepare_images(plan: Plan, work: Path, results: Results) -> tuple[dict[str, images.Source], dict[str, Path]]:
@@ -334,6 +356,19 @@ def measure_in_process(plan: Plan, data: dict[str, bytes], results: Results) -> 
     for name, op_name in plan.miss_cells:
         if op_name in inprocess.SPLIT_OPERATIONS and images.SOURCES[name].fmt == "jpg":
             results.splits[name, op_name] = inprocess.cost_split(data[name], op_name, plan.render_repeats)
+
+
+def measure_ssim(plan: Plan, loader: Loader, data: dict[str, bytes], targets: list[Target], results: Results) -> None:
+    """SSIM of one new fit JPEG 400x300 from each server of the miss table, against the same reference."""
+    for source in dict.fromkeys(source for source, op_name in plan.miss_cells if op_name == "fit-jpg"):
+        references = quality.References(data[source])
+        for target in targets:
+            if target.serves(source, "fit-jpg", plan) and target.name in ("sidecar", "floor", "thumbor", "ipx"):
+                path = loader.paths(target, source, OPERATIONS["fit-jpg"], 1)[0]
+                status, body = get(target.url, path)
+                if status != 200:
+                    raise RuntimeError(f"{target.name} answered {status} for {path}")
+                results.miss_ssim[source, target.name] = references.score(body)
 
 
 def measure_bytes(plan: Plan, data: dict[str, bytes], thumbor: Target | None, results: Results) -> None:
@@ -435,6 +470,7 @@ def start_servers(
     media: Path,
     keys: dict[str, list[str]],
     thumbor_venv: Path | None,
+    ipx_folder: Path | None,
     logs: Path,
     stack: ExitStack,
     results: Results,
@@ -467,6 +503,10 @@ def start_servers(
         ports = [launch(servers.thumbor(thumbor_venv, config, logs, index)).port for index in range(plan.workers)]
         balancer = launch(servers.Nginx.balancer("thumbor", ports, logs))
         targets.append(Target("thumbor", balancer.url, "thumbor", keys))
+    if ipx_folder is not None:
+        ports = [launch(servers.ipx(ipx_folder, media, logs, index)).port for index in range(plan.workers)]
+        balancer = launch(servers.Nginx.balancer("ipx", ports, logs))
+        targets.append(Target("ipx", balancer.url, "ipx", keys))
 
     # S3: one bucket per sidecar (each its own storage); the latency pair reaches moto through delay proxies.
     moto = launch(servers.moto(logs))

@@ -253,3 +253,12 @@ def _render_template(name: str, values: dict[str, str]) -> str:
     """The product's template with ``values``; its other placeholders (S3 signing, caches) are left out."""
     text = (TEMPLATES / f"{name}.template").read_text(encoding="utf-8")
     return re.sub(r"\{\{(\w+)\}\}", lambda match: values.get(match[1], ""), text)
+
+
+def ipx(folder: Path, root: Path, logs: Path, index: int) -> Server:
+    """One ipx (sharp) process over ``root`` (``bench/ipx/server.mjs``, installed in ``folder``); one libvips
+    thread, as in the sidecar's workers."""
+    port = free_port()
+    command = ["node", str(folder / "server.mjs"), str(root), str(port)]
+    env = {"VIPS_CONCURRENCY": "1"}
+    return Server(command, port=port, log=logs / f"ipx-{index}.log", env=env, name=f"ipx-{index}")

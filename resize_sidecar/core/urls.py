@@ -217,7 +217,7 @@ class MediaURLs:
             width, height, fit, gravity, quality, upscale, background, blur, sharpen, *geometry, preset
         )
         if private:
-            lifetime = expires_in or self.settings.private_url_lifetime
+            lifetime = self.settings.private_url_lifetime if expires_in is None else expires_in
             return self._private(key, spec, fmt, private_urls.expiry(time.time(), lifetime))
         # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
         return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)

@@ -106,3 +106,21 @@ def test_media_urls_refuse_a_private_auto_url() -> None:
 def test_no_original_key_starts_with_the_private_derivatives_prefix() -> None:
     with pytest.raises(MalformedPathError, match="private derivatives' prefix"):
         format_path("_p/a.jpg", "200x", "jpg", SECRET)
+
+
+@pytest.mark.parametrize("expires_in", [0, -60, 604801])
+def test_media_urls_refuse_a_lifetime_that_is_not_1_second_to_a_week(expires_in: int) -> None:
+    urls = MediaURLs(Settings(secrets=(SECRET,)))
+
+    with pytest.raises(MalformedPathError, match="1 to 604800 seconds"):
+        urls.derivative("a.jpg", width=200, private=True, expires_in=expires_in)
+
+
+def test_media_urls_give_a_private_url_the_configured_lifetime_by_default() -> None:
+    urls = MediaURLs(Settings(secrets=(SECRET,), private_url_lifetime=120))
+    now = time.time()
+
+    url = urls.derivative("a.jpg", width=200, private=True)
+
+    expires = int(url.rsplit("expires=", 1)[1].split("&")[0])
+    assert now + 120 <= expires < now + 120 + 12 + 1

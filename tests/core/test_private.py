@@ -123,4 +123,4 @@ def test_media_urls_give_a_private_url_the_configured_lifetime_by_default() -> N
     url = urls.derivative("a.jpg", width=200, private=True)
 
     expires = int(url.rsplit("expires=", 1)[1].split("&")[0])
-    assert int(now) + 120 <= expires < int(now) + 120 + 12
+    assert int(now) + 120 <= expires <= int(now) + 120 + 12

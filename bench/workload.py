@@ -76,6 +76,7 @@ class Plan:
     delay_ms: float  # added by the delay proxy to every S3 request turn
     connections: int  # of the client: visitors at once
     client_processes: int
+    warm_rounds: int  # plays of the page views in the warm pass: hits are fast, a single play is over too soon
     workers: int = 2  # gunicorn workers; thumbor instances
     use_thumbor: bool = True
     seed: int = 20261203
@@ -87,7 +88,7 @@ FULL = Plan(
     scenes=48,
     width=1200,
     height=800,
-    page_views=2000,
+    page_views=1000,
     images_per_page=4,
     widths=(320, 640, 960),
     webp_share=0.8,
@@ -95,6 +96,7 @@ FULL = Plan(
     delay_ms=20,
     connections=16,
     client_processes=2,
+    warm_rounds=5,
 )
 SMOKE = replace(
     FULL,
@@ -109,6 +111,7 @@ SMOKE = replace(
     delay_ms=5,
     connections=2,
     client_processes=1,
+    warm_rounds=1,
     workers=1,
     use_thumbor=False,
 )
@@ -127,6 +130,7 @@ class Pass:
     p50_ms: float
     p99_ms: float
     cpu_seconds: dict[str, float]  # process group -> CPU seconds spent during the pass
+    client_cpu_seconds: float  # the load generator's, on the same cores
     bytes_stored: int  # derivatives in storage after the pass
     objects_stored: int
     page_views: int
@@ -287,8 +291,9 @@ def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
     for name, url, paths, server_groups, stored in targets:
         for phase in ("cold", "warm"):
             servers.wait_idle(launched, limit=10.0 if plan is not SMOKE else 0.0)
-            log(f"{name} {phase}: {plan.page_views} page views, {len(paths)} requests")
-            result = play(plan, url, paths, server_groups, stored)
+            rounds = plan.warm_rounds if phase == "warm" else 1
+            log(f"{name} {phase}: {plan.page_views * rounds} page views, {len(paths) * rounds} requests")
+            result = play(plan, url, paths * rounds, server_groups, stored, plan.page_views * rounds)
             workload.passes.append(replace(result, server=name, phase=phase))
             log(
                 f"  {result.rps:7.1f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, "
@@ -416,12 +421,14 @@ def play(
     paths: list[str],
     groups: dict[str, list[servers.Server]],
     stored: Callable[[], tuple[int, int]],
+    views: int,
 ) -> Pass:
     """Every path once, in page order, from ``plan.connections`` keep-alive connections split over the client's
     processes (one Python process cannot keep nginx busy on hits); the servers' CPU over the same time."""
     before = {name: sum(server.cpu_ticks() for server in members) for name, members in groups.items()}
     per_process = max(1, plan.connections // plan.client_processes)
     shares = [(base_url, paths[index :: plan.client_processes], per_process) for index in range(plan.client_processes)]
+    client_before = client_cpu()
     started = time.perf_counter()
     if plan.client_processes == 1:
         answers = [client(*shares[0])]
@@ -431,6 +438,7 @@ def play(
         with context.Pool(plan.client_processes, signal.signal, (signal.SIGTERM, signal.SIG_DFL)) as pool:
             answers = pool.starmap(client, shares)
     seconds = time.perf_counter() - started
+    client_seconds = client_cpu() - client_before
     cpu = {
         name: (sum(server.cpu_ticks() for server in members) - before[name]) / CLOCK_TICKS
         for name, members in groups.items()
@@ -453,8 +461,15 @@ def play(
         cpu_seconds=cpu,
         bytes_stored=size,
         objects_stored=count,
-        page_views=plan.page_views,
+        client_cpu_seconds=client_seconds,
+        page_views=views,
     )
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process and of its ended children (the client's processes, once the pool joined)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def client(base_url: str, paths: list[str], connections: int) -> tuple[list[float], dict[str, int], int]:
@@ -514,6 +529,14 @@ def markdown(workload: Workload) -> str:
         f"Run {workload.started}: `{workload.command}` ({plan.name} plan), {workload.elapsed / 60:.1f} min. "
         f"Load average (1, 5, 15 min) before: {load_before}; after: {load_after}.",
         "",
+    ]
+    if plan.name == "full" and (plan.originals, plan.page_views) != (FULL.originals, FULL.page_views):
+        lines += [
+            f"A reduced run ({plan.originals} originals and {plan.page_views} page views instead of "
+            f"{FULL.originals} and {FULL.page_views}); the full run is `make bench`.",
+            "",
+        ]
+    lines += [
         f"{plan.page_views} page views of {plan.images_per_page} images each over {plan.originals} originals "
         f"({plan.width}x{plan.height} JPEG, {workload.original_bytes / 1e6:.0f} MB on S3), popularity Zipf "
         f"s={plan.zipf_s:g} (the most viewed 1% of originals get {workload.top_share:.0%} of the requests); "
@@ -522,7 +545,8 @@ def markdown(workload: Workload) -> str:
         + ", ".join(f"{name}: {count} distinct URLs" for name, count in workload.distinct_urls.items())
         + f". S3 is moto's server behind a delay proxy adding {plan.delay_ms:g} ms per request turn; "
         f"{plan.connections} connections from {plan.client_processes} client process(es). "
-        "Each server plays the page views twice: cold (an empty derivative store) and warm (the same again).",
+        "Each server plays the page views cold (an empty derivative store), then warm (the same page views "
+        f"{plan.warm_rounds} times over, everything stored).",
         "",
         "## Results",
         "",
@@ -573,7 +597,7 @@ def bounds(workload: Workload) -> list[str]:
         shares = ", ".join(f"{group} {seconds / spent:.0%}" for group, seconds in run.cpu_seconds.items() if spent)
         lines.append(
             f"- {run.server} {run.phase}: the servers used {spent / run.seconds:.2f} of {cores} cores "
-            f"({shares}); the busiest is {busiest}. The client (same machine) used the rest."
+            f"({shares}); the busiest is {busiest}. The client used {run.client_cpu_seconds / run.seconds:.2f}."
         )
     lines += [
         "",

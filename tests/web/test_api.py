@@ -805,8 +805,11 @@ def test_a_temporary_url_to_an_unknown_key_is_404(api: SidecarApp) -> None:
     [
         pytest.param("p.heic", lambda: pictures.heic(pictures.picture(32, 24)), "image/heic", "inline", id="heic"),
         pytest.param(
-            "p.avif", lambda: bytes(pictures.to_pyvips(pictures.picture(32, 24)).heifsave_buffer(compression="av1")), "image/avif",
-            "inline", id="avif",
+            "p.avif",
+            lambda: bytes(pictures.to_pyvips(pictures.picture(32, 24)).heifsave_buffer(compression="av1")),
+            "image/avif",
+            "inline",
+            id="avif",
         ),
         pytest.param(
             "p.tiff", lambda: pictures.tiff(pictures.to_pyvips(pictures.picture(32, 24))), "application/octet-stream",

@@ -14,7 +14,7 @@ from resize_sidecar.core import auto, private
 from resize_sidecar.core.errors import SettingsError
 from resize_sidecar.core.formats import ORIGINAL_TYPES, OUTPUT_FORMATS
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, PRIVATE_PREFIX
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, PRIVATE_PREFIX, STORAGE_NAME_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
@@ -111,6 +111,9 @@ def render_nginx(
         media = _render("media-s3.conf", values)
     else:
         values["local_root"] = _escape(str(Path(settings.local_root).resolve()))
+        values["storage_names"] = _render(
+            "storage-names.conf", {"storage_name_pattern": re.escape(STORAGE_NAME_PREFIX)}
+        ).rstrip("\n")
         values["open_file_cache"] = "\n".join(f"    {line}" for line in OPEN_FILE_CACHE)
         values["original_types"] = " ".join(
             f"{kind} {' '.join(extensions)};" for kind, extensions in ORIGINAL_TYPES.items()

@@ -124,6 +124,23 @@ def test_the_upload_manifest_is_kept_where_nginx_never_serves_it(stack: Stack, t
         assert headers["x-content-type-options"] == "nosniff"
 
 
+def test_what_local_storage_keeps_beside_a_derivative_is_never_served(stack: Stack) -> None:
+    """Local storage records what made a derivative in a hidden file beside it; nginx serves derivatives by file
+    name, and never that one, whoever learns its name."""
+    if stack.mode != "local":
+        pytest.skip("S3 keeps metadata with its object: nothing lies beside it")
+    key = "people/cat.jpg"
+    stack.storage.put(key, photo(300, 200), "image/jpeg", "no-cache")
+    url = stack.url(key, "100x", "webp")
+    assert stack.get(url)[0] == 200
+    folder, _, name = url.rpartition("/")
+    for path in (f"{folder}/.resize-sidecar-meta-{name}", "/media/people/.resize-sidecar-meta-cat.jpg"):
+        if path.startswith(folder):
+            assert (Path(stack.settings.local_root) / path.removeprefix("/media/")).is_file()  # it is there
+        status, headers, body = stack.get(path)
+        assert (status, body, headers["cache-control"]) == (404, b"Not Found\n", "no-store"), path
+
+
 def test_every_media_answer_says_nosniff(stack: Stack) -> None:
     key = "people/dog.jpg"
     stack.storage.put(key, photo(300, 200), "image/jpeg", "no-cache")

@@ -56,6 +56,23 @@ REFUSALS: dict[str, tuple[Callable[[], object], type[SidecarError], str]] = {
         MalformedPathError,
         "keys under '.resize-sidecar/' are resize-sidecar's own",
     ),
+    "a key with a name storage keeps": (
+        lambda: validate_key("a/.resize-sidecar-tmp.jpg", "_r/"),
+        MalformedPathError,
+        "a key's names may not start with '.resize-sidecar-', which storage keeps",
+    ),
+    "bad dimensions": (lambda: parse_spec("400y"), MalformedPathError, "bad dimensions '400y'"),
+    "an option given twice": (lambda: parse_spec("400x-q80-q90"), MalformedPathError, "option quality given twice"),
+    "both flips": (
+        lambda: parse_spec("400x-flipx-flipy"),
+        MalformedPathError,
+        "flipx-flipy is the same turn as r180: write that",
+    ),
+    "a focal point without fill": (
+        lambda: DerivativeSpec(width=10, height=10, focal=(100, 100)),
+        MalformedPathError,
+        "a focal point applies to mode fill only",
+    ),
     "a side of 0 pixels": (
         lambda: DerivativeSpec(width=0),
         MalformedPathError,

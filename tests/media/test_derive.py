@@ -4,16 +4,27 @@ exact Derivative it answers when a derivative is found, made, lost to a concurre
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from resize_sidecar.core.errors import NotFoundError, PolicyError, SourceChangedError, SourceTooLargeError, StorageError
+from resize_sidecar.core.errors import (
+    NotFoundError,
+    OverloadedError,
+    PolicyError,
+    SourceChangedError,
+    SourceTooLargeError,
+    StorageError,
+)
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path, parse_path
-from resize_sidecar.media.derive import Derivative, Deriver
+from resize_sidecar.media import imaging
+from resize_sidecar.media.derive import Derivative, Deriver, Source
 from resize_sidecar.media.local import LocalStorage
+from resize_sidecar.media.locks import NodeLocks
 from tests.support.images import photo
 from tests.support.servers import SECRET
 
@@ -238,3 +249,73 @@ def test_a_missing_original_and_one_over_the_byte_limit_are_refused_naming_why(t
 
     assert missing.value.detail == "no original at 'photos/cat.jpg'"
     assert large.value.detail.endswith(" (MAX_SOURCE_BYTES)")
+
+
+class UndeletableStorage(UnreadableVersionStorage):
+    def delete(self, key: str) -> None:
+        raise StorageError("the store refused the delete")
+
+
+def test_when_neither_the_original_nor_the_delete_answers_the_first_error_is_raised(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path, UndeletableStorage(tmp_path / "media"))
+
+    with pytest.raises(StorageError) as failed:
+        deriver.confirm_source(KEY, "the version it was made from", "_r/photos/cat.jpg/320x-made.png")
+
+    assert failed.value.detail == "the store did not answer"
+
+
+def test_a_miss_that_waited_for_a_concurrent_one_answers_what_it_stored(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path, transform_timeout=4, overload_wait=2)
+    path = signed("320x")
+    storage_key = parse_path(path).storage_key("_r/")
+    holder = NodeLocks(deriver.settings.lock_path, 1)
+    holding, stored = threading.Event(), threading.Event()
+
+    def concurrent_miss() -> None:
+        # Longer than the overload wait alone: the wait for a concurrent miss adds the transform's time limit.
+        with holder.flight(storage_key, 0):
+            holding.set()
+            time.sleep(3)
+            deriver.storage.put(storage_key, b"the concurrent miss's bytes", "image/webp", "no-cache")
+        stored.set()
+
+    thread = threading.Thread(target=concurrent_miss)
+    thread.start()
+    holding.wait(5)
+    try:
+        found = deriver.derive(path)
+    finally:
+        thread.join()
+
+    assert stored.is_set()
+    stored_bytes = b"the concurrent miss's bytes"
+    assert found == Derivative(stored_bytes, "image/webp", storage_key, created=False, concurrent=True)
+
+
+def test_a_transform_slot_waits_as_long_as_asked_not_the_overload_wait(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path, max_concurrent_transforms=1, overload_wait=5)
+    other_process = NodeLocks(deriver.settings.lock_path, 1)
+
+    with other_process.transform_slot(0):
+        started = time.monotonic()
+        with pytest.raises(OverloadedError), deriver.transform_slot(0.2):
+            pass
+
+    assert time.monotonic() - started < 2
+
+
+def test_a_derivative_made_from_an_original_in_hand_reports_its_transform_time(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path)
+    data = photo(640, 480)
+    deriver.storage.put(KEY, data, "image/jpeg", "no-cache")
+    version = deriver.storage.version(KEY)
+    assert version is not None
+    source = Source(data, version, imaging.probe(data, deriver.limits))
+    path = parse_path(signed("320x", "png"))
+
+    made = deriver.derive_from(source, path, deriver.authorize_path(path))
+
+    assert (made.created, made.stored) == (True, True)
+    assert made.body == deriver.storage.get(path.storage_key("_r/"))
+    assert 0 < made.transform_seconds < 60

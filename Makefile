@@ -48,7 +48,7 @@ test: setup lint
 
 # Mutation testing (docs/mutants.md): mutants of the signed URLs, the settings and the miss path, against the fast
 # tests of the core, media and web rooms (pyproject's [tool.mutmut]). MUTANTS narrows the run to some mutants' names
-# (CI: the signed URLs and the miss path); the run fails when the score falls under MUTATION_FLOOR percent.
+# (CI: signing's functions and the miss path); the run fails when the score falls under MUTATION_FLOOR percent.
 MUTANTS ?= resize_sidecar.*
 MUTATION_FLOOR ?= 90
 # The tests run from mutmut's copy in mutants/: they find the shared images where the checkout's tests do.

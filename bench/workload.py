@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
 
 import images  # noqa: E402
+import load  # noqa: E402
 import prepare  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
@@ -77,6 +78,8 @@ class Plan:
     connections: int  # of the client: visitors at once
     client_processes: int
     warm_rounds: int  # plays of the page views in the warm pass: hits are fast, a single play is over too soon
+    wrk_seconds: float = 10.0  # of the warm pass played by wrk, when it is installed
+    use_wrk: bool = True
     workers: int = 2  # gunicorn workers; thumbor instances
     use_thumbor: bool = True
     seed: int = 20261203
@@ -113,6 +116,7 @@ SMOKE = replace(
     client_processes=1,
     warm_rounds=1,
     workers=1,
+    use_wrk=False,
     use_thumbor=False,
 )
 
@@ -218,6 +222,10 @@ def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
         workload.versions["thumbor"] = said
         if thumbor_venv is None:
             workload.notes.append(f"thumbor was not measured: {said}")
+    use_wrk = plan.use_wrk
+    if use_wrk and (reason := prepare.ensure_wrk()):
+        workload.notes.append(f"no warm pass from wrk: {reason}")
+        use_wrk = False
     log(f"originals: {plan.scenes} distinct {plan.width}x{plan.height} photos (made once)")
     scenes = make_scenes(plan, work / f"workload-{plan.width}x{plan.height}")
     keys = [f"photos/p{index:05d}.jpg" for index in range(plan.originals)]
@@ -295,10 +303,20 @@ def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
             log(f"{name} {phase}: {plan.page_views * rounds} page views, {len(paths) * rounds} requests")
             result = play(plan, url, paths * rounds, server_groups, stored, plan.page_views * rounds)
             workload.passes.append(replace(result, server=name, phase=phase))
-            log(
-                f"  {result.rps:7.1f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, "
-                f"{result.created} made, statuses {result.statuses}, {result.bytes_stored / 1e6:.1f} MB stored"
-            )
+            log(describe(result))
+        if use_wrk:
+            servers.wait_idle(launched, limit=10.0)
+            log(f"{name} warm, wrk: {plan.wrk_seconds:g} s over the same requests")
+            result = play_wrk(plan, url, paths, server_groups, stored, work)
+            workload.passes.append(replace(result, server=name, phase="warm, wrk"))
+            log(describe(result))
+
+
+def describe(result: Pass) -> str:
+    return (
+        f"  {result.rps:7.1f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, "
+        f"{result.created} made, statuses {result.statuses}, {result.bytes_stored / 1e6:.1f} MB stored"
+    )
 
 
 def make_scenes(plan: Plan, folder: Path) -> list[bytes]:
@@ -415,6 +433,25 @@ def folder_bytes(root: Path) -> tuple[int, int]:
     return sum(path.stat().st_size for path in files), len(files)
 
 
+class Meter:
+    """Wall time, the servers' CPU by process group and the client's CPU, from its creation to :meth:`stop`."""
+
+    def __init__(self, groups: dict[str, list[servers.Server]]) -> None:
+        self.groups = groups
+        self.ticks = {name: sum(server.cpu_ticks() for server in members) for name, members in groups.items()}
+        self.client = client_cpu()
+        self.started = time.perf_counter()
+
+    def stop(self) -> tuple[float, dict[str, float], float]:
+        seconds = time.perf_counter() - self.started
+        client_seconds = client_cpu() - self.client
+        cpu = {
+            name: (sum(server.cpu_ticks() for server in members) - self.ticks[name]) / CLOCK_TICKS
+            for name, members in self.groups.items()
+        }
+        return seconds, cpu, client_seconds
+
+
 def play(
     plan: Plan,
     base_url: str,
@@ -425,11 +462,9 @@ def play(
 ) -> Pass:
     """Every path once, in page order, from ``plan.connections`` keep-alive connections split over the client's
     processes (one Python process cannot keep nginx busy on hits); the servers' CPU over the same time."""
-    before = {name: sum(server.cpu_ticks() for server in members) for name, members in groups.items()}
     per_process = max(1, plan.connections // plan.client_processes)
     shares = [(base_url, paths[index :: plan.client_processes], per_process) for index in range(plan.client_processes)]
-    client_before = client_cpu()
-    started = time.perf_counter()
+    meter = Meter(groups)
     if plan.client_processes == 1:
         answers = [client(*shares[0])]
     else:
@@ -437,12 +472,7 @@ def play(
         context = multiprocessing.get_context("fork")
         with context.Pool(plan.client_processes, signal.signal, (signal.SIGTERM, signal.SIG_DFL)) as pool:
             answers = pool.starmap(client, shares)
-    seconds = time.perf_counter() - started
-    client_seconds = client_cpu() - client_before
-    cpu = {
-        name: (sum(server.cpu_ticks() for server in members) - before[name]) / CLOCK_TICKS
-        for name, members in groups.items()
-    }
+    seconds, cpu, client_seconds = meter.stop()
     latencies = sorted(value for answer in answers for value in answer[0])
     statuses: dict[str, int] = {}
     for answer in answers:
@@ -463,6 +493,42 @@ def play(
         objects_stored=count,
         client_cpu_seconds=client_seconds,
         page_views=views,
+    )
+
+
+def play_wrk(
+    plan: Plan,
+    base_url: str,
+    paths: list[str],
+    groups: dict[str, list[servers.Server]],
+    stored: Callable[[], tuple[int, int]],
+    work: Path,
+) -> Pass:
+    """The warm page views from wrk (``paths.lua``: each thread walks its share of the list, over and over) for
+    ``plan.wrk_seconds``: what the stack serves when the client is not the bound."""
+    meter = Meter(groups)
+    result = load.wrk_load(
+        base_url, paths, connections=plan.connections, seconds=plan.wrk_seconds, threads=2, work=work
+    )
+    seconds, cpu, client_seconds = meter.stop()
+    statuses = {"200": result.requests - result.non2xx}
+    statuses.update({"other": result.non2xx, "error": result.socket_errors + result.timeouts})
+    size, count = stored()
+    return Pass(
+        server="",
+        phase="",
+        requests=result.requests,
+        seconds=result.seconds,
+        statuses={status: n for status, n in statuses.items() if n},
+        created=0,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        # wrk's CPU and the servers' over the whole run, scaled to wrk's measured window.
+        cpu_seconds={name: value * result.seconds / seconds for name, value in cpu.items()},
+        bytes_stored=size,
+        objects_stored=count,
+        client_cpu_seconds=client_seconds * result.seconds / seconds,
+        page_views=round(result.requests / plan.images_per_page),
     )
 
 
@@ -519,6 +585,11 @@ def find(workload: Workload, server: str, phase: str) -> Pass | None:
     return next((p for p in workload.passes if p.server == server and p.phase == phase), None)
 
 
+def warmest(workload: Workload, server: str) -> Pass | None:
+    """The server's warm pass from wrk when there is one (the client is not its bound), else from Python."""
+    return find(workload, server, "warm, wrk") or find(workload, server, "warm")
+
+
 def markdown(workload: Workload) -> str:
     plan = workload.plan
     load_before = ", ".join(f"{value:.2f}" for value in workload.load_before)
@@ -533,7 +604,8 @@ def markdown(workload: Workload) -> str:
     if plan.name == "full" and (plan.originals, plan.page_views) != (FULL.originals, FULL.page_views):
         lines += [
             f"A reduced run ({plan.originals} originals and {plan.page_views} page views instead of "
-            f"{FULL.originals} and {FULL.page_views}); the full run is `make bench`.",
+            f"{FULL.originals} and {FULL.page_views}) on a machine shared with other work (the load average "
+            "above): numbers move from run to run; the full run is `make bench`.",
             "",
         ]
     lines += [
@@ -559,7 +631,7 @@ def markdown(workload: Workload) -> str:
         made = "–" if run.server == "thumbor" else str(run.created)
         answers = ", ".join(f"{count} × {status}" for status, count in sorted(run.statuses.items()))
         lines.append(
-            f"| {run.server} | {run.phase} | {run.requests} | {run.rps:.1f} | {run.p50_ms:.0f} | {run.p99_ms:.0f} "
+            f"| {run.server} | {run.phase} | {run.requests} | {run.rps:.1f} | {run.p50_ms:.1f} | {run.p99_ms:.1f} "
             f"| {run.cpu_per_thousand_views(server_groups):.1f} | {run.cpu_per_thousand_views([S3_GROUP]):.1f} "
             f"| {made} | {run.bytes_stored / 1e6:.2f} MB ({run.objects_stored} objects) | {answers} |"
         )
@@ -569,16 +641,16 @@ def markdown(workload: Workload) -> str:
 
 def goals(workload: Workload) -> list[str]:
     lines = ["## Goals", ""]
-    theirs, cold_theirs = find(workload, "thumbor", "warm"), find(workload, "thumbor", "cold")
+    theirs, cold_theirs = warmest(workload, "thumbor"), find(workload, "thumbor", "cold")
     if theirs is None or cold_theirs is None:
         return [*lines, "Not compared: thumbor was not measured in this run."]
     for name, label in (("sidecar", "sidecar stack on S3"), ("sidecar-local", "sidecar stack on local storage")):
-        ours, cold_ours = find(workload, name, "warm"), find(workload, name, "cold")
+        ours, cold_ours = warmest(workload, name), find(workload, name, "cold")
         if ours is None or cold_ours is None:
             continue
         ratio = ours.rps / theirs.rps
         lines.append(
-            f"- Warm, {label} ÷ thumbor-with-result-storage req/s = **{ratio:.2f}×** (goal ≥ 10×: "
+            f"- Warm ({ours.phase}), {label} ÷ thumbor-with-result-storage req/s = **{ratio:.2f}×** (goal ≥ 10×: "
             f"{'met' if ratio >= 10 else 'not met'}); p99 {ours.p99_ms:.0f} ms against {theirs.p99_ms:.0f} ms "
             f"({'lower' if ours.p99_ms < theirs.p99_ms else 'not lower'}). "
             f"Cold: {cold_ours.rps / cold_theirs.rps:.2f}×, "
@@ -593,18 +665,24 @@ def bounds(workload: Workload) -> list[str]:
     lines = ["## What bounds each pass", ""]
     for run in workload.passes:
         spent = sum(run.cpu_seconds.values())
+        # thumbor does not say what it made; a cold pass starts from an empty result storage.
+        made = run.objects_stored if run.server == "thumbor" and run.phase == "cold" else run.created
         busiest = max(run.cpu_seconds, key=lambda group: run.cpu_seconds[group])
         shares = ", ".join(f"{group} {seconds / spent:.0%}" for group, seconds in run.cpu_seconds.items() if spent)
         lines.append(
             f"- {run.server} {run.phase}: the servers used {spent / run.seconds:.2f} of {cores} cores "
-            f"({shares}); the busiest is {busiest}. The client used {run.client_cpu_seconds / run.seconds:.2f}."
+            f"({shares}); the busiest is {busiest}. The client used {run.client_cpu_seconds / run.seconds:.2f}"
+            + (", more than the servers: it is the likelier bound." if run.client_cpu_seconds > spent else ".")
+            + (f" {spent * 1000 / made:.0f} ms of the servers' CPU per derivative made." if made else "")
         )
     lines += [
         "",
         "A cold pass is bounded by the misses: each first request of a (key, width, format) renders once, while the "
-        "repeats of popular images are hits. A warm pass on S3 is bounded by reading stored objects from S3; here "
-        "that is one Python moto process behind the delay proxy, far slower than a real S3 endpoint, so the warm "
-        "sidecar numbers are a floor of what nginx in front of S3 serves.",
+        "repeats of popular images are hits. On local storage that is the renders' CPU; on S3 a miss also waits on "
+        "S3 round trips (each one the delay proxy's latency plus moto's time), so a cold pass through S3 can leave "
+        "cores idle while the workers wait. A warm pass on S3 is bounded by reading stored objects from S3: here one "
+        "Python moto process behind the delay proxy, far slower than a real S3 endpoint, so the warm sidecar-on-S3 "
+        "numbers are a floor of what nginx in front of S3 serves; on local storage it is nginx, or the client.",
     ]
     return lines
 

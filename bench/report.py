@@ -593,7 +593,7 @@ def method_section(results: Results) -> list[str]:
         f"- ipx: {plan.workers} Node processes of `bench/ipx/server.mjs` (ipx's `createIPX` over the same folder, "
         "no result cache, `VIPS_CONCURRENCY=1`) behind nginx (`least_conn`, keepalive), URLs "
         "`/s_400xH,fit_inside,q_80,f_jpeg/KEY` and `/s_400x300,fit_cover,pos_GRAVITY,q_80,f_webp/KEY` "
-        "(AVIF: `q_55`).",
+        "(AVIF: `q_55`, at sharp's default effort 4, which ipx does not expose; the sidecar encodes at effort 2).",
         "- wrk runs on the same 2 cores as the servers, on loopback; servers not under load are idle.",
         "- Memory: `/proc/PID/status` VmHWM of the worker process.",
         "",

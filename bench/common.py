@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,17 @@ def spread(values: Sequence[float], digits: int = 1, unit: str = "") -> str:
     if len(values) == 1:
         return f"{measured.median:.{digits}f}{unit}"
     return f"{measured.median:.{digits}f}{unit} [{measured.low:.{digits}f}–{measured.high:.{digits}f}]"
+
+
+def moto_credentials() -> None:
+    """AWS credentials and region in the environment, unless set: moto accepts any, boto3 (the harness's and the
+    servers' it starts) needs some."""
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
 
 
 def peak_rss_mb(pid: int) -> float:

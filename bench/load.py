@@ -218,16 +218,25 @@ def wrk_load(
     raise RuntimeError(f"wrk printed no result (exit {finished.returncode}):\n{finished.stdout}\n{finished.stderr}")
 
 
-def python_load(base_url: str, paths: list[str], *, connections: int, check_created: bool = False) -> LoadResult:
-    """Request every path once from ``connections`` threads, each on one keep-alive connection."""
+@dataclass
+class Fetched:
+    """What :func:`fetch_all` saw: each answer's seconds, the count of each status (``error``: a socket error,
+    which has no latency) and the answers the sidecar made (``X-Derivative: created``)."""
+
+    latencies: list[float]
+    statuses: dict[str, int]
+    created: int
+
+
+def fetch_all(base_url: str, paths: list[str], connections: int, timeout: float = 60) -> Fetched:
+    """Request every path once, in order, from ``connections`` threads, each on one keep-alive connection."""
     host, port = base_url.removeprefix("http://").split(":")
     lock = threading.Lock()
     queue = list(reversed(paths))
-    latencies: list[float] = []
-    counts = {"non2xx": 0, "created": 0, "errors": 0}
+    fetched = Fetched([], {}, 0)
 
     def worker() -> None:
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
         try:
             while True:
                 with lock:
@@ -242,29 +251,36 @@ def python_load(base_url: str, paths: list[str], *, connections: int, check_crea
                 except OSError:
                     connection.close()
                     with lock:
-                        counts["errors"] += 1
+                        fetched.statuses["error"] = fetched.statuses.get("error", 0) + 1
                     continue
                 with lock:
-                    latencies.append(time.perf_counter() - started)
-                    counts["non2xx"] += not 200 <= response.status < 300
-                    counts["created"] += response.getheader("X-Derivative") == "created"
+                    fetched.latencies.append(time.perf_counter() - started)
+                    status = str(response.status)
+                    fetched.statuses[status] = fetched.statuses.get(status, 0) + 1
+                    fetched.created += response.getheader("X-Derivative") == "created"
         finally:
             connection.close()
 
-    started = time.perf_counter()
     workers = [threading.Thread(target=worker) for _ in range(connections)]
     for thread in workers:
         thread.start()
     for thread in workers:
         thread.join()
+    return fetched
+
+
+def python_load(base_url: str, paths: list[str], *, connections: int, check_created: bool = False) -> LoadResult:
+    """Request every path once from ``connections`` threads, each on one keep-alive connection."""
+    started = time.perf_counter()
+    fetched = fetch_all(base_url, paths, connections)
     seconds = time.perf_counter() - started
-    latencies.sort()
+    latencies = sorted(fetched.latencies)
     return LoadResult(
         requests=len(latencies),
         seconds=seconds,
-        non2xx=counts["non2xx"],
-        socket_errors=counts["errors"],
-        created=counts["created"] if check_created else 0,
+        non2xx=sum(count for status, count in fetched.statuses.items() if status != "error" and status[0] != "2"),
+        socket_errors=fetched.statuses.get("error", 0),
+        created=fetched.created if check_created else 0,
         p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
         p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
         checked=check_created,

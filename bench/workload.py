@@ -12,43 +12,32 @@ no thumbor, a few seconds (tests/e2e/test_bench_smoke.py).
 
 from __future__ import annotations
 
+import datetime
+import json
+import multiprocessing
 import os
+import random
+import shutil
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import FrameType
 
-# moto accepts any credentials; boto3 (the harness's and the sidecar's) needs some.
-for _name, _value in (
-    ("AWS_ACCESS_KEY_ID", "bench"),
-    ("AWS_SECRET_ACCESS_KEY", "bench"),
-    ("AWS_DEFAULT_REGION", "us-east-1"),
-):
-    os.environ.setdefault(_name, _value)
+import images
+import load
+import prepare
+import report
+import servers
+from common import BENCH, RESULTS, arguments, command_line, moto_credentials, write_results
 
-import datetime  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from dataclasses import asdict, dataclass, field, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import FrameType  # noqa: E402
-
-import images  # noqa: E402
-import load  # noqa: E402
-import prepare  # noqa: E402
-import report  # noqa: E402
-import servers  # noqa: E402
-from common import BENCH, RESULTS, arguments, command_line, write_results  # noqa: E402
-
-from resize_sidecar.core.settings import load as load_settings  # noqa: E402
-from resize_sidecar.core.urls import MediaURLs  # noqa: E402
+from resize_sidecar.core.settings import load as load_settings
+from resize_sidecar.core.urls import MediaURLs
 
 SECRET = "bench-workload-secret-0123456789"
 BUCKET = "bench-workload"
@@ -182,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = (args.out or (RESULTS if plan is not SMOKE else work)).resolve()
 
     signal.signal(signal.SIGTERM, stop_on_signal)
+    moto_credentials()
     started = time.monotonic()
     workload = Workload(
         plan,
@@ -466,17 +456,17 @@ def play(
     shares = [(base_url, paths[index :: plan.client_processes], per_process) for index in range(plan.client_processes)]
     meter = Meter(groups)
     if plan.client_processes == 1:
-        answers = [client(*shares[0])]
+        answers = [load.fetch_all(*shares[0], timeout=120)]
     else:
         # The client processes keep SIGTERM's default: the pool ends them with it, which is no interruption.
         context = multiprocessing.get_context("fork")
         with context.Pool(plan.client_processes, signal.signal, (signal.SIGTERM, signal.SIG_DFL)) as pool:
-            answers = pool.starmap(client, shares)
+            answers = pool.starmap(load.fetch_all, [(*share, 120) for share in shares])
     seconds, cpu, client_seconds = meter.stop()
-    latencies = sorted(value for answer in answers for value in answer[0])
+    latencies = sorted(value for answer in answers for value in answer.latencies)
     statuses: dict[str, int] = {}
     for answer in answers:
-        for status, count in answer[1].items():
+        for status, count in answer.statuses.items():
             statuses[status] = statuses.get(status, 0) + count
     size, count = stored()
     return Pass(
@@ -485,7 +475,7 @@ def play(
         requests=len(latencies),
         seconds=seconds,
         statuses=statuses,
-        created=sum(answer[2] for answer in answers),
+        created=sum(answer.created for answer in answers),
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         cpu_seconds=cpu,
@@ -536,49 +526,6 @@ def client_cpu() -> float:
     """CPU seconds of this process and of its ended children (the client's processes, once the pool joined)."""
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
-
-
-def client(base_url: str, paths: list[str], connections: int) -> tuple[list[float], dict[str, int], int]:
-    """Request every path once from ``connections`` threads: the latencies, the count of each status, and how
-    many answers the sidecar made (``X-Derivative: created``). A socket error counts as status ``error``."""
-    host, port = base_url.removeprefix("http://").split(":")
-    lock = threading.Lock()
-    queue = list(reversed(paths))
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    created = [0]
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection(host, int(port), timeout=120)
-        try:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    path = queue.pop()
-                started = time.perf_counter()
-                try:
-                    connection.request("GET", path)
-                    response = connection.getresponse()
-                    response.read()
-                    status = str(response.status)
-                except OSError:
-                    connection.close()
-                    status = "error"
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed)
-                    statuses[status] = statuses.get(status, 0) + 1
-                    created[0] += status == "200" and response.getheader("X-Derivative") == "created"
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, statuses, created[0]
 
 
 def find(workload: Workload, server: str, phase: str) -> Pass | None:

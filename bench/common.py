@@ -10,9 +10,11 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
@@ -67,6 +69,16 @@ def spread(values: Sequence[float], digits: int = 1, unit: str = "") -> str:
     if len(values) == 1:
         return f"{measured.median:.{digits}f}{unit}"
     return f"{measured.median:.{digits}f}{unit} [{measured.low:.{digits}f}–{measured.high:.{digits}f}]"
+
+
+def log(message: str) -> None:
+    """A progress line, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: the ExitStack then stops every server (the default action would orphan them)."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def moto_credentials() -> None:

@@ -10,7 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from common import log
 
 #: The thumbor measured against; bump deliberately (its numbers are only comparable at one version).
 THUMBOR_REQUIREMENT = "thumbor==7.8.0"
@@ -28,6 +31,25 @@ def ensure_wrk() -> str | None:
         if finished.returncode != 0:
             return f"{' '.join(command)} failed: {finished.stderr.strip()[-300:]}"
     return None if shutil.which("wrk") else "apt-get installed wrk but it is not on PATH"
+
+
+def peer(
+    name: str,
+    measured: bool,
+    install: Callable[[], tuple[Path | None, str]],
+    versions: dict[str, str],
+    notes: list[str],
+) -> Path | None:
+    """A peer's installation from ``install`` (``None`` when not measured, with a note why); its version noted."""
+    if not measured:
+        versions[name] = "not measured in this mode"
+        return None
+    log(f"{name}: checking its installation")
+    found, said = install()
+    versions[name] = said
+    if found is None:
+        notes.append(f"{name} was not measured: {said}")
+    return found
 
 
 def ensure_thumbor(venv: Path) -> tuple[Path | None, str]:

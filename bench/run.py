@@ -32,8 +32,8 @@ import urllib.parse  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass, field, replace  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
-from types import FrameType  # noqa: E402
 
 import images  # noqa: E402
 import inprocess  # noqa: E402
@@ -42,7 +42,7 @@ import prepare  # noqa: E402
 import quality  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
-from common import BENCH, RESULTS, arguments, peak_rss_mb  # noqa: E402
+from common import BENCH, RESULTS, arguments, log, peak_rss_mb, stop_on_signal  # noqa: E402
 from load import OPERATIONS, LoadResult, Operation, UrlPool  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -240,21 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def stop_on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM as Ctrl-C: the ExitStack then stops every server (the default action would orphan them)."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:
     logs = work / "logs" / time.strftime("%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
     results.versions, results.machine = report.versions(), report.machine()
     thumbor_venv = prepare_tools(plan, work, results)
-    ipx_folder = prepare_ipx(plan, work, results)
+    install_ipx = partial(prepare.ensure_ipx, work / "ipx")
+    ipx_folder = prepare.peer("ipx", plan.use_ipx, install_ipx, results.versions, results.notes)
     sources, files = prepare_images(plan, work, results)
     data = {name: path.read_bytes() for name, path in files.items()}
     measure_in_process(plan, data, results)
@@ -308,28 +300,8 @@ def prepare_tools(plan: Plan, work: Path, results: Results) -> Path | None:
     """wrk (required for real runs) and thumbor's virtualenv (``None`` when not measured, with a note why)."""
     if plan.use_wrk and (reason := prepare.ensure_wrk()):
         raise SystemExit(f"bench: {reason}")
-    if not plan.use_thumbor:
-        results.versions["thumbor"] = "not measured in this mode"
-        return None
-    log("thumbor: checking its virtualenv")
-    venv, said = prepare.ensure_thumbor(work / "thumbor-venv")
-    results.versions["thumbor"] = said
-    if venv is None:
-        results.notes.append(f"thumbor was not measured: {said}")
-    return venv
-
-
-def prepare_ipx(plan: Plan, work: Path, results: Results) -> Path | None:
-    """ipx (sharp) installed from npm (``None`` when not measured, with a note why)."""
-    if not plan.use_ipx:
-        results.versions["ipx"] = "not measured in this mode"
-        return None
-    log("ipx: checking its npm install")
-    folder, said = prepare.ensure_ipx(work / "ipx")
-    results.versions["ipx"] = said
-    if folder is None:
-        results.notes.append(f"ipx was not measured: {said}")
-    return folder
+    install = partial(prepare.ensure_thumbor, work / "thumbor-venv")
+    return prepare.peer("thumbor", plan.use_thumbor, install, results.versions, results.notes)
 
 
 def prepare_images(plan: Plan, work: Path, results: Results) -> tuple[dict[str, images.Source], dict[str, Path]]:

@@ -26,15 +26,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from types import FrameType
 
 import images
 import load
 import prepare
 import report
 import servers
-from common import BENCH, RESULTS, arguments, command_line, moto_credentials, write_results
+from common import BENCH, RESULTS, arguments, command_line, log, moto_credentials, stop_on_signal, write_results
 
 from resize_sidecar.core.settings import load as load_settings
 from resize_sidecar.core.urls import MediaURLs
@@ -193,25 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def stop_on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM as Ctrl-C: the ExitStack then stops every server (the default action would orphan them)."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
     logs = work / "logs" / f"workload-{time.strftime('%Y%m%d-%H%M%S')}"
     logs.mkdir(parents=True, exist_ok=True)
-    thumbor_venv = None
-    if plan.use_thumbor:
-        log("thumbor: checking its virtualenv")
-        thumbor_venv, said = prepare.ensure_thumbor(work / "thumbor-venv")
-        workload.versions["thumbor"] = said
-        if thumbor_venv is None:
-            workload.notes.append(f"thumbor was not measured: {said}")
+    install = partial(prepare.ensure_thumbor, work / "thumbor-venv")
+    thumbor_venv = prepare.peer("thumbor", plan.use_thumbor, install, workload.versions, workload.notes)
     use_wrk = plan.use_wrk
     if use_wrk and (reason := prepare.ensure_wrk()):
         workload.notes.append(f"no warm pass from wrk: {reason}")

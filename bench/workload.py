@@ -114,8 +114,6 @@ SMOKE = replace(
 class Pass:
     """One server's play of the page views, as the client and /proc saw it."""
 
-    server: str
-    phase: str  # cold or warm
     requests: int
     seconds: float
     statuses: dict[str, int]
@@ -124,9 +122,11 @@ class Pass:
     p99_ms: float
     cpu_seconds: dict[str, float]  # process group -> CPU seconds spent during the pass
     client_cpu_seconds: float  # the load generator's, on the same cores
-    bytes_stored: int  # derivatives in storage after the pass
-    objects_stored: int
     page_views: int
+    server: str = ""
+    phase: str = ""  # cold, warm or "warm, wrk"
+    bytes_stored: int = 0  # derivatives in storage after the pass
+    objects_stored: int = 0
 
     @property
     def rps(self) -> float:
@@ -259,7 +259,10 @@ def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
     sidecar_paths = [sidecar_path(urls, plan, key, width, fmt) for key, width, fmt in views]
     s3: list[servers.Server] = [moto, proxy]
     groups = {"sidecar": [sidecar], "nginx": [nginx], S3_GROUP: s3}
-    targets = [("sidecar", nginx.url, sidecar_paths, groups, lambda: derived_bytes(moto.url, settings.derived_prefix))]
+    # (name, nginx's URL, the requests, the process groups, what it has stored: bytes and objects)
+    targets: list[tuple[str, str, list[str], dict[str, list[servers.Server]], Callable[[], tuple[int, int]]]] = [
+        ("sidecar", nginx.url, sidecar_paths, groups, lambda: derived_bytes(moto.url, settings.derived_prefix))
+    ]
     local_groups = {"sidecar": [local], "nginx": [local_nginx]}
     derived = media / settings.derived_prefix
     targets.append(("sidecar-local", local_nginx.url, sidecar_paths, local_groups, lambda: folder_bytes(derived)))
@@ -273,18 +276,18 @@ def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
         targets.append(("thumbor", url, thumbor_paths, thumbor_groups, lambda: folder_bytes(result_root)))
 
     for name, url, paths, server_groups, stored in targets:
-        for phase in ("cold", "warm"):
+        for phase in ("cold", "warm", "warm, wrk") if use_wrk else ("cold", "warm"):
             servers.wait_idle(launched, limit=10.0 if plan is not SMOKE else 0.0)
-            rounds = plan.warm_rounds if phase == "warm" else 1
-            log(f"{name} {phase}: {plan.page_views * rounds} page views, {len(paths) * rounds} requests")
-            result = play(plan, url, paths * rounds, server_groups, stored, plan.page_views * rounds)
-            workload.passes.append(replace(result, server=name, phase=phase))
-            log(describe(result))
-        if use_wrk:
-            servers.wait_idle(launched, limit=10.0)
-            log(f"{name} warm, wrk: {plan.wrk_seconds:g} s over the same requests")
-            result = play_wrk(plan, url, paths, server_groups, stored, work)
-            workload.passes.append(replace(result, server=name, phase="warm, wrk"))
+            if phase == "warm, wrk":
+                log(f"{name} {phase}: {plan.wrk_seconds:g} s over the same requests")
+                result = play_wrk(plan, url, paths, server_groups, work)
+            else:
+                rounds = plan.warm_rounds if phase == "warm" else 1
+                log(f"{name} {phase}: {plan.page_views * rounds} page views, {len(paths) * rounds} requests")
+                result = play(plan, url, paths * rounds, server_groups, plan.page_views * rounds)
+            size, count = stored()
+            result = replace(result, server=name, phase=phase, bytes_stored=size, objects_stored=count)
+            workload.passes.append(result)
             log(describe(result))
 
 
@@ -433,7 +436,6 @@ def play(
     base_url: str,
     paths: list[str],
     groups: dict[str, list[servers.Server]],
-    stored: Callable[[], tuple[int, int]],
     views: int,
 ) -> Pass:
     """Every path once, in page order, from ``plan.connections`` keep-alive connections split over the client's
@@ -454,10 +456,7 @@ def play(
     for answer in answers:
         for status, count in answer.statuses.items():
             statuses[status] = statuses.get(status, 0) + count
-    size, count = stored()
     return Pass(
-        server="",
-        phase="",
         requests=len(latencies),
         seconds=seconds,
         statuses=statuses,
@@ -465,8 +464,6 @@ def play(
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         cpu_seconds=cpu,
-        bytes_stored=size,
-        objects_stored=count,
         client_cpu_seconds=client_seconds,
         page_views=views,
     )
@@ -477,7 +474,6 @@ def play_wrk(
     base_url: str,
     paths: list[str],
     groups: dict[str, list[servers.Server]],
-    stored: Callable[[], tuple[int, int]],
     work: Path,
 ) -> Pass:
     """The warm page views from wrk (``paths.lua``: each thread walks its share of the list, over and over) for
@@ -489,10 +485,7 @@ def play_wrk(
     seconds, cpu, client_seconds = meter.stop()
     statuses = {"200": result.requests - result.non2xx}
     statuses.update({"other": result.non2xx, "error": result.socket_errors + result.timeouts})
-    size, count = stored()
     return Pass(
-        server="",
-        phase="",
         requests=result.requests,
         seconds=result.seconds,
         statuses={status: n for status, n in statuses.items() if n},
@@ -501,8 +494,6 @@ def play_wrk(
         p99_ms=result.p99_ms,
         # wrk's CPU and the servers' over the whole run, scaled to wrk's measured window.
         cpu_seconds={name: value * result.seconds / seconds for name, value in cpu.items()},
-        bytes_stored=size,
-        objects_stored=count,
         client_cpu_seconds=client_seconds * result.seconds / seconds,
         page_views=round(result.requests / plan.images_per_page),
     )

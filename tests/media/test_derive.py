@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from resize_sidecar.core import auto, private
 from resize_sidecar.core.errors import (
+    BadSignatureError,
     NotFoundError,
     OverloadedError,
     PolicyError,
@@ -19,8 +21,9 @@ from resize_sidecar.core.errors import (
     SourceTooLargeError,
     StorageError,
 )
+from resize_sidecar.core.formats import FormatName
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import format_path, parse_path
+from resize_sidecar.core.signing import DerivativePath, format_path, parse_path, parse_spec, sign
 from resize_sidecar.media import imaging
 from resize_sidecar.media.derive import Derivative, Deriver, Source
 from resize_sidecar.media.local import LocalStorage
@@ -319,3 +322,24 @@ def test_a_derivative_made_from_an_original_in_hand_reports_its_transform_time(t
     assert (made.created, made.stored) == (True, True)
     assert made.body == deriver.storage.get(path.storage_key("_r/"))
     assert 0 < made.transform_seconds < 60
+
+
+def stored_path(fmt: FormatName, signed_as: str, secret: str) -> DerivativePath:
+    return DerivativePath(key=KEY, spec="320x", fmt=fmt, signature=sign(KEY, "320x", signed_as, secret))
+
+
+def test_a_stored_derivative_is_authorized_by_the_key_and_format_it_was_signed_with(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path)
+    private_key = private.signing_key(SECRET)
+
+    assert deriver.authorize_stored(stored_path("webp", "webp", SECRET)) == parse_spec("320x")
+    assert deriver.authorize_stored(stored_path("webp", auto.AUTO, SECRET)) == parse_spec("320x")
+    assert deriver.authorize_stored(stored_path("png", "png", private_key), private_derivative=True) == parse_spec(
+        "320x"
+    )
+    with pytest.raises(BadSignatureError):
+        deriver.authorize_stored(stored_path("png", auto.AUTO, SECRET))
+    with pytest.raises(BadSignatureError):
+        deriver.authorize_stored(stored_path("png", "png", private_key))
+    with pytest.raises(BadSignatureError):
+        deriver.authorize_stored(stored_path("png", "png", SECRET), private_derivative=True)

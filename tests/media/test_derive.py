@@ -343,3 +343,12 @@ def test_a_stored_derivative_is_authorized_by_the_key_and_format_it_was_signed_w
         deriver.authorize_stored(stored_path("png", "png", private_key))
     with pytest.raises(BadSignatureError):
         deriver.authorize_stored(stored_path("png", "png", SECRET), private_derivative=True)
+
+
+def test_a_private_path_is_read_under_the_configured_media_url(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path, media_url="/img/")
+    path = stored_path("webp", "webp", private.signing_key(SECRET))
+
+    parsed, signed_format = deriver.parse(path.public_path("/img/", "_p/"))
+
+    assert (parsed, signed_format) == (path, None)

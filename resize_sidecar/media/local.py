@@ -322,15 +322,19 @@ class LocalStorage:
             with self._folder(folder, create=True) as folder_fd:
                 written = self._write_file(folder_fd, name, data, replace=replace, key=key)
                 if written is not None and metadata:
-                    record = {"object": _file_version(written), "metadata": dict(metadata)}
-                    self._write_file(folder_fd, _META_PREFIX + name, json.dumps(record).encode(), replace=True, key=key)
+                    record = json.dumps({"object": _file_version(written), "metadata": dict(metadata)}).encode()
+                    # Not synced: one cut off by a crash reads as no metadata (a render more, never a wrong skip),
+                    # and a second fsync would add its wait to every miss.
+                    self._write_file(folder_fd, _META_PREFIX + name, record, replace=True, key=key, durable=False)
                 return written is not None
         except OSError as error:
             raise self._error("put" if replace else "put_if_absent", key, error) from error
 
-    def _write_file(self, folder_fd: int, name: str, data: bytes, *, replace: bool, key: str) -> os.stat_result | None:
-        """Write the file ``name`` in an open folder, through a temporary file; what was written (``None``: nothing,
-        the name was taken and not ``replace``)."""
+    def _write_file(
+        self, folder_fd: int, name: str, data: bytes, *, replace: bool, key: str, durable: bool = True
+    ) -> os.stat_result | None:
+        """Write the file ``name`` in an open folder, through a temporary file (on disk before it is named, when
+        ``durable``); what was written (``None``: nothing, the name was taken and not ``replace``)."""
         temp = _TEMP_PREFIX + secrets.token_hex(8)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
@@ -340,8 +344,9 @@ class LocalStorage:
                 file.flush()
                 # Made 0600: nginx's workers (another user) could not read it.
                 os.fchmod(fd, self.file_mode)
-                # On disk before it gets its name, so a crash cannot leave an empty file that nginx serves.
-                os.fsync(fd)
+                if durable:
+                    # On disk before it gets its name, so a crash cannot leave an empty file that nginx serves.
+                    os.fsync(fd)
                 written = os.fstat(fd)
             if replace:
                 os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)

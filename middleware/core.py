@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from resize_sidecar.core.errors import SettingsError, SidecarError
 from resize_sidecar.core.formats import ORIGINAL_TYPES
 from resize_sidecar.core.settings import Settings, load
-from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, parse_storage_key, validate_key
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, encode_key, parse_path, validate_key, verify
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.middleware.rewrite import CODINGS, Headers, HTMLRewriter, rewrite_body
 
@@ -231,7 +231,11 @@ class DevelopmentMedia:
         key = path[len(settings.media_url) :]
         try:
             if is_derivative:
-                parse_storage_key(key, settings.derived_prefix)
+                # Stored without its signature, so served only when the signature is valid, as nginx does.
+                raw_path = settings.media_url + encode_key(key)
+                signed = parse_path(raw_path, media_url=settings.media_url, derived_prefix=settings.derived_prefix)
+                verify(signed, settings.secrets)
+                key = signed.storage_key(settings.derived_prefix)
             else:
                 validate_key(key, settings.derived_prefix)
             file = self._stored_file(key)

@@ -229,6 +229,12 @@ class Settings:
         """``lock_dir``, with empty resolved to a folder of this user's in the system's temporary folder."""
         return self.lock_dir or os.path.join(tempfile.gettempdir(), f"resize-sidecar-locks-{os.getuid()}")
 
+    @property
+    def signed_storage_keys(self) -> bool:
+        """Whether derivatives are stored at their signed public path rather than without the signature: in redirect
+        mode, where an S3 website or a CDN serves storage keys as URLs and checks no signature."""
+        return self.on_miss == "redirect"
+
     def require_secrets(self) -> tuple[str, ...]:
         """``secrets``, for what signs or verifies derivative URLs.
 

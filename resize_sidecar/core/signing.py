@@ -1,9 +1,13 @@
 """The derivative URL contract: keys, specs, public paths and their signatures.
 
 A derivative's public path is ``{media_url}{derived_prefix}{key}/{spec}-{sig}.{fmt}``, the key percent-encoded
-(RFC 3986, ``/`` kept); its storage key is ``{derived_prefix}{key}/{spec}-{sig}.{fmt}``, the key as it is. The layout
-is written by :meth:`DerivativePath.public_path` and :meth:`DerivativePath.storage_key` and read by :func:`parse_path`
-and :func:`parse_storage_key`, nowhere else. Exactly one spelling of each derivative is accepted: the one
+(RFC 3986, ``/`` kept); its storage key is ``{derived_prefix}{key}/{spec}.{fmt}``, the key as it is and no signature,
+so that a derivative stays where it is when the secrets change. The layout is written by
+:meth:`DerivativePath.public_path` and :meth:`StoredDerivative.storage_key` and read by :func:`parse_path` and
+:func:`parse_storage_key`, nowhere else. Where whatever serves storage cannot check a signature (redirect mode: an S3
+website serves storage keys as URLs), the storage key is the public path's, signature included
+(:meth:`DerivativePath.signed_storage_key`, read by :func:`parse_signed_storage_key`); so were all storage keys in the
+layout before, which ``resize-sidecar migrate`` moves. Exactly one spelling of each derivative is accepted: the one
 :func:`format_path` writes. Every other spelling (other percent-encodings, a spec with defaults spelled out or options
 reordered) is refused, so a signature can never be moved onto another key and caches never fragment.
 
@@ -146,13 +150,39 @@ class DerivativePath:
         """The derivative's file name, ``{spec}-{signature}.{format}``."""
         return derivative_name(self.spec, self.signature, self.fmt)
 
+    @property
+    def stored(self) -> StoredDerivative:
+        """The derivative it names, as storage knows it: without the signature."""
+        return StoredDerivative(self.key, self.spec, self.fmt)
+
     def storage_key(self, derived_prefix: str) -> str:
-        """Where the derivative is stored: ``{derived_prefix}{key}/{name}``."""
+        """Where the derivative is stored: ``{derived_prefix}{key}/{spec}.{fmt}``."""
+        return self.stored.storage_key(derived_prefix)
+
+    def signed_storage_key(self, derived_prefix: str) -> str:
+        """Where it is stored when storage keys carry the signature (redirect mode, and every store before the
+        signature left them): ``{derived_prefix}{key}/{spec}-{signature}.{fmt}``, its public path's."""
         return derivatives_prefix(self.key, derived_prefix) + self.name
 
     def public_path(self, media_url: str, derived_prefix: str) -> str:
         """The path it is requested at: its storage key, percent-encoded, under ``media_url``."""
         return media_url + derivatives_prefix(encode_key(self.key), derived_prefix) + self.name
+
+
+@dataclass(frozen=True)
+class StoredDerivative:
+    """A derivative as it is stored: its original's key, the text of its spec and its format. The signature that
+    asked for it is no part of it, so any validly signed URL of the same key, spec and format names the same object,
+    whichever secret signed it."""
+
+    key: str
+    spec: str
+    fmt: FormatName
+
+    def storage_key(self, derived_prefix: str) -> str:
+        """Where it is stored: ``{derived_prefix}{key}/{spec}.{fmt}``."""
+        return derivatives_prefix(self.key, derived_prefix) + f"{self.spec}.{self.fmt}"
+
 
 #: Storage keys under this folder are resize-sidecar's own bookkeeping (the upload manifest, readiness's write probe):
 #: no original's key starts with it, so nothing reaches them through a URL or the API, and nginx never serves them.
@@ -281,15 +311,6 @@ def format_spec(spec: DerivativeSpec) -> str:
     if spec.sharpen:
         parts.append("sharp")
     return "-".join(parts)
-
-
-def names_a_derivative(name: str) -> bool:
-    """Whether a file name has the shape of a derivative's, ``{spec}-{signature}.{format}``."""
-    try:
-        _split_name(name)
-    except (MalformedPathError, BadSignatureError):
-        return False
-    return True
 
 
 def _split_name(name: str) -> tuple[str, str, FormatName]:
@@ -425,21 +446,45 @@ def parse_path(raw_path: str, *, media_url: str = "/media/", derived_prefix: str
     return DerivativePath(key=key, spec=spec, fmt=fmt, signature=signature)
 
 
-def parse_storage_key(storage_key: str, derived_prefix: str) -> DerivativePath:
-    """Split a derivative's storage key (``{derived_prefix}{key}/{spec}-{sig}.{fmt}``) into a
-    :class:`DerivativePath`: the inverse of :meth:`DerivativePath.storage_key`. Neither verified nor parsed further.
+def parse_storage_key(storage_key: str, derived_prefix: str) -> StoredDerivative:
+    """Split a derivative's storage key (``{derived_prefix}{key}/{spec}.{fmt}``) into a :class:`StoredDerivative`:
+    the inverse of :meth:`StoredDerivative.storage_key`. The spec text is a preset's name or a canonical spec; it is
+    not resolved against the presets.
 
     Raises:
-        MalformedPathError: not a derivative's storage key (a signature of the wrong shape included).
+        MalformedPathError: not a derivative's storage key (one in the layout before included).
     """
-    if not storage_key.startswith(derived_prefix):
-        raise MalformedPathError(f"storage key does not start with {derived_prefix!r}")
-    key, slash, name = storage_key[len(derived_prefix) :].rpartition("/")
-    if not slash:
-        raise MalformedPathError("expected {key}/{spec}-{signature}.{format}")
+    key, name = _split_storage_key(storage_key, derived_prefix, "expected {key}/{spec}.{format}")
+    spec, dot, fmt = name.rpartition(".")
+    if not (dot and spec):
+        raise MalformedPathError("expected {key}/{spec}.{format}")
+    if not is_preset_name(spec):
+        parse_spec(spec)
+    return StoredDerivative(key=key, spec=spec, fmt=_output_format(fmt))
+
+
+def parse_signed_storage_key(storage_key: str, derived_prefix: str) -> DerivativePath:
+    """Split a storage key with the signature in it (``{derived_prefix}{key}/{spec}-{sig}.{fmt}``) into the
+    :class:`DerivativePath` it was stored for: the inverse of :meth:`DerivativePath.signed_storage_key`. Neither
+    verified nor parsed further.
+
+    Raises:
+        MalformedPathError: not a signed storage key (a signature of the wrong shape included).
+    """
+    key, name = _split_storage_key(storage_key, derived_prefix, "expected {key}/{spec}-{signature}.{format}")
     try:
         spec, signature, fmt = _split_name(name)
     except BadSignatureError as error:
         raise MalformedPathError(error.detail) from None
-    validate_key(key, derived_prefix)
     return DerivativePath(key=key, spec=spec, fmt=fmt, signature=signature)
+
+
+def _split_storage_key(storage_key: str, derived_prefix: str, shape: str) -> tuple[str, str]:
+    """A derivative's storage key split into its original's key (validated) and its file name."""
+    if not storage_key.startswith(derived_prefix):
+        raise MalformedPathError(f"storage key does not start with {derived_prefix!r}")
+    key, slash, name = storage_key[len(derived_prefix) :].rpartition("/")
+    if not slash:
+        raise MalformedPathError(shape)
+    validate_key(key, derived_prefix)
+    return key, name

@@ -16,7 +16,6 @@ import prometheus_client
 
 from resize_sidecar.core import auto, private
 from resize_sidecar.core.errors import (
-    BadSignatureError,
     NotFoundError,
     PolicyError,
     SourceChangedError,
@@ -30,6 +29,7 @@ from resize_sidecar.core.signing import (
     PRIVATE_DERIVED_PREFIX,
     DerivativePath,
     DerivativeSpec,
+    StoredDerivative,
     is_preset_name,
     parse_path,
     resolve_spec,
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 ORIGINAL_READS = prometheus_client.Counter(
     "resize_sidecar_original_reads", "Originals read from storage to make a derivative."
 )
+
 
 @dataclass(frozen=True)
 class Derivative:
@@ -136,22 +137,6 @@ class Deriver:
         path, signed_format = self.parse(raw_path, accept=accept)
         return path, self.authorize_path(path, signed_format=signed_format)
 
-    def authorize_stored(self, path: DerivativePath, *, private_derivative: bool = False) -> DerivativeSpec:
-        """As :meth:`authorize_path`, for a derivative found in storage: a private one is verified with the private
-        signing keys; a public one in a format ``.auto`` chooses may have been signed for ``auto``.
-
-        Raises:
-            BadSignatureError, MalformedPathError, PolicyError: the path is refused.
-        """
-        if private_derivative:
-            return self.authorize_path(path, [private.signing_key(secret) for secret in self.settings.secrets])
-        try:
-            return self.authorize_path(path)
-        except BadSignatureError:
-            if path.fmt not in auto.FORMATS:
-                raise
-            return self.authorize_path(path, signed_format=auto.AUTO)
-
     def parse(self, raw_path: str, *, accept: str = "") -> tuple[DerivativePath, str | None]:
         """The derivative a request path names (for an ``.auto`` path, the one of the format ``accept`` chooses) and
         the format its signature covers when it is not the path's own; neither verified nor checked.
@@ -180,9 +165,18 @@ class Deriver:
         Raises:
             BadSignatureError, MalformedPathError, PolicyError: the path is refused.
         """
+        verify(path, self.settings.secrets if secrets is None else secrets, signed_format=signed_format)
+        return self.check_spec(path.spec)
+
+    def check_spec(self, spec_text: str) -> DerivativeSpec:
+        """The spec a spec text stands for (a preset's or its own), if the settings allow it now: the check of a
+        verified path, and of a derivative found in storage (which a validly signed request made).
+
+        Raises:
+            MalformedPathError, PolicyError: the spec is refused.
+        """
         settings = self.settings
-        verify(path, settings.secrets if secrets is None else secrets, signed_format=signed_format)
-        spec = resolve_spec(path.spec, settings.preset_specs)
+        spec = resolve_spec(spec_text, settings.preset_specs)
         limit = settings.max_output_dimension
         if max(spec.width or 0, spec.height or 0) > limit:
             raise PolicyError(f"derivatives are at most {limit} pixels wide and high (MAX_OUTPUT_DIMENSION)")
@@ -194,7 +188,7 @@ class Deriver:
 
         # Presets are the operator's own and few; every other spec is bounded by the configured lists, so a leaked
         # secret (or a page that signs what it is shown) cannot make unboundedly many distinct derivatives.
-        if not is_preset_name(path.spec):
+        if not is_preset_name(spec_text):
             if settings.widths:
                 if spec.full_size:
                     raise PolicyError("full-size derivatives need a preset when allowed widths are set")
@@ -234,8 +228,8 @@ class Deriver:
         """
         return self._stored_or_made(path, spec, self.storage.get, source)
 
-    def render(self, path: DerivativePath, spec: DerivativeSpec) -> Made:
-        """Read the original of an authorized path and render ``spec`` of it.
+    def render(self, derivative: DerivativePath | StoredDerivative, spec: DerivativeSpec) -> Made:
+        """Read the original of an authorized derivative and render ``spec`` of it.
 
         Raises:
             NotFoundError: no original at the path's key.
@@ -245,16 +239,16 @@ class Deriver:
         """
         ORIGINAL_READS.inc()
         try:
-            original = self.storage.get_versioned(path.key, max_bytes=self.limits.max_source_bytes)
+            original = self.storage.get_versioned(derivative.key, max_bytes=self.limits.max_source_bytes)
         except SourceTooLargeError as error:
             raise SourceTooLargeError(f"{error.detail} (MAX_SOURCE_BYTES)") from None
         if original is None:
-            raise NotFoundError(f"no original at {path.key!r}")
+            raise NotFoundError(f"no original at {derivative.key!r}")
         started = time.perf_counter()
         info = imaging.probe(original.data, self.limits)
-        faces = self._faces(spec, path.key, original.data, original.version, info)
-        rendered = imaging.render(original.data, spec, path.fmt, self.limits, info, faces)
-        made_with = recipe.record(spec, path.fmt, self.limits, info.decoder, original.version)
+        faces = self._faces(spec, derivative.key, original.data, original.version, info)
+        rendered = imaging.render(original.data, spec, derivative.fmt, self.limits, info, faces)
+        made_with = recipe.record(spec, derivative.fmt, self.limits, info.decoder, original.version)
         return Made(rendered, time.perf_counter() - started, original.version, made_with)
 
     def _faces(
@@ -271,6 +265,12 @@ class Deriver:
         # Concurrent first misses of crops of one original wait for one detection and read what it stored.
         with self.locks.flight(faces_key(key), self.settings.transform_timeout):
             return self.faces.of(key, data, version, info)
+
+    def storage_key(self, path: DerivativePath, *, private: bool = False) -> str:
+        """Where the derivative a path names is stored (a ``private`` one under the private derivatives' prefix):
+        without the signature, or with it where storage keys carry it (``Settings.signed_storage_keys``)."""
+        prefix = PRIVATE_DERIVED_PREFIX if private else self.settings.derived_prefix
+        return path.signed_storage_key(prefix) if self.settings.signed_storage_keys else path.storage_key(prefix)
 
     def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
         """Keep the derivative just stored at ``storage_key`` only if its original is still the version it was made
@@ -315,7 +315,7 @@ class Deriver:
             OverloadedError: a concurrent miss for it, or other transforms, kept this one waiting too long.
             SidecarError: as :meth:`derive`.
         """
-        storage_key = path.storage_key(PRIVATE_DERIVED_PREFIX if private else self.settings.derived_prefix)
+        storage_key = self.storage_key(path, private=private)
         content_type = CONTENT_TYPES[path.fmt]
         # A concurrent holder may take a whole transform and a slot wait: waiting that long is still cheaper than
         # making the derivative once more.
@@ -329,9 +329,7 @@ class Deriver:
                 return Derivative(found, content_type, storage_key, created=False, concurrent=contended)
             return self._make(path, spec, storage_key, source)
 
-    def _make(
-        self, path: DerivativePath, spec: DerivativeSpec, storage_key: str, source: Source | None
-    ) -> Derivative:
+    def _make(self, path: DerivativePath, spec: DerivativeSpec, storage_key: str, source: Source | None) -> Derivative:
         # The slot bounds the memory and CPU of originals held and decoded at once, so it covers the read too; the
         # original (tens of megabytes, perhaps) is released when render() returns, before the upload.
         with self.locks.transform_slot(self.settings.overload_wait):

@@ -42,9 +42,10 @@ from resize_sidecar.core.signing import (
     MAX_KEY_BYTES,
     PRIVATE_PREFIX,
     DerivativePath,
+    StoredDerivative,
     derivatives_prefix,
     format_path,
-    names_a_derivative,
+    parse_signed_storage_key,
     parse_storage_key,
     resolve_spec,
     sign,
@@ -162,10 +163,6 @@ class MediaLibrary:
         validate_key(key, self.settings.derived_prefix)
         if key.startswith(self.settings.incoming_prefix):
             raise MalformedPathError(f"a key may not start with {self.settings.incoming_prefix!r}")
-        # Its derivatives would live under _r/{key}/: on local storage, a folder where another image's derivative
-        # file goes (or the other way round), so one of the two could never be stored.
-        if any(names_a_derivative(segment) for segment in key.split("/")[1:]):
-            raise MalformedPathError("a key's names after the first may not look like a derivative's file name")
 
     def upload(self, data: bytes, chosen_key: str | None) -> Upload:
         """Check, decode in full and store an uploaded original under the incoming prefix, with its presets.
@@ -478,24 +475,27 @@ class MediaLibrary:
         return urls
 
     def _move_derivatives(self, incoming_key: str, final_key: str) -> int:
-        """Copy every derivative of the incoming original to the final key, signed anew for it; how many."""
+        """Copy every derivative of the incoming original to the final key; how many."""
         derived_prefix = self.settings.derived_prefix
         moved = 0
         for item in self._all_objects(derivatives_prefix(incoming_key, derived_prefix)):
             try:
-                found = parse_storage_key(item.key, derived_prefix)
+                if self.settings.signed_storage_keys:
+                    found: StoredDerivative = parse_signed_storage_key(item.key, derived_prefix).stored
+                else:
+                    found = parse_storage_key(item.key, derived_prefix)
             except MalformedPathError:
                 continue  # not a derivative's name: the incoming folder goes anyway
             data = self.storage.get(item.key) if found.key == incoming_key else None
             if data is None:
                 continue  # another original's derivative, or deleted meanwhile
-            # The signature covers the key: the same spec and format under the final key need a new one.
-            path = self._signed(final_key, found.spec, found.fmt)
-            headers = write_headers("derivative", self.settings, CONTENT_TYPES[path.fmt])
+            # Where storage keys carry the signature, it covers the key: the final key's is a new one.
+            moving = self._signed(final_key, found.spec, found.fmt)
+            headers = write_headers("derivative", self.settings, CONTENT_TYPES[moving.fmt])
             # What made it goes with it, so regenerate finds it current where storage versions an original by its
             # bytes (S3's ETag); where it does not (a local file's inode), it is rendered once more.
             recorded = self.storage.head(item.key)
-            self.storage.put_if_absent(path.storage_key(derived_prefix), data, *headers, metadata=recorded)
+            self.storage.put_if_absent(self.deriver.storage_key(moving), data, *headers, metadata=recorded)
             moved += 1
         return moved
 

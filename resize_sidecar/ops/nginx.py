@@ -19,6 +19,7 @@ from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, PRIVATE_PREFIX, 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
 SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
 PRIVATE_SCRIPT = TEMPLATES / "private.js"
+DERIVATIVES_SCRIPT = TEMPLATES / "derivatives.js"
 # Debian's libnginx-mod-http-js; other builds put it elsewhere or compile njs in.
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 #: nginx's cache of open derivative files (local storage): a hit then skips the open() and the stat() of
@@ -62,13 +63,14 @@ def render_nginx(
     s3_auth = s3_auth or settings.nginx_s3_auth
     if s3_auth not in ("none", "sigv4"):
         raise SettingsError(f"--s3-auth: expected 'none' or 'sigv4', got {s3_auth!r}")
+    secrets = settings.require_secrets()
     s3 = settings.storage == "s3"
     signed = s3 and s3_auth == "sigv4"
     cached = s3 and bool(settings.nginx_cache_size)
     # Private and .auto URLs are handled here only in a whole file (a snippet cannot declare njs and maps in http {}),
     # and private ones only where nginx can read them: locally, or from S3 with SigV4. Elsewhere the sidecar answers
     # them, with the same checks and answers.
-    edge = not snippet and bool(settings.secrets)
+    edge = not snippet
     private_edge = edge and (signed or not s3)
     values = {
         "listen": listen,
@@ -94,8 +96,21 @@ def render_nginx(
     # Ends the line before it in the templates: nothing at all when it is not rendered.
     values["auto"] = "\n" + _render("auto.conf", {}).rstrip("\n") if edge else ""
     if private_edge:
-        keys = " ".join(private.token_key(secret) for secret in settings.secrets)
+        keys = " ".join(private.token_key(secret) for secret in secrets)
         values["private_check"] = _render("private-check.conf", {"private_keys": keys}).rstrip("\n")
+
+    def derivative_check(prefix: str, signing_keys: list[str]) -> str:
+        check = {
+            "derivatives_url": settings.media_url + prefix,
+            "derivatives_key": prefix,
+            "signed_keys": "signed" if settings.signed_storage_keys else "",
+            "signing_keys": " ".join(key.encode().hex() for key in signing_keys),
+        }
+        return _render("derivative-check.conf", check).rstrip("\n")
+
+    values["derivative_check"] = derivative_check(settings.derived_prefix, list(secrets))
+    private_signing_keys = [private.signing_key(secret) for secret in secrets]
+    values["private_derivative_check"] = derivative_check(PRIVATE_DERIVED_PREFIX, private_signing_keys)
     # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
     resize_extra = [] if snippet else [
         "    proxy_hide_header Cache-Control;",
@@ -128,9 +143,11 @@ def render_nginx(
         locations.append(_render("app.conf", {"app_url": app, "proxy_headers": values["proxy_headers"]}))
     text = "\n".join(locations)
 
-    main = [f"load_module {JS_MODULE};"] if signed or private_edge else []
+    # Every derivative's signature is checked by njs (derivatives.js).
+    main = [f"load_module {JS_MODULE};"]
     main += [f"env {name};" for name in _AWS_ENV] if signed else []
-    http = _edge_http() if edge else []
+    http = _derivatives_http()
+    http += _edge_http() if edge else []
     if private_edge:
         http += _private_http()
     if s3 and settings.serve_originals:
@@ -196,16 +213,18 @@ def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
     }
     bucket_path = f"/{settings.s3_bucket}/{settings.s3_prefix}"
 
-    def read(path: str) -> str:
-        """Everything a location needs to read objects; ``path`` replaces the location's prefix when anonymous."""
+    def read(path: str = "") -> str:
+        """Everything a location needs to read objects: at ``path`` in place of the location's prefix, or (without
+        one) at the path the location rewrote the URI to, ``{bucket_path}{storage key}``."""
+        strip = settings.media_url if path else bucket_path
         if signed:
-            reader = _render("s3-sigv4.conf", values)
+            reader = _render("s3-sigv4.conf", {**values, "s3_strip": strip})
         else:
             reader = _render("s3-anonymous.conf", {**values, "s3_path": path})
         return _render("s3-proxy.conf", {**values, "s3_pass": reader.rstrip("\n")}).rstrip("\n")
 
-    values["s3_read"] = read(bucket_path + settings.derived_prefix)
-    values["s3_read_private"] = read(bucket_path + PRIVATE_DERIVED_PREFIX)
+    values["s3_bucket_path"] = bucket_path
+    values["s3_read"] = read()
     originals = read(bucket_path) + "\n" + _render("originals-s3.conf", values).rstrip("\n")
     values["originals"] = originals if settings.serve_originals else "    return 404;"
     return values
@@ -223,6 +242,13 @@ def _edge_http() -> list[str]:
         '    default "";',
         f'    "~\\.{auto.AUTO}(\\?|$)" {auto.VARY};',
         "}",
+    ]
+
+
+def _derivatives_http() -> list[str]:
+    return [
+        f"js_import resize_derivatives from {DERIVATIVES_SCRIPT};",
+        "js_set $resize_derivative resize_derivatives.derivative;",
     ]
 
 

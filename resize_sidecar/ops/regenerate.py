@@ -9,7 +9,6 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from resize_sidecar.core.errors import (
-    BadSignatureError,
     MalformedPathError,
     NotFoundError,
     PolicyError,
@@ -22,8 +21,9 @@ from resize_sidecar.core.objects import write_headers
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import (
     PRIVATE_DERIVED_PREFIX,
-    DerivativePath,
+    StoredDerivative,
     is_preset_name,
+    parse_signed_storage_key,
     parse_spec,
     parse_storage_key,
 )
@@ -74,7 +74,7 @@ class Selection:
             parse_spec(spec)  # only the canonical spelling names stored derivatives
         return cls(spec=spec, fmt=fmt)
 
-    def picks(self, path: DerivativePath) -> bool:
+    def picks(self, path: StoredDerivative) -> bool:
         return self.spec in (None, path.spec) and self.fmt in (None, path.fmt)
 
 
@@ -108,17 +108,16 @@ class _Regenerator:
     def regenerate(self, stored: StoredObject) -> Outcome | None:
         settings, options = self.settings, self.options
         private_derivative = stored.key.startswith(PRIVATE_DERIVED_PREFIX)
-        try:
-            prefix = PRIVATE_DERIVED_PREFIX if private_derivative else settings.derived_prefix
-            path = parse_storage_key(stored.key, prefix)
-        except MalformedPathError:
-            return Outcome(stored.key, "skipped", "not a derivative's key") if options.shard.owns(stored.key) else None
+        prefix = PRIVATE_DERIVED_PREFIX if private_derivative else settings.derived_prefix
+        path = self.derivative(stored.key, prefix)
+        if isinstance(path, Outcome) or path is None:
+            return path
         if not options.selection.picks(path) or not options.shard.owns(path.key):
             return None
         if is_preset_name(path.spec) and path.spec not in settings.preset_specs:
             return self.stale(stored.key, f"preset {path.spec!r} no longer exists")
         try:
-            spec = self.deriver.authorize_stored(path, private_derivative=private_derivative)
+            spec = self.deriver.check_spec(path.spec)
             source_version = self.original_version(path.key)
             if source_version is None:
                 raise NotFoundError(f"no original at {path.key!r}")
@@ -128,8 +127,6 @@ class _Regenerator:
             # The machine's transform slots are shared with the sidecar's misses; a batch may wait a whole transform.
             with self.deriver.transform_slot(settings.transform_timeout + settings.overload_wait):
                 made = self.deriver.render(path, spec)
-        except BadSignatureError:
-            return Outcome(stored.key, "skipped", "signed with none of the current secrets")
         except PolicyError as error:
             return self.stale(stored.key, error.detail)
         except NotFoundError:
@@ -146,6 +143,26 @@ class _Regenerator:
         if options.dry_run:
             return Outcome(stored.key, "would rebuild")
         return self.write(stored.key, path.key, made, Outcome(stored.key, "rebuilt"))
+
+    def derivative(self, key: str, prefix: str) -> StoredDerivative | Outcome | None:
+        """The derivative stored at a key under ``prefix`` in the layout of these settings, or why it is skipped
+        (``None``: another shard's)."""
+        signed_layout = self.settings.signed_storage_keys
+        try:
+            if signed_layout:
+                return parse_signed_storage_key(key, prefix).stored
+            return parse_storage_key(key, prefix)
+        except MalformedPathError:
+            pass
+        try:
+            original_key = (parse_storage_key if signed_layout else parse_signed_storage_key)(key, prefix).key
+        except MalformedPathError:
+            return Outcome(key, "skipped", "not a derivative's key") if self.options.shard.owns(key) else None
+        if not self.options.shard.owns(original_key):
+            return None
+        if signed_layout:
+            return Outcome(key, "skipped", "stored without its signature, which redirect mode's keys carry")
+        return Outcome(key, "skipped", "stored in the layout before: `resize-sidecar migrate` moves it")
 
     def write(self, key: str, original_key: str, made: Made, done: Outcome) -> Outcome:
         """Store ``made`` at ``key`` with its recipe; ``done``, or deleted if the original changed meanwhile."""
@@ -191,7 +208,7 @@ def regenerate(
     interruption, renders and writes nothing that is already current. Each rewrite replaces one object whole, and
     until then the old one is served: it is safe while the sidecar serves traffic. A derivative that can no longer
     be made (its preset was removed, its original is gone, its size is now over the limit) is *stale*: reported,
-    and deleted with ``delete_stale``. One signed with none of the current secrets is skipped. With ``shard``, only
+    and deleted with ``delete_stale``. One stored in the layout before (its key signed) is skipped. With ``shard``, only
     the derivatives of the originals of that shard are looked at (see :mod:`resize_sidecar.ops.shards`).
 
     Raises:
@@ -216,4 +233,3 @@ def _listing(storage: Storage, prefix: str) -> Iterator[StoredObject]:
     while page := storage.list(prefix, start_after=after, limit=_PAGE):
         yield from page
         after = page[-1].key
-

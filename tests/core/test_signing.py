@@ -33,8 +33,8 @@ from resize_sidecar.core.signing import (
     format_path,
     format_spec,
     is_preset_name,
-    names_a_derivative,
     parse_path,
+    parse_signed_storage_key,
     parse_spec,
     parse_storage_key,
     resolve_spec,
@@ -169,7 +169,16 @@ def test_a_formatted_path_parses_back_to_its_key_spec_and_format_and_verifies(
     assert (parsed.key, parsed.spec, parsed.fmt) == (key, format_spec(spec), fmt)
     assert resolved == spec
     assert parsed.signature == sign(key, format_spec(spec), fmt, secret)
-    assert parsed.storage_key("_r/") == f"_r/{key}/{parsed.spec}-{parsed.signature}.{fmt}"
+    assert parsed.storage_key("_r/") == f"_r/{key}/{parsed.spec}.{fmt}"
+    assert parsed.signed_storage_key("_r/") == f"_r/{key}/{parsed.spec}-{parsed.signature}.{fmt}"
+
+
+def test_every_secret_s_signature_of_a_derivative_names_the_one_stored_object() -> None:
+    first, second = (parse_path(format_path("a.jpg", "200x", "webp", secret)) for secret in ("one", "two"))
+
+    assert first.signature != second.signature
+    assert first.storage_key("_r/") == second.storage_key("_r/") == "_r/a.jpg/200x.webp"
+    assert first.signed_storage_key("_r/") != second.signed_storage_key("_r/")
 
 
 @given(key=KEYS, spec=SPEC_TEXTS, fmt=FORMATS_ST)
@@ -182,13 +191,19 @@ def test_formatting_a_parsed_path_again_gives_the_same_path(key: str, spec: str,
 
 @given(key=KEYS, spec=SPEC_TEXTS, fmt=FORMATS_ST)
 @example(key="photos/café 1.jpg", spec="thumb", fmt="avif")
-def test_a_storage_key_parses_back_to_its_derivative_path(key: str, spec: str, fmt: str) -> None:
+def test_a_storage_key_parses_back_to_its_derivative(key: str, spec: str, fmt: str) -> None:
     path = format_path(key, spec, fmt, SECRET)
     parsed = parse_path(path)
 
     assert parsed.public_path("/media/", "_r/") == path
     for derived_prefix in ("_r/", "derived.v2/"):
-        assert parse_storage_key(parsed.storage_key(derived_prefix), derived_prefix) == parsed
+        assert parse_storage_key(parsed.storage_key(derived_prefix), derived_prefix) == parsed.stored
+        assert parse_signed_storage_key(parsed.signed_storage_key(derived_prefix), derived_prefix) == parsed
+        # Neither layout's key is read as the other's.
+        with pytest.raises(MalformedPathError):
+            parse_storage_key(parsed.signed_storage_key(derived_prefix), derived_prefix)
+        with pytest.raises(MalformedPathError):
+            parse_signed_storage_key(parsed.storage_key(derived_prefix), derived_prefix)
 
 
 @pytest.mark.parametrize(
@@ -206,24 +221,30 @@ def test_a_storage_key_parses_back_to_its_derivative_path(key: str, spec: str, f
         pytest.param("_r/resize-sidecar-check-0123", id="the check's object"),
     ],
 )
-def test_what_is_not_a_derivative_s_storage_key_is_malformed(storage_key: str) -> None:
+def test_what_is_not_a_signed_storage_key_is_malformed(storage_key: str) -> None:
     with pytest.raises(MalformedPathError):
-        parse_storage_key(storage_key, "_r/")
+        parse_signed_storage_key(storage_key, "_r/")
 
 
 @pytest.mark.parametrize(
-    ("name", "names_one"),
+    "storage_key",
     [
-        pytest.param(f"200x-{ANY_SIGNATURE}.webp", True, id="a derivative"),
-        pytest.param(f"a.b-{ANY_SIGNATURE}.gif", True, id="any spec text"),
-        pytest.param(f"200x-{ANY_SIGNATURE}.tiff", False, id="unknown format"),
-        pytest.param(f"200x-{ANY_SIGNATURE[1:]}.jpg", False, id="short signature"),
-        pytest.param(f"-{ANY_SIGNATURE}.jpg", False, id="no spec"),
-        pytest.param("cat.jpg", False, id="an original's name"),
+        pytest.param("photos/a.jpg", id="an original"),
+        pytest.param("_r/a.jpg/200x.bmp", id="unknown format"),
+        pytest.param("_r/a.jpg/200x.jpg.txt", id="a name after the format"),
+        pytest.param("_r/a.jpg/.jpg", id="no spec"),
+        pytest.param("_r/a.jpg/200x-q080.jpg", id="a spec not written canonically"),
+        pytest.param("_r/a.jpg/Thumb.jpg", id="not a preset's name"),
+        pytest.param("_r/200x.jpg", id="no key"),
+        pytest.param("_r/../200x.jpg", id="traversal key"),
+        pytest.param("_r/_r/a.jpg/200x.jpg", id="key under the derived prefix"),
+        pytest.param(f"_r/a.jpg/200x-{ANY_SIGNATURE}.jpg", id="the layout with signatures"),
+        pytest.param("_r/resize-sidecar-check-0123", id="the check's object"),
     ],
 )
-def test_a_name_is_a_derivative_s_when_it_has_its_shape(name: str, names_one: bool) -> None:
-    assert names_a_derivative(name) is names_one
+def test_what_is_not_a_derivative_s_storage_key_is_malformed(storage_key: str) -> None:
+    with pytest.raises(MalformedPathError):
+        parse_storage_key(storage_key, "_r/")
 
 
 @given(specs())

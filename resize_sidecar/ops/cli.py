@@ -1,9 +1,9 @@
 """The ``resize-sidecar`` command: serve, sign URLs, print settings and nginx configuration, operate storage.
 
 Heavy modules (pyvips, boto3, gunicorn, tqdm) are imported inside the subcommands that need them. The operations
-live in their own modules (``upload.py``, ``regenerate.py``, ``check.py``, ``bucket.py``, sharing ``runs.py`` and
-``shards.py``); here they are parsed and printed. Exit codes: 0 done, 1 something failed (the output says what), 2 a
-usage or settings mistake, 130 interrupted.
+live in their own modules (``upload.py``, ``regenerate.py``, ``migrate.py``, ``check.py``, ``bucket.py``, sharing
+``runs.py`` and ``shards.py``); here they are parsed and printed. Exit codes: 0 done, 1 something failed (the output
+says what), 2 a usage or settings mistake, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -201,6 +201,30 @@ def add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     bulk_options(regenerate)
     regenerate.set_defaults(run=regenerate_command)
 
+    migrate = subcommand(
+        commands,
+        "migrate",
+        "move derivatives stored at signed keys to the keys without the signature",
+        "A store written before derivatives were stored without their signature keeps each at its URL's path; "
+        "nginx now reads it without the signature. Each verified one is copied (with its type, Cache-Control and "
+        "recipe, never over an object already there) and its signed object deleted; those signed with no current "
+        "secret are reported unverified. Nothing is rendered; a second run moves nothing, and one cut off is "
+        "finished by running it again. Refused in redirect mode, whose keys keep the signature.",
+    )
+    migrate.add_argument("--prefix", metavar="P", default="", help="only derivatives of originals under P")
+    migrate.add_argument(
+        "--keep-old",
+        action="store_true",
+        help="copy, and keep the signed objects: for the version that still reads them, before an upgrade",
+    )
+    migrate.add_argument(
+        "--delete-unverified",
+        action="store_true",
+        help="delete the signed objects that no current secret signed (a rotated secret's renders)",
+    )
+    bulk_options(migrate)
+    migrate.set_defaults(run=migrate_command)
+
     check = subcommand(
         commands,
         "check",
@@ -373,6 +397,26 @@ def regenerate_command(settings: Settings, args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             shard=shard,
             force=args.force,
+            progress=progress,
+        )
+    return finish(report, args)
+
+
+def migrate_command(settings: Settings, args: argparse.Namespace) -> int:
+    from resize_sidecar.media.stores import open_storage
+    from resize_sidecar.ops.migrate import migrate
+
+    shard = shard_of(args)
+    with BarProgress(args, "object") as progress:
+        report = migrate(
+            settings,
+            open_storage(settings),
+            prefix=args.prefix,
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            keep_old=args.keep_old,
+            delete_unverified=args.delete_unverified,
+            shard=shard,
             progress=progress,
         )
     return finish(report, args)

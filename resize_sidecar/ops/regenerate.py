@@ -4,8 +4,7 @@ bytes changed."""
 from __future__ import annotations
 
 import functools
-import itertools
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from resize_sidecar.core.errors import (
@@ -30,11 +29,9 @@ from resize_sidecar.core.signing import (
 from resize_sidecar.media import recipe
 from resize_sidecar.media.derive import Deriver, Made
 from resize_sidecar.media.storage import Storage, StoredObject
-from resize_sidecar.ops.runs import FAILED, Outcome, Progress, Report, Silent, run_bulk
+from resize_sidecar.ops.runs import FAILED, Outcome, Progress, Report, Silent, run_bulk, stored_derivatives
 from resize_sidecar.ops.shards import Shard
 
-#: Objects asked for per storage listing while regenerating.
-_PAGE = 1000
 #: Originals whose version a run remembers: a listing brings an original's derivatives one after another.
 _REMEMBERED_ORIGINALS = 1024
 
@@ -221,15 +218,5 @@ def regenerate(
     options = _Options(selection or Selection(), shard or Shard(), delete_stale, dry_run, force)
     worker = _Regenerator(settings, storage, options)
     progress.start(None)
-    listing = itertools.chain(
-        _listing(storage, settings.derived_prefix + prefix), _listing(storage, PRIVATE_DERIVED_PREFIX + prefix)
-    )
-    run_bulk(report, listing, worker.regenerate, jobs, progress)
+    run_bulk(report, stored_derivatives(storage, settings.derived_prefix, prefix), worker.regenerate, jobs, progress)
     return report
-
-
-def _listing(storage: Storage, prefix: str) -> Iterator[StoredObject]:
-    after = ""
-    while page := storage.list(prefix, start_after=after, limit=_PAGE):
-        yield from page
-        after = page[-1].key

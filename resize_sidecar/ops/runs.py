@@ -1,4 +1,5 @@
-"""The bounded thread pool that upload and regenerate share, and what it reports: one outcome per item.
+"""The bounded thread pool that the bulk commands share, what it reports (one outcome per item), and the listing of
+stored derivatives they work through.
 
 Bulk work stops taking new items at the first storage failure: storage that failed once fails the rest too, each after
 its timeout. Every write replaces one whole object, so an interrupted run leaves no partial object, and running it
@@ -8,16 +9,20 @@ again finishes it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from resize_sidecar.core.errors import StorageError
+from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX
+from resize_sidecar.media.storage import Storage, StoredObject
 
 T = TypeVar("T")
 
 FAILED = "failed"
+#: Objects asked for per storage listing.
+_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -136,3 +141,17 @@ def run_bulk(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
+
+def stored_derivatives(storage: Storage, derived_prefix: str, prefix: str = "") -> Iterator[StoredObject]:
+    """The objects under the public derivatives' folder, then under the private ones', of the originals whose keys
+    start with ``prefix``; a page is listed as the last one is used up.
+
+    Raises:
+        StorageError: a listing fails (:func:`run_bulk` stops the run).
+        MalformedPathError: an unsafe prefix.
+    """
+    for folder in (derived_prefix, PRIVATE_DERIVED_PREFIX):
+        after = ""
+        while page := storage.list(folder + prefix, start_after=after, limit=_PAGE):
+            yield from page
+            after = page[-1].key

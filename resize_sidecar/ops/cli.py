@@ -105,12 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
         "print an nginx configuration rendered from the settings",
         "A whole nginx.conf that runs beside a system nginx, by any user, with its pid file, logs and temporary "
         "files in one folder: nginx -p DIR/ -c DIR/nginx.conf. With --snippet, only the location blocks, to "
-        "include in a server { } of an nginx you already run (Debian's: /etc/nginx/sites-enabled/).",
+        "include in a server { } of an nginx you already run (Debian's: /etc/nginx/sites-enabled/); with "
+        "--snippet-http, what they need in its http { } (Debian's: /etc/nginx/conf.d/). The configuration holds "
+        "the signing secrets: keep it readable by root and nginx only.",
     )
     nginx.add_argument("--listen", default="8080", help="nginx listen address (default: %(default)s)")
     nginx.add_argument("--sidecar", default="http://127.0.0.1:8000", help="sidecar URL (default: %(default)s)")
     nginx.add_argument("--app", metavar="URL", help="proxy every other path to this web application")
-    nginx.add_argument("--snippet", action="store_true", help="only the location blocks, to include in a server")
+    part = nginx.add_mutually_exclusive_group()
+    part.add_argument("--snippet", action="store_true", help="only the location blocks, to include in a server")
+    part.add_argument("--snippet-http", action="store_true", help="what the snippet needs in http { }")
     nginx.add_argument(
         "--s3-auth", choices=("none", "sigv4"), help="how nginx reads S3 (default: the nginx_s3_auth setting)"
     )
@@ -293,8 +297,9 @@ def config_command(settings: Settings, args: argparse.Namespace) -> int:
 def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar.ops.nginx import render_nginx
 
+    snippet = "http" if args.snippet_http else "locations" if args.snippet else None
     text = render_nginx(
-        settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=args.snippet, s3_auth=args.s3_auth
+        settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=snippet, s3_auth=args.s3_auth
     )
     print(text, end="")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from resize_sidecar.core import auto, private
@@ -44,14 +45,15 @@ def render_nginx(
     listen: str,
     sidecar: str,
     app: str | None = None,
-    snippet: bool = False,
+    snippet: Literal["locations", "http"] | None = None,
     s3_auth: str | None = None,
 ) -> str:
-    """An nginx configuration for these settings: a whole ``nginx.conf``, or only its location blocks.
+    """An nginx configuration for these settings: a whole ``nginx.conf``, or a snippet for an nginx already
+    running: its location blocks, to include in a ``server {}``, or what they need in ``http {}`` (njs, upstreams,
+    the cache zone), preceded by what they need in the main context, commented out (Debian's njs package loads
+    the module itself).
 
-    ``s3_auth`` overrides the ``nginx_s3_auth`` setting. A snippet cannot declare what belongs to the ``http {}``
-    and main contexts (upstreams, the cache zone, njs); those lines are printed first, commented out, to be
-    added there.
+    ``s3_auth`` overrides the ``nginx_s3_auth`` setting.
 
     Raises:
         SettingsError: a URL argument that nginx could not use, an unknown S3 authentication mode, or a setting that
@@ -67,9 +69,9 @@ def render_nginx(
     s3 = settings.storage == "s3"
     signed = s3 and s3_auth == "sigv4"
     cached = s3 and bool(settings.nginx_cache_size)
-    # Private and .auto URLs are handled here only in a whole file (a snippet cannot declare njs and maps in http {}),
-    # and private ones only where nginx can read them: locally, or from S3 with SigV4. Elsewhere the sidecar answers
-    # them, with the same checks and answers.
+    # Private and .auto URLs are handled here only in a whole file (a snippet's http {} part holds only what every
+    # derivative needs), and private ones only where nginx can read them: locally, or from S3 with SigV4. Elsewhere
+    # the sidecar answers them, with the same checks and answers.
     edge = not snippet
     private_edge = edge and (signed or not s3)
     values = {
@@ -165,11 +167,12 @@ def render_nginx(
         )
     if signed:
         http += _sigv4_http(values)
+    if snippet == "http":
+        outside = "\n".join(f"#   {line}" for line in main)
+        header = "# In the main context of nginx.conf (where no other file loads njs):"
+        return "\n".join([header, outside, *http]) + "\n"
     if snippet:
-        if not main and not http:
-            return text
-        outside = "\n".join(f"#   {line}" for line in main + http)
-        return f"# Add to the main context and to http {{}}, outside any server:\n{outside}\n\n{text}"
+        return f"# Needs what `resize-sidecar nginx --snippet-http` prints, in the http context.\n{text}"
     return _render(
         "nginx.conf",
         {

@@ -13,6 +13,7 @@ from resize_sidecar.core.signing import (
     encode_key,
     format_path,
     parse_path,
+    parse_signed_storage_key,
     parse_spec,
     parse_storage_key,
     resolve_spec,
@@ -151,12 +152,22 @@ REFUSALS: dict[str, tuple[Callable[[], object], type[SidecarError], str]] = {
         "storage key does not start with '_r/'",
     ),
     "a storage key without a key": (
-        lambda: parse_storage_key("_r/400x-" + SIGNATURE + ".webp", "_r/"),
+        lambda: parse_storage_key("_r/400x.webp", "_r/"),
+        MalformedPathError,
+        "expected {key}/{spec}.{format}",
+    ),
+    "a signed storage key without a key": (
+        lambda: parse_signed_storage_key("_r/400x-" + SIGNATURE + ".webp", "_r/"),
         MalformedPathError,
         "expected {key}/{spec}-{signature}.{format}",
     ),
-    "a storage key with a signature of the wrong shape": (
-        lambda: parse_storage_key("_r/photo.jpg/400x-" + "G" * 32 + ".webp", "_r/"),
+    "a storage key with a spec not written canonically": (
+        lambda: parse_storage_key("_r/photo.jpg/400x-fit.webp", "_r/"),
+        MalformedPathError,
+        "spec '400x-fit' is not canonical; write it as '400x'",
+    ),
+    "a signed storage key with a signature of the wrong shape": (
+        lambda: parse_signed_storage_key("_r/photo.jpg/400x-" + "G" * 32 + ".webp", "_r/"),
         MalformedPathError,
         "signature is not 32 lower-case hex digits",
     ),

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from resize_sidecar.core import auto, private
+from resize_sidecar.core import private
 from resize_sidecar.core.errors import (
-    BadSignatureError,
+    MalformedPathError,
     NotFoundError,
     OverloadedError,
     PolicyError,
@@ -104,7 +104,7 @@ def test_a_path_is_read_under_the_configured_media_url_and_derived_prefix(tmp_pa
     parsed, _ = deriver.authorize(path)
 
     assert parsed.key == KEY
-    assert parsed.storage_key("d/") == "d/" + path.removeprefix("/img/d/")
+    assert deriver.storage_key(parsed) == f"d/{KEY}/320x.webp"
 
 
 def test_a_stored_derivative_is_answered_as_found(tmp_path: Path) -> None:
@@ -328,21 +328,14 @@ def stored_path(fmt: FormatName, signed_as: str, secret: str) -> DerivativePath:
     return DerivativePath(key=KEY, spec="320x", fmt=fmt, signature=sign(KEY, "320x", signed_as, secret))
 
 
-def test_a_stored_derivative_is_authorized_by_the_key_and_format_it_was_signed_with(tmp_path: Path) -> None:
-    deriver = make_deriver(tmp_path)
-    private_key = private.signing_key(SECRET)
+def test_a_stored_derivative_s_spec_is_checked_against_the_settings_as_they_are_now(tmp_path: Path) -> None:
+    deriver = make_deriver(tmp_path, allowed_widths=("320",))
 
-    assert deriver.authorize_stored(stored_path("webp", "webp", SECRET)) == parse_spec("320x")
-    assert deriver.authorize_stored(stored_path("webp", auto.AUTO, SECRET)) == parse_spec("320x")
-    assert deriver.authorize_stored(stored_path("png", "png", private_key), private_derivative=True) == parse_spec(
-        "320x"
-    )
-    with pytest.raises(BadSignatureError):
-        deriver.authorize_stored(stored_path("png", auto.AUTO, SECRET))
-    with pytest.raises(BadSignatureError):
-        deriver.authorize_stored(stored_path("png", "png", private_key))
-    with pytest.raises(BadSignatureError):
-        deriver.authorize_stored(stored_path("png", "png", SECRET), private_derivative=True)
+    assert deriver.check_spec("320x") == parse_spec("320x")
+    with pytest.raises(PolicyError, match="allowed widths"):
+        deriver.check_spec("640x")
+    with pytest.raises(MalformedPathError, match="unknown preset"):
+        deriver.check_spec("gone")
 
 
 def test_a_private_path_is_read_under_the_configured_media_url(tmp_path: Path) -> None:

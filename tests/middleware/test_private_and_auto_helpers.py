@@ -80,4 +80,4 @@ def test_development_serving_answers_private_urls_through_the_sidecar_stored_or_
     assert answers[0].body == answers[1].body
     assert all(answer.headers["Cache-Control"].startswith("private, max-age=") for answer in answers[:2])
     assert (answers[2].status_int, answers[2].text) == (403, "Forbidden: the private URL has expired\n")
-    assert (root / "_p" / "a b.jpg" / path.rsplit("/", 1)[1]).read_bytes() == answers[0].body
+    assert (root / "_p" / "a b.jpg" / "100x.jpg").read_bytes() == answers[0].body

@@ -16,6 +16,7 @@ import yaml
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_path, verify
 from resize_sidecar.ops.cli import build_parser
+from resize_sidecar.ops.nginx import JS_MODULE
 from tests.support.dockerfile import dockerfile_instruction
 from tests.support.servers import REPO, SECRET, nginx_binary, world_readable_dir
 
@@ -112,16 +113,32 @@ NGINX_VARIANTS = [
 ]
 
 
+#: Rendering needs a secret: nginx checks every derivative's signature.
+SIGNING = {"RESIZE_SIDECAR_SECRETS": "a-secret"}
+
+
+def test_nginx_is_not_rendered_without_a_secret() -> None:
+    result = run("nginx")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "resize-sidecar: RESIZE_SIDECAR_SECRETS (secrets): a secret is required to sign and verify derivative URLs\n"
+    )
+
+
 @pytest.mark.parametrize(("env", "extra"), NGINX_VARIANTS)
 def test_the_rendered_nginx_conf_passes_nginx_syntax_check(env: dict[str, str], extra: tuple[str, ...]) -> None:
     nginx = nginx_binary()
     prefix = world_readable_dir("resize-sidecar-nginx-t-")
     media = world_readable_dir("resize-sidecar-media with space-")
-    result = run("nginx", "--listen", "127.0.0.1:8080", *extra, RESIZE_SIDECAR_LOCAL_ROOT=str(media), **env)
+    result = run(
+        "nginx", "--listen", "127.0.0.1:8080", *extra, RESIZE_SIDECAR_LOCAL_ROOT=str(media), **env, **SIGNING
+    )
     assert result.returncode == 0, result.stderr
     config = result.stdout
     if "amazonaws.com" in config:
-        assert "proxy_pass https://s3.us-east-1.amazonaws.com/media/site/_r/;" in config
+        # Derivatives at the path the signature check rewrote the URI to.
+        assert 'rewrite ^ "/media/site/$resize_derivative" break;' in config
+        assert "proxy_pass https://s3.us-east-1.amazonaws.com;" in config
         assert "proxy_set_header Host s3.us-east-1.amazonaws.com;" in config
         # nginx resolves upstream names at start-up, and this machine has no DNS.
         config = config.replace("s3.us-east-1.amazonaws.com", "127.0.0.1")
@@ -153,7 +170,7 @@ ODD_ENDPOINTS = [
 @pytest.mark.parametrize(("name", "value"), INJECTIONS + ODD_ENDPOINTS)
 def test_s3_settings_that_could_inject_nginx_directives_are_refused_naming_the_setting(name: str, value: str) -> None:
     env = {"RESIZE_SIDECAR_STORAGE": "s3", "RESIZE_SIDECAR_S3_BUCKET": "media", name: value}
-    result = run("nginx", "--listen", "8080", "--s3-auth", "sigv4", **env)
+    result = run("nginx", "--listen", "8080", "--s3-auth", "sigv4", **env, **SIGNING)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(f"resize-sidecar: {name} (")
@@ -166,23 +183,28 @@ def test_the_renderer_refuses_them_too_when_settings_were_never_validated(name: 
 
     setting = name.removeprefix("RESIZE_SIDECAR_").lower()
     values: dict[str, Any] = {"storage": "s3", "s3_bucket": "media", setting: value}
-    settings = Settings(**values)  # no validate()
+    settings = Settings(**values, secrets=("s",))  # no validate()
     for auth in ("none", "sigv4"):
         with pytest.raises(SettingsError, match="cannot go into nginx's configuration"):
             render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000", s3_auth=auth)
 
 
-def test_the_snippet_fits_inside_an_existing_server_block() -> None:
+def test_the_snippet_fits_inside_an_existing_server_block_with_its_http_part() -> None:
     nginx = nginx_binary()
     prefix = world_readable_dir("resize-sidecar-nginx-snippet-")
-    snippet = run("nginx", "--snippet", "--sidecar", "http://127.0.0.1:8123")
-    assert snippet.returncode == 0, snippet.stderr
+    snippet = run("nginx", "--snippet", "--sidecar", "http://127.0.0.1:8123", **SIGNING)
+    http = run("nginx", "--snippet-http", **SIGNING)
+    assert (snippet.returncode, http.returncode) == (0, 0), snippet.stderr + http.stderr
     assert "upstream" not in snippet.stdout and "http {" not in snippet.stdout
     assert "proxy_pass http://127.0.0.1:8123$request_uri;" in snippet.stdout
+    main = [line.removeprefix("#   ") for line in http.stdout.splitlines() if line.startswith("#   ")]
+    assert main == [f"load_module {JS_MODULE};"]
+    (prefix / "http.conf").write_text(http.stdout)
     (prefix / "media.conf").write_text(snippet.stdout)
     (prefix / "nginx.conf").write_text(
-        "pid nginx.pid; error_log stderr; events {}\n"
-        f"http {{ access_log off; server {{ listen 127.0.0.1:8080; include {prefix}/media.conf; }} }}\n"
+        "\n".join(main) + "\npid nginx.pid; error_log stderr; events {}\n"
+        f"http {{ access_log off; include {prefix}/http.conf;\n"
+        f"server {{ listen 127.0.0.1:8080; include {prefix}/media.conf; }} }}\n"
     )
     check = subprocess.run(
         [nginx, "-t", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
@@ -190,6 +212,12 @@ def test_the_snippet_fits_inside_an_existing_server_block() -> None:
         text=True,
     )
     assert check.returncode == 0, check.stderr
+    without_http = prefix / "nginx.conf"
+    without_http.write_text(without_http.read_text().replace(f"include {prefix}/http.conf;", ""))
+    check = subprocess.run(
+        [nginx, "-t", "-p", f"{prefix}/", "-c", str(without_http), "-e", "stderr"], capture_output=True, text=True
+    )
+    assert check.returncode == 1 and 'unknown "resize_derivative" variable' in check.stderr
 
 
 def test_nginx_refuses_a_sidecar_that_is_not_a_url() -> None:

@@ -463,8 +463,8 @@ def test_derivatives_that_cannot_be_made_any_more_are_reported_and_deleted_only_
     kept = make_derivatives(env, "kept.jpg", [("thumb", "jpg"), ("card", "jpg")])
     gone = make_derivatives(env, "gone.jpg", [("thumb", "jpg")])
     storage.delete("gone.jpg")
-    other_secret = format_path("kept.jpg", "50x", "jpg", "an-older-secret").removeprefix("/media/")
-    storage.put(other_secret, photo(50, 37), "image/jpeg", "no-cache")
+    signed_layout = format_path("kept.jpg", "50x", "jpg", "an-older-secret").removeprefix("/media/")
+    storage.put(signed_layout, photo(50, 37), "image/jpeg", "no-cache")
     storage.put("_r/kept.jpg/not-a-derivative.txt", b"?", "text/plain", "no-cache")
     without_card = {**env, "RESIZE_SIDECAR_PRESETS": "thumb=100x100-fill"}
 
@@ -473,7 +473,7 @@ def test_derivatives_that_cannot_be_made_any_more_are_reported_and_deleted_only_
     assert statuses[kept["card.jpg"]] == ("stale", "preset 'card' no longer exists")
     assert statuses[gone["thumb.jpg"]] == ("stale", "its original is gone")
     assert statuses[kept["thumb.jpg"]] == ("current", "")
-    assert statuses[other_secret] == ("skipped", "signed with none of the current secrets")
+    assert statuses[signed_layout] == ("skipped", "stored in the layout before: `resize-sidecar migrate` moves it")
     assert statuses["_r/kept.jpg/not-a-derivative.txt"] == ("skipped", "not a derivative's key")
     assert report["ok"] is True
     assert len(cli("regenerate", "--delete-stale", "--dry-run", env=without_card).items("would delete")) == 2
@@ -483,7 +483,7 @@ def test_derivatives_that_cannot_be_made_any_more_are_reported_and_deleted_only_
     assert deleted.code == 0
     assert "2 deleted" in deleted.out
     assert not storage.exists(kept["card.jpg"]) and not storage.exists(gone["thumb.jpg"])
-    assert storage.exists(kept["thumb.jpg"]) and storage.exists(other_secret)
+    assert storage.exists(kept["thumb.jpg"]) and storage.exists(signed_layout)
 
 
 def test_a_regenerate_cut_off_by_a_silent_store_exits_1_and_a_rerun_completes(

@@ -16,6 +16,7 @@ import pytest
 from resize_sidecar.core.signing import format_path
 from tests.support.commands import Run, s3_env
 from tests.support.images import photo
+from tests.support.keys import stored_key
 from tests.support.pictures import bmp, heic, picture, tiff, to_pyvips
 from tests.support.servers import SECRET
 
@@ -73,7 +74,7 @@ def test_regenerate_stores_each_derivative_with_its_formats_type_and_the_derivat
     cli: Run, moto_endpoint: str, s3_bucket: str, s3_client: Any, fmt: str, content_type: str
 ) -> None:
     s3_client.put_object(Bucket=s3_bucket, Key="photos/cat.jpg", Body=photo(400, 300), ContentType="image/jpeg")
-    key = format_path("photos/cat.jpg", "200x", fmt, SECRET).removeprefix("/media/")
+    key = stored_key(format_path("photos/cat.jpg", "200x", fmt, SECRET))
     # An outdated derivative, stored with headers no write of the program uses.
     s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"old", ContentType="text/plain", CacheControl="no-store")
 

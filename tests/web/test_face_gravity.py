@@ -12,6 +12,7 @@ from resize_sidecar.core.signing import parse_spec
 from resize_sidecar.media import faces, imaging
 from resize_sidecar.web.app import make_app
 from tests.support.in_process import CountingStorage, get, url
+from tests.support.keys import stored_key
 
 PORTRAIT = Path(__file__).resolve().parents[1] / "media/portraits/biden-standing.jpg"
 
@@ -37,6 +38,6 @@ def test_a_signed_face_crop_is_made_around_the_face_stored_and_answered(
     assert response.body == imaging.render(data, spec, "png", limits, faces=found).body
     # The centre of this tall portrait is the man's chest: the face crop is another picture.
     assert response.body != imaging.render(data, parse_spec("200x200-fill"), "png", limits).body
-    assert storage.inner.get(path.removeprefix("/media/")) == response.body
+    assert storage.inner.get(stored_key(path)) == response.body
     again = get(sidecar, path)
     assert (again.status_int, again.headers["X-Derivative"], again.body) == (200, "existing", response.body)

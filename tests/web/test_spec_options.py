@@ -12,6 +12,7 @@ from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import sign
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.in_process import CountingStorage, get, url
+from tests.support.keys import stored_key
 from tests.support.servers import SECRET
 
 
@@ -35,7 +36,7 @@ def test_a_signed_crop_and_turn_is_made_stored_and_answered(sidecar: SidecarApp,
     assert (made.width, made.height) == (200, 133)
     assert [round(value) for value in made(190, 5)] == [20, 20, 230]
     assert [round(value) for value in made(10, 120)] == [230, 20, 20]
-    assert storage.inner.get(path.removeprefix("/media/")) == response.body
+    assert storage.inner.get(stored_key(path)) == response.body
     again = get(sidecar, path)
     assert (again.status_int, again.headers["X-Derivative"], again.body) == (200, "existing", response.body)
 

@@ -22,6 +22,7 @@ from resize_sidecar.core.signing import format_path
 from resize_sidecar.media.s3 import S3Storage
 from resize_sidecar.web.app import SidecarApp, make_app
 from tests.support.images import photo
+from tests.support.keys import stored_key
 from tests.support.pictures import bmp, heic, picture, tiff, to_pyvips
 from tests.support.servers import SECRET
 
@@ -49,10 +50,6 @@ def stored_headers(s3_client: Any, bucket: S3Storage, key: str) -> tuple[str, st
     return head["ContentType"], head["CacheControl"]
 
 
-def derivative_key(url: str) -> str:
-    return url.split("/media/", 1)[1]
-
-
 def api(app: SidecarApp, method: str, path: str, body: bytes | None = None) -> Response:
     request = Request.blank(path, method=method)
     request.authorization = ("Bearer", API_SECRET)
@@ -72,7 +69,7 @@ def test_a_miss_stores_each_format_with_its_type_and_the_derivatives_cache_contr
 
     assert (response.status_int, response.content_type) == (200, TYPES[fmt])
     assert response.headers["Cache-Control"] == DERIVATIVES
-    assert stored_headers(s3_client, bucket, derivative_key(path)) == (TYPES[fmt], DERIVATIVES)
+    assert stored_headers(s3_client, bucket, stored_key(path)) == (TYPES[fmt], DERIVATIVES)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +97,7 @@ def test_an_upload_and_its_activation_store_originals_and_presets_with_their_kin
     activated = api(app, "POST", f"/api/images/{upload['key']}/activate")
 
     assert activated.status_int == 200, activated.text
-    thumb = derivative_key(activated.json["urls"]["thumb"])
+    thumb = stored_key(activated.json["urls"]["thumb"])
     assert stored_headers(s3_client, bucket, upload["key"]) == (TYPES[fmt], ORIGINALS)
     assert stored_headers(s3_client, bucket, thumb) == (TYPES[fmt], DERIVATIVES)
     assert sorted(item.key for item in bucket.list()) == sorted([upload["key"], thumb])

@@ -22,6 +22,7 @@ from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import DerivativePath, sign
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.media.derive import Deriver
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import S3Storage
 from resize_sidecar.media.storage import Storage
 from resize_sidecar.media.stores import open_storage
@@ -223,14 +224,15 @@ def test_keep_old_copies_and_keeps_the_signed_objects_and_a_later_run_only_delet
     assert keys(storage) == sorted(["a.jpg", *(item.new_key for item in old)])
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE"], ids=["cut off copying", "cut off deleting"])
 def test_a_run_cut_off_by_a_silent_store_exits_1_loses_nothing_and_a_rerun_finishes_the_move(
-    cli: Run, settings: Settings, moto_endpoint: str, s3_bucket: str
+    cli: Run, settings: Settings, moto_endpoint: str, s3_bucket: str, method: str
 ) -> None:
     storage = S3Storage(s3_bucket, endpoint_url=moto_endpoint)
     old = old_store(settings, storage, keys=("p0.jpg", "p1.jpg", "p2.jpg"))
     before = {item: storage.get(item.signed_key) for item in old}
     with FaultProxy(moto_endpoint) as proxy:
-        proxy.fault = Fault.blackhole(methods=["DELETE"], path=r"/_r/p1\.jpg/")
+        proxy.fault = Fault.blackhole(methods=[method], path=r"/_r/p1\.jpg/")
         cut = cli("migrate", "--jobs", "2", env=s3_env(proxy.url, s3_bucket))
 
     assert cut.code == 1
@@ -259,6 +261,28 @@ def test_a_derivative_a_miss_stored_at_the_unsigned_key_meanwhile_is_never_overw
     assert statuses(report)[old.signed_key] == "moved"
     assert (storage.get(old.new_key), storage.head(old.new_key)) == (b"rendered by this version", {"recipe": "fresh"})
     assert not storage.exists(old.signed_key)
+
+
+class MissMeanwhile(LocalStorage):
+    """A miss of this version stores each derivative between migrate's look for it and its write."""
+
+    def exists(self, key: str) -> bool:
+        found = super().exists(key)
+        if not found:
+            self.put(key, b"rendered meanwhile", JPEG, "no-cache", metadata={"recipe": "fresh"})
+        return found
+
+
+def test_a_derivative_a_miss_stores_while_it_is_moved_is_never_overwritten(settings: Settings, tmp_path: Path) -> None:
+    storage = MissMeanwhile(tmp_path / "media")
+    old = old_store(settings, LocalStorage(tmp_path / "media"))
+
+    report = migrate(settings, storage)
+
+    assert statuses(report) == {item.signed_key: "moved" for item in old}
+    for item in old:
+        assert (storage.get(item.new_key), storage.head(item.new_key)) == (b"rendered meanwhile", {"recipe": "fresh"})
+        assert not storage.exists(item.signed_key)
 
 
 def test_objects_that_are_no_derivative_are_skipped_and_those_in_the_new_layout_not_reported(

@@ -57,10 +57,10 @@ def test_after_migrate_nginx_serves_what_the_old_version_stored_with_the_sidecar
     assert metric(stack.sidecar, TRANSFORMS) == renders + 1
 
     env = s3_env(moto_endpoint, stack.settings.s3_bucket, RESIZE_SIDECAR_PRESETS="thumb=100x100-fill")
-    listing = [(item.key, item.size) for item in storage.list("")]
+    listing = [(item.key, item.size, item.last_modified) for item in storage.list("")]
     dry = cli("migrate", "--dry-run", env=env)
     assert (dry.code, dry.lines()[-1]) == (0, "migrate: 5 would move")
-    assert [(item.key, item.size) for item in storage.list("")] == listing
+    assert [(item.key, item.size, item.last_modified) for item in storage.list("")] == listing
 
     moved = cli("migrate", env=env)
     assert (moved.code, moved.lines()[-1]) == (0, "migrate: 5 moved"), moved.err
@@ -78,7 +78,7 @@ def test_after_migrate_nginx_serves_what_the_old_version_stored_with_the_sidecar
         assert (status, served) == (200, body), (url, accept)
     assert stack.get(requested_before)[0] == 200
 
-    listing = [(item.key, item.size) for item in storage.list("")]
+    listing = [(item.key, item.size, item.last_modified) for item in storage.list("")]
     again = cli("migrate", env=env)
     assert (again.code, again.out) == (0, "migrate: nothing to do\n")
-    assert [(item.key, item.size) for item in storage.list("")] == listing
+    assert [(item.key, item.size, item.last_modified) for item in storage.list("")] == listing

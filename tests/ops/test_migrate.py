@@ -24,7 +24,7 @@ from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.media.derive import Deriver
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import S3Storage
-from resize_sidecar.media.storage import Storage
+from resize_sidecar.media.storage import Metadata, Storage
 from resize_sidecar.media.stores import open_storage
 from resize_sidecar.ops.migrate import migrate
 from resize_sidecar.ops.shards import Shard
@@ -283,6 +283,27 @@ def test_a_derivative_a_miss_stores_while_it_is_moved_is_never_overwritten(setti
     for item in old:
         assert (storage.get(item.new_key), storage.head(item.new_key)) == (b"rendered meanwhile", {"recipe": "fresh"})
         assert not storage.exists(item.signed_key)
+
+
+class DeletedMeanwhile(LocalStorage):
+    """Each signed object is deleted (its original deleted through the API, say) as migrate reads it."""
+
+    def head(self, key: str) -> Metadata | None:
+        self.delete(key)
+        return super().head(key)
+
+
+def test_a_derivative_deleted_while_it_is_moved_is_skipped_and_not_written_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    old = old_store(settings, LocalStorage(tmp_path / "media"))
+
+    report = migrate(settings, DeletedMeanwhile(tmp_path / "media"))
+
+    assert {o.item: (o.status, o.detail) for o in report.outcomes} == {
+        item.signed_key: ("skipped", "deleted by someone else while it was moved") for item in old
+    }
+    assert keys(LocalStorage(tmp_path / "media")) == ["a.jpg"]
 
 
 def test_objects_that_are_no_derivative_are_skipped_and_those_in_the_new_layout_not_reported(

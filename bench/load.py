@@ -228,12 +228,18 @@ class Fetched:
     created: int
 
 
-def fetch_all(base_url: str, paths: list[str], connections: int, timeout: float = 60) -> Fetched:
-    """Request every path once, in order, from ``connections`` threads, each on one keep-alive connection."""
+def fetch_all(base_url: str, paths: list[str], connections: int, timeout: float = 60, rate: float = 0.0) -> Fetched:
+    """Request every path once, in order, from ``connections`` threads, each on one keep-alive connection.
+
+    ``rate`` (requests per second, 0: as fast as answers come) paces the requests: path i is due ``i / rate`` s
+    after the start, and its latency counts from then, so a server that falls behind is charged for the wait of
+    the requests it delayed (a paced client that timed from the send would leave that wait out).
+    """
     host, port = base_url.removeprefix("http://").split(":")
     lock = threading.Lock()
-    queue = list(reversed(paths))
+    queue = list(reversed(list(enumerate(paths))))
     fetched = Fetched([], {}, 0)
+    begun = time.perf_counter()
 
     def worker() -> None:
         connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
@@ -242,8 +248,12 @@ def fetch_all(base_url: str, paths: list[str], connections: int, timeout: float 
                 with lock:
                     if not queue:
                         return
-                    path = queue.pop()
+                    index, path = queue.pop()
                 started = time.perf_counter()
+                if rate:
+                    due = begun + index / rate
+                    time.sleep(max(0.0, due - started))
+                    started = due
                 try:
                     connection.request("GET", path)
                     response = connection.getresponse()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -185,12 +186,19 @@ class Nginx(Server):
         super().stop()
         shutil.rmtree(self.prefix, ignore_errors=True)
 
-    @classmethod
-    def for_sidecar(cls, name: str, env: dict[str, str], sidecar_url: str, logs: Path) -> Nginx:
+    def reload(self, config: str) -> None:
+        """Take ``config`` as ``nginx -s reload`` does (SIGHUP to the master): new workers read it, while the port,
+        the prefix folder and the cache in it stay. Returns at once; the old workers finish what they serve."""
+        assert self.process is not None, "launch() first"
+        (self.prefix / "nginx.conf").write_text(config)
+        self.config_text = config
+        self.process.send_signal(signal.SIGHUP)
+
+    @staticmethod
+    def render_for_sidecar(env: dict[str, str], sidecar_url: str, port: int) -> str:
         """The product's configuration, rendered by ``resize-sidecar nginx`` from the sidecar's settings."""
-        port = free_port()
         render = [sys.executable, "-m", "resize_sidecar.ops.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
-        config = subprocess.run(
+        return subprocess.run(
             [*render, "--sidecar", sidecar_url],
             env={**os.environ, **env},
             cwd=REPO,
@@ -198,7 +206,12 @@ class Nginx(Server):
             capture_output=True,
             text=True,
         ).stdout
-        return cls(name, config, port, logs)
+
+    @classmethod
+    def for_sidecar(cls, name: str, env: dict[str, str], sidecar_url: str, logs: Path) -> Nginx:
+        """nginx with the product's configuration for the sidecar at ``sidecar_url``."""
+        port = free_port()
+        return cls(name, cls.render_for_sidecar(env, sidecar_url, port), port, logs)
 
     @classmethod
     def static(cls, name: str, root: Path, logs: Path) -> Nginx:

@@ -108,9 +108,12 @@ def test_the_snippet_goes_where_debians_nginx_reads_it_and_passes_nginx_t(tmp_pa
     shutil.copytree("/etc/nginx", etc)  # Debian's own files, followed where they are links
     conf = etc / "nginx.conf"
     conf.write_text(conf.read_text().replace("/etc/nginx/", f"{etc}/"))
-    snippet = [line for line in code_blocks(readme_section("Run it"), "sh")[1].splitlines() if "--snippet" in line]
-    assert snippet, "Run it renders no snippet"
-    result = run_readme_lines([line.replace("/etc/nginx/", f"{etc}/") for line in snippet], tmp_path)
+    first, second = code_blocks(readme_section("Run it"), "sh")[:2]
+    # The same shell as the block before: its secret.
+    exports = [line for line in first.splitlines() if line.startswith("export RESIZE_SIDECAR_SECRETS=")]
+    snippet = [line for line in second.splitlines() if "--snippet" in line or line.startswith("chmod ")]
+    assert exports and snippet, "Run it renders no snippet"
+    result = run_readme_lines(exports + [line.replace("/etc/nginx/", f"{etc}/") for line in snippet], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "include snippets/resize-sidecar.conf;" in readme_section("Run it")
     site = etc / "sites-enabled" / "default"

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from resize_sidecar import __version__
@@ -297,7 +297,9 @@ def config_command(settings: Settings, args: argparse.Namespace) -> int:
 def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
     from resize_sidecar.ops.nginx import render_nginx
 
-    snippet = "http" if args.snippet_http else "locations" if args.snippet else None
+    snippet: Literal["locations", "http"] | None = "http" if args.snippet_http else None
+    if args.snippet:
+        snippet = "locations"
     text = render_nginx(
         settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=snippet, s3_auth=args.s3_auth
     )

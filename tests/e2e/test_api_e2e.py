@@ -22,6 +22,7 @@ import requests
 from resize_sidecar.core.signing import encode_key, format_path
 from tests.support.api import AUTH, MAX_SOURCE_BYTES
 from tests.support.images import image_size_and_format, photo
+from tests.support.keys import stored_key
 from tests.support.servers import SECRET, Stack, raw_get
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +55,7 @@ def test_the_c2corg_flow_upload_activate_and_nginx_serves_the_active_derivative(
     answer = response.json()
     key, incoming = answer["key"], answer["incoming_key"]
     # The preset is made at upload time, in the incoming area, and served from there for a preview.
-    assert stack.derivatives_of(incoming) == [f"_r/{incoming}/{answer['urls']['thumb'].rsplit('/', 1)[1]}"]
+    assert stack.derivatives_of(incoming) == [stored_key(answer["urls"]["thumb"])]
     status, _, preview = stack.get(answer["urls"]["thumb"])
     assert status == 200 and image_size_and_format(preview) == (120, 120, "jpegload")
 
@@ -63,7 +64,7 @@ def test_the_c2corg_flow_upload_activate_and_nginx_serves_the_active_derivative(
     thumb = activated.json()["urls"]["thumb"]
     assert thumb == format_path(key, "thumb", "jpg", SECRET)
     assert [item for item in everything(stack) if "incoming/" in item] == []
-    assert stack.derivatives_of(key) == [f"_r/{key}/{thumb.rsplit('/', 1)[1]}"]
+    assert stack.derivatives_of(key) == [stored_key(thumb)]
 
     reached = stack.sidecar_requests()
     status, headers, body = stack.get(thumb)

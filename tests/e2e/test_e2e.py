@@ -14,7 +14,7 @@ import pytest
 
 from resize_sidecar.core.signing import encode_key, format_path, sign
 from tests.support.images import image_size, image_size_and_format, photo
-from tests.support.keys import AWKWARD_KEYS
+from tests.support.keys import AWKWARD_KEYS, stored_key
 from tests.support.servers import SECRET, Stack, media_stack, metric, raw_get, world_readable_dir
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +45,7 @@ def test_a_miss_is_made_stored_and_every_later_hit_is_served_without_python(stac
     assert status == 200, body
     assert headers["content-type"] == "image/webp"
     assert image_size_and_format(body) == (400, 267, "webpload")
-    assert stack.derivatives_of(key) == [f"_r/{key}/{url.rsplit('/', 1)[1]}"]
+    assert stack.derivatives_of(key) == [stored_key(url)]
 
     reached = stack.sidecar_requests()
     for _ in range(3):
@@ -101,7 +101,7 @@ def test_other_methods_on_a_derivative_are_405_and_change_nothing(stack: Stack, 
     for path in (stored, missing):
         answer, _, _ = stack.get_with(method, path, b"not an image", {"Content-Type": "image/jpeg"})
         assert answer == 405, path
-    assert stack.derivatives_of(key) == [f"_r/{key}/{stored.rsplit('/', 1)[1]}"]
+    assert stack.derivatives_of(key) == [stored_key(stored)]
     assert stack.get(stored)[2] == body
 
 

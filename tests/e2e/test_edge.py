@@ -443,10 +443,10 @@ def test_cached_hits_survive_an_s3_outage(
 def test_the_public_settings_still_render_anonymous_reads() -> None:
     from resize_sidecar.ops.nginx import render_nginx
 
-    settings = Settings(storage="s3", s3_bucket="b", s3_endpoint_url="http://127.0.0.1:9000").validate()
-    text = render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000")
-    assert "js_import" not in text and "$s3_authorization" not in text
-    assert "proxy_pass http://127.0.0.1:9000/b/_r/;" in text
+    settings = Settings(storage="s3", s3_bucket="b", s3_endpoint_url="http://127.0.0.1:9000", secrets=("s",))
+    text = render_nginx(settings.validate(), listen="8080", sidecar="http://127.0.0.1:8000")
+    assert "s3-sigv4.js" not in text and "$s3_authorization" not in text
+    assert 'rewrite ^ "/b/$resize_derivative" break;\n' in text and "proxy_pass http://127.0.0.1:9000;" in text
     signed = render_nginx(settings, listen="8080", sidecar="http://127.0.0.1:8000", s3_auth="sigv4")
     assert "proxy_set_header Authorization $s3_authorization;" in signed
     assert "env AWS_SECRET_ACCESS_KEY;" in signed

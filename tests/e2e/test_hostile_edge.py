@@ -125,20 +125,24 @@ def test_the_upload_manifest_is_kept_where_nginx_never_serves_it(stack: Stack, t
 
 
 def test_what_local_storage_keeps_beside_a_derivative_is_never_served(stack: Stack) -> None:
-    """Local storage records what made a derivative in a hidden file beside it; nginx serves derivatives by file
-    name, and never that one, whoever learns its name."""
+    """Local storage records what made a derivative in a hidden file beside it; nginx serves a derivative only at the
+    storage key a verified URL names, never that file, whoever learns its name."""
     if stack.mode != "local":
         pytest.skip("S3 keeps metadata with its object: nothing lies beside it")
     key = "people/cat.jpg"
     stack.storage.put(key, photo(300, 200), "image/jpeg", "no-cache")
     url = stack.url(key, "100x", "webp")
     assert stack.get(url)[0] == 200
-    folder, _, name = url.rpartition("/")
-    for path in (f"{folder}/.resize-sidecar-meta-{name}", "/media/people/.resize-sidecar-meta-cat.jpg"):
-        if path.startswith(folder):
-            assert (Path(stack.settings.local_root) / path.removeprefix("/media/")).is_file()  # it is there
+    folder = url.rpartition("/")[0]
+    assert (Path(stack.settings.local_root) / "_r" / key / ".resize-sidecar-meta-100x.webp").is_file()  # it is there
+    refused = {
+        f"{folder}/.resize-sidecar-meta-100x.webp": (403, b"Forbidden: signature is not 32 lower-case hex digits\n"),
+        f"{folder}/.resize-sidecar-meta-100x-{'0' * 32}.webp": (403, b"Forbidden: signature does not match\n"),
+        "/media/people/.resize-sidecar-meta-cat.jpg": (404, b"Not Found\n"),
+    }
+    for path, answer in refused.items():
         status, headers, body = stack.get(path)
-        assert (status, body, headers["cache-control"]) == (404, b"Not Found\n", "no-store"), path
+        assert ((status, body), headers["cache-control"]) == (answer, "no-store"), path
 
 
 def test_every_media_answer_says_nosniff(stack: Stack) -> None:

@@ -17,7 +17,7 @@ from resize_sidecar.core import private
 from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.media.storage import delete_derivatives
 from tests.support.images import image_size_and_format, photo
-from tests.support.keys import AWKWARD_KEYS
+from tests.support.keys import AWKWARD_KEYS, stored_key
 from tests.support.servers import SECRET, Stack, media_stack, raw_get
 
 pytestmark = pytest.mark.e2e
@@ -64,14 +64,13 @@ def test_a_fresh_private_url_is_made_once_then_served_by_nginx_with_the_sidecar_
 ) -> None:
     edge_stack.storage.put(key, photo(900, 600), "image/jpeg", "no-cache")
     url = edge_urls.derivative(key, width=300, format="webp", private=True, expires_in=600)
-    name = urlsplit(url).path.rsplit("/", 1)[1]
 
     status, made, body = edge_stack.get(url)
 
     assert (status, made["content-type"]) == (200, "image/webp"), body
     assert image_size_and_format(body) == (300, 200, "webpload")
     assert_private_cache_control(made["cache-control"], expires_of(url))
-    assert [item.key for item in edge_stack.storage.list(f"_p/{key}/")] == [f"_p/{key}/{name}"]
+    assert [item.key for item in edge_stack.storage.list(f"_p/{key}/")] == [stored_key(url)]
     assert edge_stack.derivatives_of(key) == []
     later = edge_urls.derivative(key, width=300, format="webp", private=True, expires_in=6000)
     assert later != url and urlsplit(later).path == urlsplit(url).path
@@ -105,8 +104,7 @@ def test_an_expired_or_forged_private_url_is_refused_by_nginx_with_the_sidecar_s
     for name, (status, headers, body) in answers.items():
         assert (status, body) == (403, REFUSALS.get(name, REFUSALS["query"])), name
         assert headers["cache-control"] == "no-store", name
-    name = urlsplit(url).path.rsplit("/")[-1]
-    assert [item.key for item in edge_stack.storage.list(f"_p/{key}/")] == [f"_p/{key}/{name}"]
+    assert [item.key for item in edge_stack.storage.list(f"_p/{key}/")] == [stored_key(url)]
 
 
 def test_the_sidecar_checks_the_token_and_the_expiry_of_a_miss_itself(edge_stack: Stack, edge_urls: MediaURLs) -> None:
@@ -145,7 +143,7 @@ def test_anonymous_readers_of_the_bucket_cannot_read_private_derivatives(
     public_url = edge_urls.derivative(key, width=100)
     assert edge_stack.get(private_url)[0] == edge_stack.get(public_url)[0] == 200
     bucket = edge_stack.settings.s3_bucket
-    stored = {url: urlsplit(url).path.removeprefix("/media/") for url in (private_url, public_url)}
+    stored = {url: stored_key(url) for url in (private_url, public_url)}
 
     assert raw_get(moto_endpoint, f"/{bucket}/{stored[public_url]}")[0] == 200
     assert raw_get(moto_endpoint, f"/{bucket}/{stored[private_url]}")[0] == 403

@@ -28,7 +28,7 @@ from resize_sidecar.media.s3 import S3Storage
 from tests.support.bursts import fetch_together
 from tests.support.commands import Run, s3_env
 from tests.support.images import image_size, image_size_and_format, photo
-from tests.support.keys import AWKWARD_KEYS
+from tests.support.keys import AWKWARD_KEYS, stored_key
 from tests.support.servers import SECRET, SidecarServer, Stack, media_stack, metric, raw_get
 from tests.support.stores import S3Endpoint
 
@@ -85,7 +85,7 @@ def test_a_miss_is_stored_and_later_hits_are_served_by_nginx_anonymously_without
 
     assert (status, headers["content-type"], headers["x-derivative"]) == (200, "image/webp", "created"), body
     assert image_size_and_format(body) == (300, 200, "webpload")
-    stored = f"_r/{key}/{url.rsplit('/', 1)[1]}"
+    stored = stored_key(url)
     assert stack.derivatives_of(key) == [stored]
     assert raw_get(stack.settings.s3_endpoint_url, bucket_url(stack, stored))[::2] == (200, body)
     reached = stack.sidecar_requests()
@@ -103,7 +103,7 @@ def test_nginx_signs_its_reads_of_a_private_bucket_so_hits_never_reach_python(si
     status, _, body = stack.get(url)
 
     assert status == 200, body
-    stored = f"_r/{key}/{url.rsplit('/', 1)[1]}"
+    stored = stored_key(url)
     assert raw_get(stack.settings.s3_endpoint_url, bucket_url(stack, stored))[0] == 403, "the bucket is not private"
     reached = stack.sidecar_requests()
     assert stack.get(url)[::2] == (200, body)
@@ -138,7 +138,7 @@ def test_two_nodes_racing_on_one_bucket_answer_the_bytes_that_end_up_stored(
         reads = [metric(server, READS) for server in servers]
 
     assert [answer.status for answer in answers] == [200] * 16
-    stored = stack.storage.get(f"_r/{key}/{path.rsplit('/', 1)[1]}")
+    stored = stack.storage.get(stored_key(path))
     assert stored is not None
     assert {answer.digest for answer in answers} == {hashlib.sha256(stored).hexdigest()}
     assert max(reads) == 1, reads  # a node's misses wait for its first: one read at most
@@ -210,7 +210,7 @@ def test_upload_regenerate_and_check_work_on_the_store(cli: Run, stack: Stack, t
     rebuilt = cli("regenerate", "--prefix", f"{dest}/", "--json", env=smaller)
     assert rebuilt.code == 0, rebuilt.err
     assert rebuilt.json()["counts"] == {"rebuilt": 1}
-    assert image_size(stack.storage.get(f"_r/{key}/{thumb.rsplit('/', 1)[1]}") or b"") == (90, 60)
+    assert image_size(stack.storage.get(stored_key(thumb)) or b"") == (90, 60)
 
     checked = cli("check", "--json", env=stack_env(stack))
     storage = next(finding for finding in checked.json()["findings"] if finding["name"] == "storage")

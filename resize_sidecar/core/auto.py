@@ -2,9 +2,7 @@
 
 ``{media_url}{derived_prefix}{key}/{spec}-{sig}.auto`` is signed over the format ``auto``. nginx (a ``map`` rendered
 from :data:`CHOICES`) and the sidecar choose the same format from ``Accept`` and read or make the derivative stored at
-``{derived_prefix}{key}/{spec}-{sig}.{chosen}``: the ``.auto`` URL's own signature with the chosen format's extension.
-nginx cannot compute the signature of a ``.avif`` URL without the secret, so these objects are not those of the
-explicit-format URLs; each is reachable only at a name a signed ``.auto`` URL stands for, in a format it allows.
+``{derived_prefix}{key}/{spec}.{chosen}``, the object of the explicit-format URL of the same spec.
 
 Standard library only: the middleware and the nginx renderer read the table.
 """

@@ -1,17 +1,16 @@
 """Private derivatives: expiring URLs that nginx checks before it serves a stored object.
 
 A private derivative's URL is ``{media_url}_p/{key}/{spec}-{sig}.{fmt}?expires={unix}&token={token}``. Its path is a
-derivative path under ``signing.PRIVATE_DERIVED_PREFIX`` instead of the derived prefix, and its storage key is that path
-without ``media_url``: the expiry and the token are in the query only, so every expiry of one derivative shares one
-stored object. Two keys are derived from each secret of ``SECRETS``, so that neither is the secret itself:
+derivative path under ``signing.PRIVATE_DERIVED_PREFIX`` instead of the derived prefix, and its storage key is the
+derivative's under that prefix, without the signature: the expiry and the token are in the query only, so every
+expiry of one derivative shares one stored object. Two keys are derived from each secret of ``SECRETS``, so that neither is the secret itself:
 
 - the *signing key* signs ``{spec}-{sig}``, as the secret signs a public derivative. A private derivative's
   signature is therefore never a public one's: a private URL does not reveal a permanent public URL of the image.
 - the *token key* signs the expiry and the path: ``token`` is the first 32 hex digits of
-  HMAC-SHA256(token key, ``"{expires}\\n{path}"``), the path exactly as it is requested (percent-encoded). nginx holds
-  the token keys (its configuration is rendered with them) and checks the token and the expiry with njs
-  (``deploy/nginx/private.js``); with a token key alone one can extend a private URL one already has, but sign no
-  derivative.
+  HMAC-SHA256(token key, ``"{expires}\\n{path}"``), the path exactly as it is requested (percent-encoded). nginx
+  checks the token and the expiry (``deploy/nginx/private.js``), then the path's signature with the signing keys
+  (``deploy/nginx/derivatives.js``), before it reads the object: its configuration is rendered with both keys.
 
 Standard library only: the middleware builds these URLs.
 """

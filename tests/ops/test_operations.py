@@ -724,7 +724,7 @@ def test_check_fails_with_exit_1_when_local_storage_is_not_a_folder(cli: Run, tm
 # the commands' help and the compose example
 
 
-@pytest.mark.parametrize("command", ["upload", "setup-bucket", "regenerate", "check"])
+@pytest.mark.parametrize("command", ["upload", "setup-bucket", "regenerate", "migrate", "check"])
 def test_every_operations_command_explains_itself_with_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([command, "--help"])

@@ -3,7 +3,8 @@
 A private derivative's URL is ``{media_url}_p/{key}/{spec}-{sig}.{fmt}?expires={unix}&token={token}``. Its path is a
 derivative path under ``signing.PRIVATE_DERIVED_PREFIX`` instead of the derived prefix, and its storage key is the
 derivative's under that prefix, without the signature: the expiry and the token are in the query only, so every
-expiry of one derivative shares one stored object. Two keys are derived from each secret of ``SECRETS``, so that neither is the secret itself:
+expiry of one derivative shares one stored object. Two keys are derived from each secret of ``SECRETS``, so that
+neither is the secret itself:
 
 - the *signing key* signs ``{spec}-{sig}``, as the secret signs a public derivative. A private derivative's
   signature is therefore never a public one's: a private URL does not reveal a permanent public URL of the image.

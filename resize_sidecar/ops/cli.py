@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--snippet-http", action="store_true", help="what the snippet needs in http { }")
     nginx.add_argument(
         "--s3-auth", choices=("none", "sigv4"), help="how nginx reads S3 (default: the nginx_s3_auth setting)"
+    )
+    nginx.add_argument(
+        "--scripts",
+        metavar="DIR",
+        type=Path,
+        help="the folder nginx reads the njs scripts from, where --copy-scripts put them (default: the package's own)",
+    )
+    nginx.add_argument(
+        "--copy-scripts", action="store_true", help="copy the njs scripts into --scripts DIR first (another container)"
     )
     nginx.set_defaults(run=nginx_command)
     add_operations(commands)
@@ -295,14 +305,26 @@ def config_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
-    from resize_sidecar.ops.nginx import render_nginx
+    from resize_sidecar.ops.nginx import SCRIPTS, TEMPLATES, render_nginx
 
     snippet: Literal["locations", "http"] | None = "http" if args.snippet_http else None
     if args.snippet:
         snippet = "locations"
+    scripts = args.scripts or TEMPLATES
     text = render_nginx(
-        settings, listen=args.listen, sidecar=args.sidecar, app=args.app, snippet=snippet, s3_auth=args.s3_auth
+        settings,
+        listen=args.listen,
+        sidecar=args.sidecar,
+        app=args.app,
+        snippet=snippet,
+        s3_auth=args.s3_auth,
+        scripts=scripts,
     )
+    if args.copy_scripts:
+        if args.scripts is None:
+            raise SettingsError("--copy-scripts: name the folder to copy them into with --scripts DIR")
+        for name in SCRIPTS:
+            shutil.copyfile(TEMPLATES / name, scripts / name)
     print(text, end="")
     return 0
 

@@ -18,9 +18,8 @@ from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import PRIVATE_DERIVED_PREFIX, PRIVATE_PREFIX, STORAGE_NAME_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "nginx_templates"
-SIGV4_SCRIPT = TEMPLATES / "s3-sigv4.js"
-PRIVATE_SCRIPT = TEMPLATES / "private.js"
-DERIVATIVES_SCRIPT = TEMPLATES / "derivatives.js"
+#: The njs scripts nginx imports (from TEMPLATES, or from the folder ``scripts`` names).
+SCRIPTS = ("derivatives.js", "private.js", "s3-sigv4.js")
 # Debian's libnginx-mod-http-js; other builds put it elsewhere or compile njs in.
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 #: nginx's cache of open derivative files (local storage): a hit then skips the open() and the stat() of
@@ -47,13 +46,15 @@ def render_nginx(
     app: str | None = None,
     snippet: Literal["locations", "http"] | None = None,
     s3_auth: str | None = None,
+    scripts: Path = TEMPLATES,
 ) -> str:
     """An nginx configuration for these settings: a whole ``nginx.conf``, or a snippet for an nginx already
     running: its location blocks, to include in a ``server {}``, or what they need in ``http {}`` (njs, upstreams,
     the cache zone), preceded by what they need in the main context, commented out (Debian's njs package loads
     the module itself).
 
-    ``s3_auth`` overrides the ``nginx_s3_auth`` setting.
+    ``s3_auth`` overrides the ``nginx_s3_auth`` setting. ``scripts`` is the folder nginx reads the njs scripts
+    (:data:`SCRIPTS`) from: this package's own, or one they were copied to (an nginx in another container).
 
     Raises:
         SettingsError: a URL argument that nginx could not use, an unknown S3 authentication mode, or a setting that
@@ -148,10 +149,10 @@ def render_nginx(
     # Every derivative's signature is checked by njs (derivatives.js).
     main = [f"load_module {JS_MODULE};"]
     main += [f"env {name};" for name in _AWS_ENV] if signed else []
-    http = _derivatives_http()
+    http = _derivatives_http(scripts)
     http += _edge_http() if edge else []
     if private_edge:
-        http += _private_http()
+        http += _private_http(scripts)
     if s3 and settings.serve_originals:
         image_types = "|".join(re.escape(kind) for kind in ORIGINAL_TYPES)
         http += [
@@ -166,7 +167,7 @@ def render_nginx(
             f" inactive={settings.nginx_cache_inactive} use_temp_path=off;"
         )
     if signed:
-        http += _sigv4_http(values)
+        http += _sigv4_http(values, scripts)
     if snippet == "http":
         outside = "\n".join(f"#   {line}" for line in main)
         header = "# In the main context of nginx.conf (where no other file loads njs):"
@@ -248,24 +249,24 @@ def _edge_http() -> list[str]:
     ]
 
 
-def _derivatives_http() -> list[str]:
+def _derivatives_http(scripts: Path) -> list[str]:
     return [
-        f"js_import resize_derivatives from {DERIVATIVES_SCRIPT};",
+        f"js_import resize_derivatives from {scripts / 'derivatives.js'};",
         "js_set $resize_derivative resize_derivatives.derivative;",
     ]
 
 
-def _private_http() -> list[str]:
+def _private_http(scripts: Path) -> list[str]:
     return [
-        f"js_import resize_private from {PRIVATE_SCRIPT};",
+        f"js_import resize_private from {scripts / 'private.js'};",
         "js_set $resize_private_refusal resize_private.refusal;",
         "js_set $resize_private_cache_control resize_private.cacheControl;",
     ]
 
 
-def _sigv4_http(values: dict[str, str]) -> list[str]:
+def _sigv4_http(values: dict[str, str], scripts: Path) -> list[str]:
     return [
-        f"js_import s3 from {SIGV4_SCRIPT};",
+        f"js_import s3 from {scripts / 's3-sigv4.js'};",
         "js_set $s3_uri s3.uri;",
         "js_set $s3_date s3.date;",
         "js_set $s3_authorization s3.authorization;",

@@ -16,7 +16,7 @@ import yaml
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_path, verify
 from resize_sidecar.ops.cli import build_parser
-from resize_sidecar.ops.nginx import JS_MODULE
+from resize_sidecar.ops.nginx import JS_MODULE, SCRIPTS, TEMPLATES
 from tests.support.dockerfile import dockerfile_instruction
 from tests.support.servers import REPO, SECRET, nginx_binary, world_readable_dir
 
@@ -218,6 +218,24 @@ def test_the_snippet_fits_inside_an_existing_server_block_with_its_http_part() -
         [nginx, "-t", "-p", f"{prefix}/", "-c", str(without_http), "-e", "stderr"], capture_output=True, text=True
     )
     assert check.returncode == 1 and 'unknown "resize_derivative" variable' in check.stderr
+
+
+def test_the_scripts_copied_for_another_nginx_are_where_the_configuration_imports_them() -> None:
+    """An nginx in another container reads the configuration and the njs scripts from one shared folder."""
+    nginx = nginx_binary()
+    prefix = world_readable_dir("resize-sidecar-nginx-scripts-")
+    result = run("nginx", "--listen", "127.0.0.1:8080", "--scripts", str(prefix), "--copy-scripts", **SIGNING)
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in prefix.iterdir()) == sorted(SCRIPTS)
+    assert f"js_import resize_derivatives from {prefix}/derivatives.js;" in result.stdout
+    assert str(TEMPLATES) not in result.stdout
+    (prefix / "nginx.conf").write_text(result.stdout)
+    test = [nginx, "-t", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
+    check = subprocess.run(test, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    alone = run("nginx", "--copy-scripts", **SIGNING)
+    assert (alone.returncode, alone.stdout) == (2, "")
+    assert alone.stderr == "resize-sidecar: --copy-scripts: name the folder to copy them into with --scripts DIR\n"
 
 
 def test_nginx_refuses_a_sidecar_that_is_not_a_url() -> None:

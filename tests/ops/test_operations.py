@@ -749,8 +749,11 @@ def test_the_compose_example_runs_commands_the_cli_accepts_with_settings_the_cod
         if "build" in service:
             assert (REPO / "deploy" / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
     assert sorted(commands) == ["nginx", "serve", "setup-bucket"]
-    rendered = services["nginx-config"]["command"][2].rpartition("> ")[2]
+    render, _, rest = services["nginx-config"]["command"][2].partition("> ")
+    rendered = rest.split()[0]
     assert services["nginx"]["command"][:5] == ["nginx", "-p", str(Path(rendered).parent) + "/", "-c", rendered]
+    # The njs scripts the configuration imports are copied beside it, into the volume the nginx service reads.
+    assert f"--scripts {Path(rendered).parent} --copy-scripts" in render
     assert services["sidecar"]["command"] == json.loads(
         re.search(r"^CMD (\[.*\])$", (REPO / "Dockerfile").read_text(), re.MULTILINE)[1]  # type: ignore[index]
     )

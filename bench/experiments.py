@@ -6,7 +6,8 @@ Experiments: ``shrink`` (JPEG shrink-on-load scale against SSIM and time), ``rul
 against others, on the benchmark's originals and the shared photos, and its render time), ``copies`` (source bytes
 copied on the way to libvips, before and now), ``encoders`` (bytes at equal SSIM with other encoder options),
 ``cache`` (libvips' operation cache on or off), ``overhead`` (nginx in front and the sidecar's own work, against the
-floor), ``hits`` (what the hit path's nginx location costs), ``fsync`` (what durable local writes cost),
+floor), ``hits`` (what the hit path's nginx location costs), ``check`` (what nginx's signature check costs a
+hit), ``fsync`` (what durable local writes cost),
 ``concurrency`` (VIPS_CONCURRENCY 1 or 2 under load), ``count`` (how many workers on 2 cores), ``workers`` (sync or
 threaded workers and transform slots, with and without 30 ms of S3 latency). They reuse the images of ``run.py``.
 """
@@ -42,6 +43,7 @@ from common import BENCH, RESULTS, arguments, spread
 from load import OPERATIONS, LoadResult, UrlPool
 from quality import References, luma, ssim
 
+from resize_sidecar.core.signing import parse_path
 from resize_sidecar.media import imaging
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.storage import read_capped
@@ -367,6 +369,98 @@ def hits(context: Context) -> Section:
     for name, results in runs.items():
         lines.append(f"| {name} | {spread([r.rps for r in results], 0)} | {spread([r.p99_ms for r in results], 1)} |")
     return [*lines, ""]
+
+
+def check(context: Context) -> Section:
+    """What nginx's signature check (derivatives.js, on every derivative request) costs a local hit: the rendered
+    configuration, with one secret and with two (a rotation), against the same one without the check, which reads
+    the file at the URL's path as the stored key, as derivatives were stored before their keys dropped the
+    signature."""
+    env = local_env(context.media)
+    rotating = {**env, "RESIZE_SIDECAR_SECRETS": f"bench-rotated-secret-0123456789,{SECRET}"}
+    with ExitStack() as stack:
+        sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=1, name="sidecar-check"))
+        product = stack.enter_context(servers.Nginx.for_sidecar("check-product", env, sidecar.url, context.logs))
+        two = stack.enter_context(servers.Nginx.for_sidecar("check-two", rotating, sidecar.url, context.logs))
+        path = context.paths("local", "1080p", "fit-jpg", 1)[0]
+        if load.python_load(product.url, [path], connections=1).non2xx:
+            raise RuntimeError(f"the sidecar did not make {path}")
+        stored = context.media / parse_path(path).storage_key("_r/")
+        signed_root = servers.world_readable_dir("bench-check-")
+        stack.callback(shutil.rmtree, signed_root, ignore_errors=True)
+        copy = signed_root / path.lstrip("/")
+        copy.parent.mkdir(parents=True)
+        for folder in [copy.parent, *copy.parent.parents]:
+            if folder == signed_root:
+                break
+            folder.chmod(0o755)  # nginx's workers run as another user
+        shutil.copyfile(stored, copy)
+        copy.chmod(0o644)
+        port = servers.free_port()
+        unchecked = _without_signature_check(product.config_text, context.media, signed_root, product.port, port)
+        plain = stack.enter_context(servers.Nginx("check-none", unchecked, port, context.logs))
+        stacks = {
+            "rendered: njs check, one secret": product.url,
+            "rendered: njs check, two secrets (a rotation)": two.url,
+            "no check: try_files $uri, the path as the stored key": plain.url,
+        }
+        runs: dict[str, list[LoadResult]] = {}
+        for round_index in range(context.rounds):
+            names = list(stacks)
+            for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+                result = load.wrk_load(
+                    stacks[name],
+                    None,
+                    connections=32,
+                    seconds=context.seconds,
+                    threads=2,
+                    work=context.work,
+                    fixed_path=path,
+                )
+                if result.problems():
+                    raise RuntimeError(f"{name}: {' '.join(result.problems())}")
+                runs.setdefault(name, []).append(result)
+                print(f"  {name:54} {result.rps:8.0f} req/s", flush=True)
+                time.sleep(0.5)
+    baseline = statistics.median(r.rps for r in runs["no check: try_files $uri, the path as the stored key"])
+    lines = [
+        "## Signature check on hits: what derivatives.js costs nginx (local storage, wrk -c32, one 1080p → 400x225 "
+        "JPEG)",
+        "",
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, {context.rounds} interleaved rounds of "
+        f"{context.seconds:g} s; load average before the last run {os.getloadavg()[0]:.2f}. Every answer was 200.",
+        "",
+        "| nginx location | req/s | ÷ no check | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for name, results in runs.items():
+        rps = [r.rps for r in results]
+        lines.append(
+            f"| {name} | {spread(rps, 0)} | {statistics.median(rps) / baseline:.2f}× "
+            f"| {spread([r.p99_ms for r in results], 1)} |"
+        )
+    return [*lines, ""]
+
+
+def _without_signature_check(config: str, media: Path, signed_root: Path, old_port: int, port: int) -> str:
+    """The rendered configuration with the derivative location's check taken out: ``try_files $uri`` under a root
+    holding the file at its public path. Fails rather than measure a configuration that did not change."""
+    start = config.index("location ^~ /media/_r/ {")
+    # From the check's first input to the end of its `if` block (derivative-check.conf.template).
+    check = re.compile(r"\n\s*set \$resize_derivatives .*?return 404;\s*\}", re.DOTALL)
+    location, removed = check.subn("", config[start:], count=1)
+    if removed != 1:
+        raise RuntimeError("the rendered derivative location has changed: no signature check found")
+    for old, new in (
+        ('try_files "/$resize_derivative" @resize;', "try_files $uri @resize;"),
+        (f'root "{media}";', f'root "{signed_root}";'),
+        (f'"from={media}"', f'"from={signed_root}"'),
+    ):
+        if old not in location:
+            raise RuntimeError(f"the rendered derivative location has changed: {old!r} not found")
+        location = location.replace(old, new, 1)
+    listen = f"listen 127.0.0.1:{old_port};"
+    return (config[:start] + location).replace(listen, f"listen 127.0.0.1:{port};")
 
 
 def _without_open_file_cache(config: str) -> str:
@@ -747,6 +841,7 @@ EXPERIMENTS: dict[str, Callable[[Context], Section]] = {
     "cache": cache,
     "overhead": overhead,
     "hits": hits,
+    "check": check,
     "fsync": fsync,
     "concurrency": concurrency,
     "count": count,

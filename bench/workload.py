@@ -131,7 +131,9 @@ class Pass:
     requests: int
     seconds: float
     statuses: dict[str, int]
-    created: int  # answers the sidecar made (X-Derivative: created); 0 for thumbor, which does not say
+    # Derivatives the sidecar rendered: the increase of its transform counter (its answers' X-Derivative would
+    # count again the answers nginx's cache keeps); 0 for thumbor, which does not say.
+    created: int
     p50_ms: float
     p99_ms: float
     cpu_seconds: dict[str, float]  # process group -> CPU seconds spent during the pass
@@ -340,9 +342,13 @@ def run(plan: Plan, work: Path, workload: Workload, stack: ExitStack) -> None:
     for target in targets:
         for phase in phases:
             servers.wait_idle(launched, limit=10.0 if plan is not SMOKE else 0.0)
+            counted = sidecar_counts(target.stack.sidecar.url) if target.stack else (0, 0)
             result = play_phase(plan, target, phase, work)
+            renders = sidecar_counts(target.stack.sidecar.url)[0] - counted[0] if target.stack else 0
             size, count = target.stored()
-            result = replace(result, server=target.name, phase=phase, bytes_stored=size, objects_stored=count)
+            result = replace(
+                result, server=target.name, phase=phase, created=renders, bytes_stored=size, objects_stored=count
+            )
             workload.passes.append(result)
             log(describe(result))
         if target.stack is not None:
@@ -393,12 +399,14 @@ def rotate(
     before = target.stored()
     env = {**target.stack.env, "RESIZE_SIDECAR_SECRETS": f"{NEW_SECRET},{SECRET}"}
     old = target.stack.sidecar
-    old.stop()
-    launched.remove(old)
+    # Started before the old one stops, so on another port: until the reload, nginx sends what it cannot verify
+    # to the stopped one (502).
     sidecar = servers.sidecar(env, logs, workers=plan.workers, name=f"{old.name}-rotated")
     stack.callback(sidecar.stop)
     sidecar.start()
     launched.append(sidecar)
+    old.stop()
+    launched.remove(old)
     # Counted from here: the request that sees the reload through is one of the page views, and may be a render.
     counted = sidecar_counts(sidecar.url)
     nginx = target.stack.nginx
@@ -412,15 +420,16 @@ def rotate(
     played = play(plan, target.url, paths * plan.warm_rounds, groups, plan.page_views * plan.warm_rounds)
     renders, requests = (after - start for after, start in zip(sidecar_counts(sidecar.url), counted, strict=True))
     size, count = target.stored()
-    played = replace(played, server=target.name, phase="rotated, warm", bytes_stored=size, objects_stored=count)
+    played = replace(
+        played, server=target.name, phase="rotated, warm", created=renders, bytes_stored=size, objects_stored=count
+    )
     return Rotation(played, renders, requests, *before)
 
 
 def wait_for_new_secret(nginx: servers.Nginx, path: str, limit: float = 20.0) -> None:
-    """Wait until nginx serves ``path`` (signed by the new secret, stored) itself: the reload has taken effect.
+    """Wait until nginx answers ``path`` (signed by the new secret) with 200: the reload has taken effect.
 
-    Before it, the old workers do not verify the path and send it to the old sidecar, which has stopped (502), or
-    to the new one (an answer it marks with X-Derivative).
+    Before it, the old workers do not verify the path and send it to the old sidecar, which has stopped (502).
     """
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -429,7 +438,7 @@ def wait_for_new_secret(nginx: servers.Nginx, path: str, limit: float = 20.0) ->
             connection.request("GET", path)
             response = connection.getresponse()
             response.read()
-            if response.status == 200 and response.getheader("X-Derivative") is None:
+            if response.status == 200:
                 return
         except OSError:
             pass

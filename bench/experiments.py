@@ -428,7 +428,7 @@ def check(context: Context) -> Section:
         "JPEG)",
         "",
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, {context.rounds} interleaved rounds of "
-        f"{context.seconds:g} s; load average before the last run {os.getloadavg()[0]:.2f}. Every answer was 200.",
+        f"{context.seconds:g} s; load average (1 min) after them {os.getloadavg()[0]:.2f}. Every answer was 200.",
         "",
         "| nginx location | req/s | ÷ no check | p99 ms |",
         "|---|---|---|---|",

@@ -883,6 +883,11 @@ def bounds(workload: Workload) -> list[str]:
             f"- {run.server} {run.phase}: the servers used {spent / run.seconds:.2f} of {cores} cores "
             f"({shares}); the busiest is {busiest}. The client used {run.client_cpu_seconds / run.seconds:.2f}"
             + (", more than the servers: it is the likelier bound." if run.client_cpu_seconds > spent else ".")
+            + (
+                " Together they used under half the cores without a set rate: the pass waits on something else."
+                if run.phase != "warm, paced" and (spent + run.client_cpu_seconds) / run.seconds < cores / 2
+                else ""
+            )
             + (f" {spent * 1000 / made:.0f} ms of the servers' CPU per derivative made." if made else "")
         )
     lines += [
@@ -918,9 +923,10 @@ def method(workload: Workload) -> list[str]:
         "storage on (unsafe URLs stored), URLs `/unsafe/fit-in/Wx0/filters:format(webp|jpeg):quality(80)/…`.",
         "- Paced pass: the Python client's request i is due i ÷ rate seconds after the start; it waits for that "
         "moment (or goes late when every connection is busy), and its latency counts from it.",
-        "- Rotation: the sidecar is stopped and started again with `SECRETS=new,old`; nginx gets the configuration "
+        "- Rotation: a new sidecar starts with `SECRETS=new,old` and the old one stops; nginx gets the configuration "
         "`resize-sidecar nginx` renders from them by SIGHUP (as `nginx -s reload`), on the same port and cache; "
-        "the pass starts once nginx serves a URL signed by the new secret itself.",
+        "the pass starts once a URL signed by the new secret answers 200 (before the reload it goes to the stopped "
+        "sidecar: 502). The counters are read before that first request.",
         "- CPU: utime + stime from /proc/PID/stat of each server's process and its children (gunicorn's and "
         "nginx's workers), before and after a pass. The S3 stand-in's CPU is shown apart: a real S3 is not on "
         "the site's machine.",

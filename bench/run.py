@@ -45,8 +45,11 @@ import servers  # noqa: E402
 from common import BENCH, RESULTS, arguments, log, peak_rss_mb, stop_on_signal  # noqa: E402
 from load import OPERATIONS, LoadResult, Operation, UrlPool  # noqa: E402
 
+from resize_sidecar.core.signing import parse_path  # noqa: E402
+
 SECRET = "bench-secret-0123456789abcdef"
-MEDIA_URL = "/media/"  # the sidecar's default, which the benchmark's sidecars keep
+MEDIA_URL = "/media/"  # the sidecar's defaults, which the benchmark's sidecars keep
+DERIVED_PREFIX = "_r/"
 
 
 def local_env(media: Path) -> dict[str, str]:
@@ -562,9 +565,10 @@ def prepare_hits(loader: Loader, sidecar: Target, media: Path, logs: Path, stack
     status, _ = get(sidecar.url, path)
     if status != 200:
         raise RuntimeError(f"the sidecar answered {status} for {path}")
-    # The media URL maps onto the local storage folder: the static server's root is that folder.
-    static_path = "/" + path.removeprefix(MEDIA_URL)
-    if not (media / urllib.parse.unquote(static_path[1:])).is_file():
+    # The static server's root is the local storage folder, and the derivative is stored at its unsigned key.
+    storage_key = parse_path(path, media_url=MEDIA_URL).storage_key(DERIVED_PREFIX)
+    static_path = "/" + urllib.parse.quote(storage_key)
+    if not (media / storage_key).is_file():
         raise RuntimeError(f"the miss for {path} stored no file at {static_path} in {media}")
     return path, stack.enter_context(servers.Nginx.static("static", media, logs)).url, static_path
 

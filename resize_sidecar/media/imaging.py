@@ -11,14 +11,18 @@ the original in place (a memory ``Source``) rather than copy it into libvips. HE
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import math
 import os
 import re
 import struct
 import sys
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -244,21 +248,27 @@ class _Job:
 class Deadline:
     """The transform deadline, checked between steps and enforced inside libvips while pixels are computed.
 
-    libvips computes pixels only when an image is written out (or copied to memory), strip by strip. It emits
-    ``eval`` after each strip on the image being computed, not on the images it is made from, and stops with an
-    error once that image's kill flag is set: :meth:`watch` the image about to be computed. Measured with libvips
-    8.18.7 (7000x5000 noise JPEG to ``3000x-sharp``, 2 busy cores): stopped 110 to 170 ms after the deadline into
-    jpg, png, webp and avif. Work inside one libvips call that reports no progress runs to its end: a header, the
-    decode of a kind decoded whole (:data:`WHOLE_DECODES`; a progressive JPEG's every scan, in libjpeg, which libvips
-    gives no progress monitor), the AVIF and WebP encoders' final passes, a GIF frame's quantisation. The limits
-    checked from the header and the encoder efforts bound those. (gunicorn's timeout does not: a threaded worker keeps
-    reporting to the arbiter while one thread is busy.)
+    libvips computes pixels only when an image is written out (or copied to memory), strip by strip, and stops with
+    an error at the next strip once the kill flag of the image being computed is set (not that of the images it is
+    made from): :meth:`watch` the image about to be computed, and the process's watchdog thread sets its flag when
+    the deadline passes. No Python runs per strip: libvips' ``eval`` callbacks, one per strip, each waited for the
+    GIL that the worker's other threads hold (without them, served 1080p misses through 2 workers of 4 threads came
+    1.02 to 1.03 times as fast in three side-by-side runs; docs/design.md). Measured with libvips 8.18.7 (7000x5000
+    noise JPEG to ``3000x-sharp``, 2 busy cores): stopped 110 to 170 ms after the deadline into jpg, png, webp and
+    avif. Work inside one libvips call that stops at no strip runs to its end: a header, the decode of a kind
+    decoded whole (:data:`WHOLE_DECODES`; a progressive JPEG's every scan, in libjpeg, which libvips gives no
+    progress monitor), the AVIF and WebP encoders' final passes, a GIF frame's quantisation. The limits checked from
+    the header and the encoder efforts bound those. (gunicorn's timeout does not: a threaded worker keeps reporting
+    to the arbiter while one thread is busy.)
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
         self.expired = False
+        # Held as long as the deadline is: the watchdog holds the deadline only weakly, so a finished transform's
+        # images are freed with it, not when its deadline would have passed.
+        self._watched: list[pyvips.Image] = []
 
     def check(self) -> None:
         """Return while there is time left.
@@ -276,15 +286,65 @@ class Deadline:
 
     def watch(self, image: pyvips.Image) -> pyvips.Image:
         """``image``, whose computation libvips stops at the deadline."""
-        image.set_progress(True)
-        image.signal_connect("eval", self._on_eval)
+        if not self._watched:
+            _watchdog.add(self)
+        self._watched.append(image)
+        if self.expired:
+            image.set_kill(True)  # passed while the images before it were computed
         return image
 
-    def _on_eval(self, image: pyvips.Image, progress: object) -> None:
-        # Called while libvips computes: only set flags here; render() raises once libvips returns its error.
-        if time.monotonic() >= self.end:
-            self.expired = True
+    def expire(self) -> None:
+        """Stop every watched computation (the watchdog calls this when the deadline passes); render() raises once
+        libvips returns its error."""
+        self.expired = True
+        for image in tuple(self._watched):
             image.set_kill(True)
+
+
+class _Watchdog:
+    """One thread per process that expires each watched :class:`Deadline` when it passes."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, weakref.ref[Deadline]]] = []
+        self._order = itertools.count()  # breaks ties between equal ends: deadlines do not compare
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: Deadline) -> None:
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="transform-deadlines", daemon=True)
+                self._thread.start()
+            entry = (deadline.end, next(self._order), weakref.ref(deadline))
+            heapq.heappush(self._due, entry)
+            # Deadlines of one length come due in the order they are added: the thread sleeps on, unless this one
+            # is the first due.
+            if self._due[0] is entry:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                # Deadlines of finished transforms are freed (their references are dead): dropped without a wait,
+                # so that the thread wakes only when a transform still running may have to be stopped.
+                while self._due and (self._due[0][0] <= now or self._due[0][2]() is None):
+                    deadline = heapq.heappop(self._due)[2]()
+                    if deadline is not None:
+                        deadline.expire()
+                self._changed.wait(self._due[0][0] - now if self._due else None)
+
+
+_watchdog = _Watchdog()
+
+
+def _new_watchdog() -> None:
+    # A forked child (a gunicorn worker) has none of its parent's threads.
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog)
 
 
 def libvips_version() -> str:

@@ -228,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     started = time.monotonic()
     results = Results(plan, datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    # Other work on the machine takes CPU from every server alike: what the run's numbers were measured against.
+    started_load = load_average()
     try:
         with ExitStack() as stack:
             run(plan, work, results, stack)
@@ -235,12 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nbench: interrupted; every server was stopped", file=sys.stderr)
         return 130
     results.elapsed = time.monotonic() - started
+    results.notes.append(
+        f"load average (1, 5, 15 min): {started_load} when the run started, {load_average()} at its end"
+    )
     out.mkdir(parents=True, exist_ok=True)
     written = report.write(results, out, stem)
     if args.readme and not report.update_readme(results, args.readme, stem):
         print(f"bench: {args.readme} has no bench markers; left unchanged", file=sys.stderr)
     print(f"bench: {plan.name} run took {results.elapsed / 60:.1f} min; wrote {', '.join(map(str, written))}")
     return 0
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def run(plan: Plan, work: Path, results: Results, stack: ExitStack) -> None:

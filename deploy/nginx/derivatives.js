@@ -13,13 +13,11 @@ import crypto from 'crypto';
 
 // {spec}-{signature}.{format}: the spec is checked by its signature, which only a canonical spec can have.
 const NAME = /^(.+)-([0-9a-f]{32})\.([a-z0-9]+)$/;
-const ASCII = /^[\x21-\x7e]*$/;
 
-// Python's urllib.parse.quote(key, safe="/"): every byte but A-Z a-z 0-9 _ . - ~ and '/' percent-encoded, upper-case.
-function encodeKey(key) {
-    return key.split('/').map((segment) => encodeURIComponent(segment).replace(/[!'()*]/g,
-        (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())).join('/');
-}
+// Python's urllib.parse.quote(key, safe="/") writes every byte but A-Z a-z 0-9 _ . - ~ and '/' as %XX, upper-case:
+// anything else in the path, or one of those bytes written as %XX, is another spelling of the key.
+const ENCODED = /^(?:[A-Za-z0-9_.~\/-]|%[0-9A-F]{2})+$/;
+const NEEDLESSLY_ENCODED = /%(?:2[DEF]|3[0-9]|4[1-9A-F]|5[0-9AF]|6[1-9A-F]|7[0-9AE])/;
 
 // Every character is compared, so the time taken does not depend on where a wrong signature first differs.
 function same(a, b) {
@@ -35,7 +33,7 @@ function derivative(r) {
     const uri = r.variables.request_uri;
     const mark = uri.indexOf('?');
     const path = mark < 0 ? uri : uri.slice(0, mark);
-    if (!prefix || !path.startsWith(prefix) || !ASCII.test(path)) {
+    if (!prefix || !path.startsWith(prefix)) {
         return '';
     }
     const rest = path.slice(prefix.length);
@@ -45,14 +43,14 @@ function derivative(r) {
         return '';
     }
     const encoded = rest.slice(0, slash);
+    if (!ENCODED.test(encoded) || NEEDLESSLY_ENCODED.test(encoded)) {
+        return '';
+    }
     let key;
     try {
         key = decodeURIComponent(encoded);
     } catch (e) {
         return '';  // not UTF-8
-    }
-    if (encodeKey(key) !== encoded) {
-        return '';
     }
     const spec = found[1];
     const signature = found[2];

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from functools import partial
@@ -299,20 +300,21 @@ def hits(context: Context) -> Section:
         path = context.paths("local", "1080p", "fit-jpg", 1)[0]
         if load.python_load(product.url, [path], connections=1).non2xx:
             raise RuntimeError(f"the sidecar did not make {path}")
-        stored = context.media / path.removeprefix("/media/")
+        storage_key = parse_path(path, media_url="/media/").storage_key("_r/")
+        stored = context.media / storage_key
         static_root = servers.world_readable_dir("bench-hits-")
         stack.callback(shutil.rmtree, static_root, ignore_errors=True)
         shutil.copyfile(stored, static_root / "hit.jpg")
         (static_root / "hit.jpg").chmod(0o644)
         config = product.config_text
         stacks: dict[str, tuple[str, str]] = {
-            "product location (alias, try_files, 2 add_header, open_file_cache)": (product.url, path)
+            "product location (signature check, try_files, 2 add_header, open_file_cache)": (product.url, path)
         }
         variants = {
             "with a method `if`": (
                 config.replace(
-                    f'alias "{context.media}/_r/";',
-                    f'if ($request_method !~ ^(GET|HEAD)$) {{ return 405; }}\n alias "{context.media}/_r/";',
+                    f'root "{context.media}";',
+                    f'if ($request_method !~ ^(GET|HEAD)$) {{ return 405; }}\n root "{context.media}";',
                     1,
                 ),
                 path,
@@ -321,22 +323,18 @@ def hits(context: Context) -> Section:
                 re.sub(r"\n\s*add_header (Cache-Control \"public|X-Content)[^;]*;", "", config),
                 path,
             ),
-            "root instead of alias + try_files": (
-                config.replace("try_files $uri @resize;", "").replace(
-                    f'alias "{context.media}/_r/";', f'root "{context.media}"; rewrite ^/media/(.*)$ /$1 break;'
-                ),
-                path,
-            ),
         }
         static = stack.enter_context(servers.Nginx.static("hits-static", static_root, context.logs))
         same_file = stack.enter_context(servers.Nginx.static("hits-same", context.media, context.logs))
-        same_path = "/" + path.removeprefix("/media/")
+        same_path = "/" + urllib.parse.quote(storage_key)
         variants["without open_file_cache"] = (_without_open_file_cache(config), path)
         variants["static nginx (same file, same path), without open_file_cache"] = (
             _without_open_file_cache(same_file.config_text),
             same_path,
         )
         for index, (name, (text, url_path)) in enumerate(variants.items()):
+            if text == config:
+                raise RuntimeError(f"hits: the variant {name!r} changes nothing in the rendered configuration")
             port = servers.free_port()
             text = re.sub(r"listen 127\.0\.0\.1:\d+;", f"listen 127.0.0.1:{port};", text)
             server = stack.enter_context(servers.Nginx(f"hits-{index}", text, port, context.logs))

@@ -7,7 +7,8 @@ against others, on the benchmark's originals and the shared photos, and its rend
 copied on the way to libvips, before and now), ``encoders`` (bytes at equal SSIM with other encoder options),
 ``cache`` (libvips' operation cache on or off), ``overhead`` (nginx in front and the sidecar's own work, against the
 floor), ``hits`` (what the hit path's nginx location costs), ``check`` (what nginx's signature check costs a
-hit), ``fsync`` (what durable local writes cost),
+hit), ``nopush`` (nginx's ``tcp_nopush`` on cached S3 hits and local hits), ``fsync`` (what durable local writes
+cost),
 ``concurrency`` (VIPS_CONCURRENCY 1 or 2 under load), ``count`` (how many workers on 2 cores), ``workers`` (sync or
 threaded workers and transform slots, with and without 30 ms of S3 latency). They reuse the images of ``run.py``.
 """
@@ -19,6 +20,7 @@ from run import SECRET, local_env, stop_on_signal, upload  # isort: split
 
 import datetime
 import gc
+import http.client
 import os
 import re
 import shutil
@@ -41,7 +43,7 @@ import pyvips
 import report
 import servers
 from common import BENCH, RESULTS, arguments, spread
-from load import OPERATIONS, LoadResult, UrlPool
+from load import FIT_HEIGHTS, OPERATIONS, LoadResult, UrlPool
 from quality import References, luma, ssim
 
 from resize_sidecar.core.signing import parse_path
@@ -465,6 +467,140 @@ def _without_open_file_cache(config: str) -> str:
     return re.sub(r"\n\s*open_file_cache[^;]*;", "", config)
 
 
+#: The rate offered in the nopush experiment's paced runs: the workload's (bench/workload.py, warm, paced).
+NOPUSH_RATE = 400.0
+
+
+def nopush(context: Context) -> Section:
+    """nginx's ``tcp_nopush`` (beside ``sendfile on``) on hits already stored: S3 behind the delay proxy with nginx's
+    cache of hits (every request a cache HIT), and local storage. The rendered configuration with the directive on
+    and off, wrk for req/s, then the paced client at the workload's rate for p50 and p99, in interleaved rounds."""
+    local = local_env(context.media)
+    with ExitStack() as stack:
+        moto = stack.enter_context(servers.moto(context.logs))
+        proxy = stack.enter_context(servers.delay_proxy(moto.port, 20, context.logs))
+        s3_keys = upload(moto.url, "nopush", context.media, context.keys, {"1080p"})["1080p"]
+        cached = {
+            "RESIZE_SIDECAR_SECRETS": SECRET,
+            "RESIZE_SIDECAR_STORAGE": "s3",
+            "RESIZE_SIDECAR_S3_BUCKET": "nopush",
+            "RESIZE_SIDECAR_S3_ENDPOINT_URL": proxy.url,
+            "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "64m",
+            # Longer than the experiment: no hit is revalidated with S3 while it is measured.
+            "RESIZE_SIDECAR_NGINX_CACHE_VALID": "1h",
+        }
+        # Each storage: its env, its paths and what every hit answers.
+        storages = {
+            "S3, nginx cache": (cached, _srcset_paths(s3_keys), {"200 HIT"}),
+            "local": (local, _srcset_paths(context.keys["1080p"][:2]), {"200 -"}),
+        }
+        stacks: dict[tuple[str, str], tuple[str, list[str], set[str]]] = {}
+        for storage, (env, paths, expected) in storages.items():
+            slug = "s3" if env is cached else "local"
+            sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=1, name=f"sidecar-nopush-{slug}"))
+            for setting in ("on", "off"):
+                port = servers.free_port()
+                config = _with_nopush(servers.Nginx.render_for_sidecar(env, sidecar.url, port), setting)
+                nginx = stack.enter_context(servers.Nginx(f"nopush-{slug}-{setting}", config, port, context.logs))
+                for _ in range(3):  # made and stored, read from S3 into nginx's cache, then a cache hit
+                    load.python_load(nginx.url, paths, connections=1)
+                stacks[storage, setting] = (nginx.url, paths, expected)
+        for (storage, setting), (url, paths, expected) in stacks.items():
+            if _hit_answers(url, paths) != expected:
+                raise RuntimeError(f"{storage}, tcp_nopush {setting}: not every path is a hit")
+        local_paths = storages["local"][1]
+        sizes = [(context.media / parse_path(path).storage_key("_r/")).stat().st_size for path in local_paths]
+        wrk_runs: dict[tuple[str, str], list[LoadResult]] = {}
+        paced_runs: dict[tuple[str, str], list[list[float]]] = {}
+        for round_index in range(context.rounds):
+            names = list(stacks)
+            for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+                url, paths, _ = stacks[name]
+                result = load.wrk_load(
+                    url, paths, connections=16, seconds=context.seconds, threads=2, work=context.work
+                )
+                if result.non2xx or result.socket_errors or result.timeouts:
+                    raise RuntimeError(f"{name}: {' '.join(result.problems())}")
+                wrk_runs.setdefault(name, []).append(result)
+                time.sleep(0.5)
+                due = paths * int(NOPUSH_RATE * context.seconds / len(paths))
+                fetched = load.fetch_all(url, due, 16, rate=NOPUSH_RATE)
+                if set(fetched.statuses) != {"200"}:
+                    raise RuntimeError(f"{name}: paced answers {fetched.statuses}")
+                paced_runs.setdefault(name, []).append(sorted(fetched.latencies))
+                time.sleep(0.5)
+                print(
+                    f"  {' '.join(name):24} {result.rps:8.0f} req/s p99 {_quantile(paced_runs[name][-1], 0.99):6.1f} ms"
+                )
+        for (storage, setting), (url, paths, expected) in stacks.items():
+            if _hit_answers(url, paths) != expected:
+                raise RuntimeError(f"{storage}, tcp_nopush {setting}: a hit was not one after the rounds")
+    lines = [
+        "## tcp_nopush on hits: nginx's cache of S3 hits and local files (12 stored derivatives of the workload's "
+        "sizes)",
+        "",
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, {context.rounds} interleaved rounds; load average "
+        f"(1 min) after them {os.getloadavg()[0]:.2f}. Two 1080p originals fit into 320, 640 and 960 px boxes, JPEG "
+        f"and WebP ({min(sizes)} to {max(sizes)} bytes). The rendered configuration (`sendfile on`) with `tcp_nopush` "
+        "on and off; S3 is moto behind the delay proxy (20 ms per request turn) with `NGINX_CACHE_SIZE` set, every "
+        "path in nginx's cache before and after the rounds (`X-Cache-Status: HIT`). req/s: wrk -c16 for "
+        f"{context.seconds:g} s; then the paced client offers {NOPUSH_RATE:g} requests/s from 16 connections for "
+        f"{context.seconds:g} s (latency from when each request was due). Every answer was 200.",
+        "",
+        "| hits | tcp_nopush | req/s (wrk) | p50 ms (paced) | p99 ms (paced) | answers over 30 ms (paced) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (storage, setting), results in wrk_runs.items():
+        latencies = paced_runs[storage, setting]
+        lines.append(
+            f"| {storage} | {setting} | {spread([r.rps for r in results], 0)} | "
+            f"{spread([_quantile(run, 0.5) for run in latencies])} | "
+            f"{spread([_quantile(run, 0.99) for run in latencies])} | "
+            f"{spread([100 * sum(value > 0.030 for value in run) / len(run) for run in latencies], 1, ' %')} |"
+        )
+    return [*lines, ""]
+
+
+def _srcset_paths(keys: list[str]) -> list[str]:
+    """Each key fit into the workload's srcset widths (320, 640, 960 px boxes, square) in JPEG and WebP: hits of the
+    sizes a page's images have."""
+    return [
+        load.sidecar_path(key, load.Operation(f"fit-{fmt}", "fit", fmt, width), width - FIT_HEIGHTS[0], SECRET)
+        for key in keys
+        for width in (320, 640, 960)
+        for fmt in ("jpg", "webp")
+    ]
+
+
+def _with_nopush(config: str, setting: str) -> str:
+    """The rendered configuration with ``tcp_nopush`` set to ``setting``; fails rather than measure one unchanged."""
+    changed, count = re.subn(r"\btcp_nopush (on|off);", f"tcp_nopush {setting};", config)
+    if count != 1:
+        raise RuntimeError(f"the rendered configuration has {count} tcp_nopush directives, not one")
+    return changed
+
+
+def _hit_answers(url: str, paths: list[str]) -> set[str]:
+    """Each path's status and ``X-Cache-Status`` (``-`` without one), one request each."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    answers: set[str] = set()
+    try:
+        for path in paths:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            answers.add(f"{response.status} {response.getheader('X-Cache-Status', '-')}")
+    finally:
+        connection.close()
+    return answers
+
+
+def _quantile(sorted_seconds: list[float], share: float) -> float:
+    """The value ``share`` of the way through ``sorted_seconds``, in ms (as bench/workload.py takes p99)."""
+    return sorted_seconds[min(len(sorted_seconds) - 1, int(len(sorted_seconds) * share))] * 1000
+
+
 def fsync(context: Context) -> Section:
     """What the local store's fsync costs under load: the sidecar as serve runs it, with fsync a no-op, and sync."""
     env = local_env(context.media)
@@ -840,6 +976,7 @@ EXPERIMENTS: dict[str, Callable[[Context], Section]] = {
     "overhead": overhead,
     "hits": hits,
     "check": check,
+    "nopush": nopush,
     "fsync": fsync,
     "concurrency": concurrency,
     "count": count,

@@ -161,6 +161,11 @@ REFUSALS: dict[str, tuple[Callable[[], object], type[SidecarError], str]] = {
         MalformedPathError,
         "expected {key}/{spec}.{format}",
     ),
+    "a storage key without a spec": (
+        lambda: parse_storage_key("_r/photo.jpg/.webp", "_r/"),
+        MalformedPathError,
+        "expected {key}/{spec}.{format}",
+    ),
     "a signed storage key without a key": (
         lambda: parse_signed_storage_key("_r/400x-" + SIGNATURE + ".webp", "_r/"),
         MalformedPathError,

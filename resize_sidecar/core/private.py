@@ -41,6 +41,11 @@ def signing_key(secret: str) -> str:
     return _derive(secret, "resize-sidecar private derivatives")
 
 
+def signing_keys(secrets: Iterable[str]) -> list[str]:
+    """The private signing keys of every secret of ``SECRETS``: any one verifies a private derivative."""
+    return [signing_key(secret) for secret in secrets]
+
+
 def token_key(secret: str) -> str:
     """The key that signs private URLs' expiries (nginx holds it), derived from a secret of ``SECRETS``."""
     return _derive(secret, "resize-sidecar private URL tokens")

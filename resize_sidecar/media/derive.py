@@ -133,7 +133,7 @@ class Deriver:
         if self.is_private(raw_path):
             private.check(raw_path, query, secrets, time.time())
             path, _ = self.parse(raw_path)
-            return path, self.authorize_path(path, [private.signing_key(secret) for secret in secrets])
+            return path, self.authorize_path(path, private.signing_keys(secrets))
         path, signed_format = self.parse(raw_path, accept=accept)
         return path, self.authorize_path(path, signed_format=signed_format)
 

@@ -323,6 +323,7 @@ def nginx_command(settings: Settings, args: argparse.Namespace) -> int:
     if args.copy_scripts:
         if args.scripts is None:
             raise SettingsError("--copy-scripts: name the folder to copy them into with --scripts DIR")
+        scripts.mkdir(parents=True, exist_ok=True)
         for name in SCRIPTS:
             shutil.copyfile(TEMPLATES / name, scripts / name)
     print(text, end="")

@@ -45,7 +45,7 @@ class _Migrator:
         self.storage = storage
         self.options = options
         self.secrets = settings.require_secrets()
-        self.private_keys = [private.signing_key(secret) for secret in self.secrets]
+        self.private_keys = private.signing_keys(self.secrets)
 
     def migrate(self, stored: StoredObject) -> Outcome | None:
         """Move one object listed under a derivatives' prefix; ``None`` for those with nothing to move (in the new

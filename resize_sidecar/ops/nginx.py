@@ -112,8 +112,7 @@ def render_nginx(
         return _render("derivative-check.conf", check).rstrip("\n")
 
     values["derivative_check"] = derivative_check(settings.derived_prefix, list(secrets))
-    private_signing_keys = [private.signing_key(secret) for secret in secrets]
-    values["private_derivative_check"] = derivative_check(PRIVATE_DERIVED_PREFIX, private_signing_keys)
+    values["private_derivative_check"] = derivative_check(PRIVATE_DERIVED_PREFIX, private.signing_keys(secrets))
     # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
     resize_extra = [] if snippet else [
         "    proxy_hide_header Cache-Control;",

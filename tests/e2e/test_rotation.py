@@ -107,7 +107,7 @@ def test_nginx_serves_a_stored_derivative_only_to_a_url_that_verifies(
     rotation_stack: tuple[Stack, dict[str, str]],
 ) -> None:
     stack, _ = rotation_stack
-    key = "verified/cat.jpg"
+    key = "verified/cat é.jpg"
     stack.storage.put(key, photo(640, 480), "image/jpeg", "no-cache")
     urls = MediaURLs(Settings(secrets=(OLD,)))
     url = urls.derivative(key, width=200, format="webp")
@@ -122,6 +122,7 @@ def test_nginx_serves_a_stored_derivative_only_to_a_url_that_verifies(
         "another key's signature": url.replace(signature, signature_of(urls.derivative("verified/dog.jpg", width=200))),
         "signed as another format": url.replace(".webp", ".jpg"),
         "key encoded otherwise": url.replace("verified/cat", "verified/c%61t"),
+        "key in lower-case hex": url.replace("%C3%A9", "%c3%a9"),
         "an .auto URL's signature": url.replace(signature, signature_of(auto)),
     }
     stack.sidecar.stop()
@@ -137,6 +138,7 @@ def test_nginx_serves_a_stored_derivative_only_to_a_url_that_verifies(
         "another key's signature": (403, b"Forbidden: signature does not match\n"),
         "signed as another format": (403, b"Forbidden: signature does not match\n"),
         "key encoded otherwise": (400, b"Bad Request: key is not percent-encoded canonically\n"),
+        "key in lower-case hex": (400, b"Bad Request: key is not percent-encoded canonically\n"),
         "an .auto URL's signature": (403, b"Forbidden: signature does not match\n"),
     }
     assert stored(stack).count(f"_r/{key}/200x.webp") == 1

@@ -205,6 +205,8 @@ _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 # Markers without a length: TEM and the restart markers.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+# Start-of-frame markers of the sequential DCT pictures libjpeg decodes: baseline, extended and arithmetic-coded.
+_JPEG_SEQUENTIAL_FRAMES = frozenset({0xC0, 0xC1, 0xC9})
 # A scan of a small picture still costs its set-up: 0.6 us measured, what about 4,500 pixels of an end-of-band scan
 # cost (0.13 ns each).
 _SCAN_FLOOR_PIXELS = 65_536
@@ -620,8 +622,12 @@ def jpeg_scans(data: bytes, most: int = sys.maxsize) -> int:
     next marker, and the count stops at the end-of-image marker, where libjpeg stops reading (a second picture
     after it, such as a gain map, is not decoded). From the first byte that is not where a marker should be, every
     scan marker of the rest is counted: never fewer scans than libjpeg can find, however the bytes are arranged.
+
+    A sequential picture whose first scan holds every component is one scan: libjpeg then expects the end of the
+    image and reads no further, so its entropy-coded data is not searched (most camera photos; the search is a few
+    milliseconds on a 24 MP original).
     """
-    scans, at = 0, 2  # after the start-of-image marker
+    scans, at, components = 0, 2, -1  # after the start-of-image marker; components of a sequential frame
     while scans <= most:
         if at + 4 > len(data) or data[at] != 0xFF:
             return scans + data.count(b"\xff\xda", at)
@@ -633,9 +639,13 @@ def jpeg_scans(data: bytes, most: int = sys.maxsize) -> int:
         elif marker == _JPEG_EOI:
             break
         else:
-            at += 2 + struct.unpack_from(">H", data, at + 2)[0]
+            segment, at = at, at + 2 + struct.unpack_from(">H", data, at + 2)[0]
+            if marker in _JPEG_SEQUENTIAL_FRAMES and segment + 9 < len(data):
+                components = data[segment + 9]
             if marker == _JPEG_SOS:
                 scans += 1
+                if scans == 1 and segment + 4 < len(data) and data[segment + 4] == components:
+                    return scans
                 found = _JPEG_MARKER.search(data, at)
                 if found is None:
                     break

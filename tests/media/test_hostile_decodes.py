@@ -187,6 +187,33 @@ def test_the_scan_count_is_what_libjpeg_reads() -> None:
     assert pyvips.Image.new_from_buffer(dc_flood, "", fail_on="error").avg() >= 0
 
 
+def test_a_sequential_picture_whose_first_scan_holds_every_component_is_one_scan_whatever_follows() -> None:
+    plain = photo(64, 48)  # baseline, its three components in one scan
+    sos, end = plain.index(b"\xff\xda"), plain.rindex(b"\xff\xd9")
+    repeated = plain[:end] + plain[sos:end] * 300 + b"\xff\xd9"
+    assert imaging.jpeg_scans(repeated) == 1
+    # libjpeg agrees: it reads the first scan, expects the end of the image and stops.
+    decoded = [pyvips.Image.new_from_buffer(data, "", fail_on="error") for data in (plain, repeated)]
+    assert (decoded[0] - decoded[1]).abs().max() == 0
+
+
+def sequential_scans(components: int, scans: list[int]) -> bytes:
+    """SOI, a baseline frame of ``components`` and a scan of each of ``scans`` components (a byte of data each),
+    EOI: only the segments the scan count reads."""
+    frame = struct.pack(">BHHB", 8, 16, 16, components) + b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    body = b"\xff\xc0" + struct.pack(">H", 2 + len(frame)) + frame
+    for count in scans:
+        scan = bytes([count]) + b"".join(bytes([i + 1, 0]) for i in range(count)) + b"\x00\x3f\x00"
+        body += b"\xff\xda" + struct.pack(">H", 2 + len(scan)) + scan + b"\x12"
+    return b"\xff\xd8" + body + b"\xff\xd9"
+
+
+def test_a_sequential_picture_coded_a_component_per_scan_has_every_scan_counted() -> None:
+    assert imaging.jpeg_scans(sequential_scans(3, [1, 1, 1])) == 3
+    assert imaging.jpeg_scans(sequential_scans(3, [2, 1] + [1] * 100)) == 102
+    assert imaging.jpeg_scans(sequential_scans(1, [1] * 100)) == 1
+
+
 def test_scans_of_an_embedded_thumbnail_or_of_a_picture_after_the_end_are_not_counted() -> None:
     plain = progressive_jpeg(64, 64)
     thumbnail = scan_flood_jpeg(16, 16, 50)

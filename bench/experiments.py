@@ -469,17 +469,22 @@ def _without_open_file_cache(config: str) -> str:
 
 #: The rate offered in the nopush experiment's paced runs: the workload's (bench/workload.py, warm, paced).
 NOPUSH_RATE = 400.0
+#: Its originals: fit into the srcset's boxes, the 12 MP one gives answers over 64 KB.
+NOPUSH_SOURCES = ("1080p", "12mp")
 
 
 def nopush(context: Context) -> Section:
     """nginx's ``tcp_nopush`` (beside ``sendfile on``) on hits already stored: S3 behind the delay proxy with nginx's
-    cache of hits (every request a cache HIT), and local storage. The rendered configuration with the directive on
-    and off, wrk for req/s, then the paced client at the workload's rate for p50 and p99, in interleaved rounds."""
+    cache of hits (every request a cache HIT), and local storage. The rendered configuration with every
+    ``tcp_nopush`` on and every one off, wrk for req/s, then the paced client at the workload's rate for p50 and
+    p99, in interleaved rounds. A 1080p and a 12 MP original: answers from a few KB to over 64 KB."""
     local = local_env(context.media)
+    keys = {source: context.keys[source][:1] for source in NOPUSH_SOURCES}
     with ExitStack() as stack:
         moto = stack.enter_context(servers.moto(context.logs))
         proxy = stack.enter_context(servers.delay_proxy(moto.port, 20, context.logs))
-        s3_keys = upload(moto.url, "nopush", context.media, context.keys, {"1080p"})["1080p"]
+        upload(moto.url, "nopush", context.media, keys, set(NOPUSH_SOURCES))
+        paths = _srcset_paths([key for source in NOPUSH_SOURCES for key in keys[source]])
         cached = {
             "RESIZE_SIDECAR_SECRETS": SECRET,
             "RESIZE_SIDECAR_STORAGE": "s3",
@@ -490,10 +495,7 @@ def nopush(context: Context) -> Section:
             "RESIZE_SIDECAR_NGINX_CACHE_VALID": "1h",
         }
         # Each storage: its env, its paths and what every hit answers.
-        storages = {
-            "S3, nginx cache": (cached, _srcset_paths(s3_keys), {"200 HIT"}),
-            "local": (local, _srcset_paths(context.keys["1080p"][:2]), {"200 -"}),
-        }
+        storages = {"S3, nginx cache": (cached, paths, {"200 HIT"}), "local": (local, paths, {"200 -"})}
         stacks: dict[tuple[str, str], tuple[str, list[str], set[str]]] = {}
         for storage, (env, paths, expected) in storages.items():
             slug = "s3" if env is cached else "local"
@@ -536,13 +538,14 @@ def nopush(context: Context) -> Section:
             if _hit_answers(url, paths) != expected:
                 raise RuntimeError(f"{storage}, tcp_nopush {setting}: a hit was not one after the rounds")
     lines = [
-        "## tcp_nopush on hits: nginx's cache of S3 hits and local files (12 stored derivatives of the workload's "
-        "sizes)",
+        "## tcp_nopush on hits: nginx's cache of S3 hits and local files (16 stored derivatives of a page's sizes)",
         "",
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, {context.rounds} interleaved rounds; load average "
-        f"(1 min) after them {os.getloadavg()[0]:.2f}. Two 1080p originals fit into 320, 640 and 960 px boxes, JPEG "
-        f"and WebP ({min(sizes)} to {max(sizes)} bytes). The rendered configuration (`sendfile on`) with `tcp_nopush` "
-        "on and off; S3 is moto behind the delay proxy (20 ms per request turn) with `NGINX_CACHE_SIZE` set, every "
+        f"(1 min) after them {os.getloadavg()[0]:.2f}. A 1080p and a 12 MP original fit into 320, 640, 960 and 1600 px "
+        f"boxes, JPEG and WebP ({min(sizes)} to {max(sizes)} bytes, {sum(size > 65536 for size in sizes)} over 64 KB). "
+        "The rendered configuration (`sendfile on`) with every `tcp_nopush` on, and every one off (the http block's "
+        "and the cached locations'); S3 is moto behind the delay proxy (20 ms per request turn) with "
+        "`NGINX_CACHE_SIZE` set, every "
         "path in nginx's cache before and after the rounds (`X-Cache-Status: HIT`). req/s: wrk -c16 for "
         f"{context.seconds:g} s; then the paced client offers {NOPUSH_RATE:g} requests/s from 16 connections for "
         f"{context.seconds:g} s (latency from when each request was due). Every answer was 200.",
@@ -562,21 +565,22 @@ def nopush(context: Context) -> Section:
 
 
 def _srcset_paths(keys: list[str]) -> list[str]:
-    """Each key fit into the workload's srcset widths (320, 640, 960 px boxes, square) in JPEG and WebP: hits of the
-    sizes a page's images have."""
+    """Each key fit into the workload's srcset widths (320, 640, 960 px boxes, square) and a 1600 px one (a wide
+    screen's), in JPEG and WebP: hits of the sizes a page's images have."""
     return [
         load.sidecar_path(key, load.Operation(f"fit-{fmt}", "fit", fmt, width), width - FIT_HEIGHTS[0], SECRET)
         for key in keys
-        for width in (320, 640, 960)
+        for width in (320, 640, 960, 1600)
         for fmt in ("jpg", "webp")
     ]
 
 
 def _with_nopush(config: str, setting: str) -> str:
-    """The rendered configuration with ``tcp_nopush`` set to ``setting``; fails rather than measure one unchanged."""
+    """The rendered configuration with every ``tcp_nopush`` set to ``setting`` (the http block's, and the cached
+    locations' own); fails rather than measure one unchanged."""
     changed, count = re.subn(r"\btcp_nopush (on|off);", f"tcp_nopush {setting};", config)
-    if count != 1:
-        raise RuntimeError(f"the rendered configuration has {count} tcp_nopush directives, not one")
+    if not count:
+        raise RuntimeError("the rendered configuration has no tcp_nopush directive")
     return changed
 
 

@@ -898,9 +898,11 @@ def bounds(workload: Workload) -> list[str]:
         "cores idle while the workers wait. A warm pass on S3 without nginx's cache is bounded by reading stored "
         "objects from S3: here one Python moto process behind the delay proxy, far slower than a real S3 endpoint, "
         "so those numbers are a floor of what nginx in front of S3 serves. With nginx's cache, a warm hit reads "
-        "nginx's cache files (after one read of each object from S3, and a conditional GET of each after "
-        "`NGINX_CACHE_VALID`, one minute by default); on local storage it reads the stored files. Both are bounded "
-        "by nginx, or by the client. A paced pass is bounded by the offered rate unless the server cannot keep up.",
+        "nginx's cache files (after one read of each object from S3); on local storage it reads the stored files. "
+        "Both are bounded by nginx, or by the client. nginx checks a cached hit with S3 after `NGINX_CACHE_VALID` "
+        "(10 minutes by default, longer than these passes, so none is checked here), behind the request that found "
+        "it expired; what that costs is measured apart (`experiments.md`, decision 7). A paced pass is bounded by the "
+        "offered rate unless the server cannot keep up.",
     ]
     return lines
 

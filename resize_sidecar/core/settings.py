@@ -92,7 +92,7 @@ class Settings:
     nginx_cache_size: str = setting("", "Size of nginx's cache of S3 hits, e.g. '2g' (empty: no cache).")
     nginx_cache_inactive: str = setting("7d", "nginx evicts cached hits not requested for this long.")
     nginx_cache_valid: str = setting(
-        "1m", "nginx serves a cached hit this long, then asks S3 again: a deleted derivative stays served as long."
+        "10m", "nginx serves a cached hit this long, then checks it with S3: a deleted derivative stays served as long."
     )
     cache_control: str = setting("public, max-age=31536000, immutable", "Cache-Control of stored derivatives.")
     originals_cache_control: str = setting(

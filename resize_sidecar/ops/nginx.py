@@ -95,6 +95,7 @@ def render_nginx(
     values["max_spool"] = str(settings.archive_max_bytes + (64 << 20))
     values["ignore_vary"] = " Vary" if edge else ""
     values["cache"] = _render("cache.conf", values) if cached else ""
+    values["public_cache"] = values["cache"] + _render("cache-public.conf", {}) if cached else ""
     values["private_derived_prefix"] = PRIVATE_DERIVED_PREFIX
     # Ends the line before it in the templates: nothing at all when it is not rendered.
     values["auto"] = "\n" + _render("auto.conf", {}).rstrip("\n") if edge else ""
@@ -121,7 +122,11 @@ def render_nginx(
     # A private URL reaches @resize unchecked where nginx does not check it (a snippet, anonymous S3 reads): its answer
     # is never cached here, or a later request with an expired token would be served from the cache.
     private_misses = ["    proxy_no_cache $arg_token;", "    proxy_cache_bypass $arg_token;"]
-    values["resize_extra"] = "\n".join(resize_extra + ([values["cache"], *private_misses] if cached else []))
+    # A public hit's check with S3 runs in the background (cache-public.conf): when its object is gone and so is
+    # the original, the sidecar's 404 must replace the stale entry, or the entry would be served on and on.
+    missing_original = ["    proxy_cache_valid 404 1s;"]
+    resize_cache = [values["cache"], *missing_original, *private_misses] if cached else []
+    values["resize_extra"] = "\n".join(resize_extra + resize_cache)
     if s3:
         values.update(_s3_values(settings, signed))
         values["private"] = _render("private-s3.conf" if private_edge else "private-sidecar.conf", values)

@@ -8,6 +8,7 @@ exactly as S3 would refuse it. S3's rarer answers (an expired token, a wrong reg
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ import pytest
 
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.core.signing import format_path
+from tests.support.faults import Fault, FaultProxy
 from tests.support.images import photo
 from tests.support.servers import SECRET, Blackhole, MotoServer, NginxServer, SidecarServer, raw_get, sidecar_requests
 
@@ -200,12 +202,21 @@ def test_storage_errors_are_not_turned_into_resizes(
 
 
 @contextmanager
-def short_lived_cache(bucket: PrivateBucket, sidecar: SidecarServer, key: str, valid: str) -> Iterator[NginxServer]:
-    """A new original at ``key``, and an nginx whose cached hits are valid for ``valid``."""
+def short_lived_cache(
+    bucket: PrivateBucket, sidecar: SidecarServer, key: str, valid: str, **more: str
+) -> Iterator[NginxServer]:
+    """A new original at ``key``, and an nginx whose cached hits are valid for ``valid`` (``more``: its other
+    settings)."""
     put_original(bucket, key, photo(640, 480))
-    env = {**bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": valid}
+    env = {**bucket.env, "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m", "RESIZE_SIDECAR_NGINX_CACHE_VALID": valid, **more}
     with NginxServer(env, sidecar_url=sidecar.url) as nginx:
         yield nginx
+
+
+def expire(nginx: NginxServer, url: str) -> None:
+    """Wait out a 1 s entry: nginx counts validity in whole seconds, so it expires 1 to 2 s after it was stored."""
+    assert raw_get(nginx.url, url)[1]["x-cache-status"] in ("MISS", "HIT")
+    time.sleep(2.2)
 
 
 def test_a_cached_hit_deleted_from_s3_is_served_no_longer_than_the_cache_validity(
@@ -233,23 +244,56 @@ def test_a_cached_hit_deleted_from_s3_is_served_no_longer_than_the_cache_validit
         assert raw_get(nginx.url, url)[0] == 404  # and nothing of it was cached again
 
 
-def test_an_unchanged_cached_hit_is_checked_with_a_conditional_get_after_the_cache_validity(
+def test_an_expired_hit_is_answered_from_the_cache_and_checked_with_s3_behind_it_by_a_conditional_get(
     private_bucket: PrivateBucket, signed_edge: tuple[SidecarServer, NginxServer]
 ) -> None:
-    """The bound's cost: once the entry holds S3's own ETag, the check is a signed 304, not the whole object."""
+    """The bound's cost: once the entry holds S3's own ETag, the check is a signed 304, not the whole object, and
+    the visitor who found the entry expired got it from the cache."""
     key = "private/unchanged.jpg"
     url = format_path(key, "170x", "jpg", SECRET)
-    with short_lived_cache(private_bucket, signed_edge[0], key, "1s") as nginx:
+    stored = f"/{private_bucket.bucket}/_r/{key}/170x.jpg"
+    with (
+        FaultProxy(private_bucket.moto.url) as s3,
+        short_lived_cache(private_bucket, signed_edge[0], key, "1s", RESIZE_SIDECAR_S3_ENDPOINT_URL=s3.url) as nginx,
+    ):
+        status, _, body = raw_get(nginx.url, url)
+        assert (status, s3.statuses("GET", stored)) == (200, [404])  # made by the sidecar, cached on its way out
+        expire(nginx, url)
+
+        status, headers, again = raw_get(nginx.url, url)
+        assert (status, headers["x-cache-status"], again) == (200, "STALE", body)
+        deadline = time.monotonic() + 10
+        while len(s3.statuses("GET", stored)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s3.statuses("GET", stored) == [404, 304]
+        status, headers, again = raw_get(nginx.url, url)
+        assert (status, headers["x-cache-status"], again) == (200, "HIT", body)
+
+
+def test_no_visitor_waits_on_s3_for_the_check_of_an_expired_hit(
+    private_bucket: PrivateBucket, signed_edge: tuple[SidecarServer, NginxServer]
+) -> None:
+    """S3 holds the check without answering, for longer than this client waits (30 s; nginx would wait 60 s):
+    the visitor is answered from the cache all the same."""
+    key = "private/held.jpg"
+    url = format_path(key, "180x", "jpg", SECRET)
+    stored = f"/{private_bucket.bucket}/_r/{key}/180x.jpg"
+    more = {"RESIZE_SIDECAR_S3_READ_TIMEOUT": "60"}
+    with (
+        FaultProxy(private_bucket.moto.url) as s3,
+        short_lived_cache(private_bucket, signed_edge[0], key, "1s", RESIZE_SIDECAR_S3_ENDPOINT_URL=s3.url, **more)
+        as nginx,
+    ):
         status, _, body = raw_get(nginx.url, url)
         assert status == 200
-        seen = set()
-        deadline = time.monotonic() + 15
-        while "REVALIDATED" not in seen and time.monotonic() < deadline:
-            time.sleep(0.5)
-            status, headers, again = raw_get(nginx.url, url)
-            assert (status, again) == (200, body)
-            seen.add(headers["x-cache-status"])
-        assert "REVALIDATED" in seen, seen
+        expire(nginx, url)
+        s3.fault = Fault.blackhole(methods={"GET"}, path=f"^{re.escape(stored)}$")
+
+        status, headers, again = raw_get(nginx.url, url)
+
+        assert (status, headers["x-cache-status"], again) == (200, "STALE", body)
+        assert s3.requests[-1] == ("GET", stored)  # the check was asked, and is still held
+        assert s3.statuses("GET", stored) == [404]
 
 
 class StandInS3:

@@ -6,8 +6,8 @@ or part-way through the body, stall part-way through it, announce a ``Content-Le
 answer an S3 error of its own (``503 SlowDown``, ``403 AccessDenied``). A fault can be limited to some methods
 (``PUT``) or request targets (a regular expression), and is switched at run time by assigning ``proxy.fault``. The
 proxy counts the requests it received by method, faulted or not: ``proxy.count("PUT") == 0`` means nothing was
-written. Everything is bounded: loopback only, a fixed number of connections, holds end when the client leaves or
-the proxy stops.
+written; ``proxy.statuses`` says what the upstream answered to the ones relayed. Everything is bounded: loopback
+only, a fixed number of connections, holds end when the client leaves or the proxy stops.
 
 Hostile originals the shared corpus lacks (:func:`png_header_only`, :func:`gif_frame_flood`...) are made on the spot.
 The probes (:func:`worker_pids`, :func:`rss_kib`, :func:`open_fds`...) read ``/proc`` directly, so that a worker
@@ -275,6 +275,7 @@ class FaultProxy:
         self.max_connections = max_connections
         self.idle_seconds = idle_seconds
         self.requests: list[tuple[str, str]] = []
+        self.answers: list[tuple[str, str, int]] = []  # (method, target, status) of what the upstream answered
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
@@ -292,6 +293,11 @@ class FaultProxy:
         with self._lock:
             return sum(1 for m, _ in self.requests if method is None or m == method)
 
+    def statuses(self, method: str, target: str) -> list[int]:
+        """What the upstream answered to the requests relayed with ``method`` for exactly ``target``, in order."""
+        with self._lock:
+            return [status for m, t, status in self.answers if (m, t) == (method, target)]
+
     def counts(self) -> Counter[str]:
         with self._lock:
             return Counter(method for method, _ in self.requests)
@@ -301,6 +307,7 @@ class FaultProxy:
         self.fault = Fault()
         with self._lock:
             self.requests.clear()
+            self.answers.clear()
 
     def start(self) -> FaultProxy:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -393,6 +400,8 @@ class FaultProxy:
         if response is None:
             _reset(client)  # S3 itself is unreachable: the client sees a dead connection, as it would
             return False
+        with self._lock:
+            self.answers.append((method, target, response.status))
         has_body = method != "HEAD" and response.status not in (204, 304) and response.status >= 200
         if not has_body:
             client.sendall(response.head(None, keep_length=True))

@@ -205,7 +205,9 @@ _JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 # Markers without a length: TEM and the restart markers.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
-# Start-of-frame markers of the sequential DCT pictures libjpeg decodes: baseline, extended and arithmetic-coded.
+# Start-of-frame markers (0xC4, 0xC8 and 0xCC among them are not), and those of the sequential DCT pictures libjpeg
+# decodes: baseline, extended and arithmetic-coded.
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_SEQUENTIAL_FRAMES = frozenset({0xC0, 0xC1, 0xC9})
 # A scan of a small picture still costs its set-up: 0.6 us measured, what about 4,500 pixels of an end-of-band scan
 # cost (0.13 ns each).
@@ -627,7 +629,9 @@ def jpeg_scans(data: bytes, most: int = sys.maxsize) -> int:
     image and reads no further, so its entropy-coded data is not searched (most camera photos; the search is a few
     milliseconds on a 24 MP original).
     """
-    scans, at, components = 0, 2, -1  # after the start-of-image marker; components of a sequential frame
+    # After the start-of-image marker. libjpeg reads the first frame header only (a second one is an error):
+    # ``components`` is its count when it is sequential, -1 when it is not, None before it.
+    scans, at, components = 0, 2, None
     while scans <= most:
         if at + 4 > len(data) or data[at] != 0xFF:
             return scans + data.count(b"\xff\xda", at)
@@ -640,8 +644,9 @@ def jpeg_scans(data: bytes, most: int = sys.maxsize) -> int:
             break
         else:
             segment, at = at, at + 2 + struct.unpack_from(">H", data, at + 2)[0]
-            if marker in _JPEG_SEQUENTIAL_FRAMES and segment + 9 < len(data):
-                components = data[segment + 9]
+            if components is None and marker in _JPEG_FRAMES:
+                sequential = marker in _JPEG_SEQUENTIAL_FRAMES and segment + 9 < len(data)
+                components = data[segment + 9] if sequential else -1
             if marker == _JPEG_SOS:
                 scans += 1
                 if scans == 1 and segment + 4 < len(data) and data[segment + 4] == components:

@@ -214,6 +214,15 @@ def test_a_sequential_picture_coded_a_component_per_scan_has_every_scan_counted(
     assert imaging.jpeg_scans(sequential_scans(1, [1] * 100)) == 1
 
 
+def test_only_the_first_frame_header_says_whether_a_picture_is_sequential() -> None:
+    flood = scan_flood_jpeg(64, 64, 100)
+    sof = flood.index(b"\xff\xc2")
+    length = struct.unpack_from(">H", flood, sof + 2)[0]
+    # A baseline frame header after the progressive one: libjpeg stops at it, and it makes no scan count as one.
+    second = b"\xff\xc0" + flood[sof + 2 : sof + 2 + length]
+    assert imaging.jpeg_scans(flood[: sof + 2 + length] + second + flood[sof + 2 + length :]) == 106
+
+
 def test_scans_of_an_embedded_thumbnail_or_of_a_picture_after_the_end_are_not_counted() -> None:
     plain = progressive_jpeg(64, 64)
     thumbnail = scan_flood_jpeg(16, 16, 50)

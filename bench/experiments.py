@@ -494,10 +494,10 @@ def nopush(context: Context) -> Section:
             # Longer than the experiment: no hit is revalidated with S3 while it is measured.
             "RESIZE_SIDECAR_NGINX_CACHE_VALID": "1h",
         }
-        # Each storage: its env, its paths and what every hit answers.
-        storages = {"S3, nginx cache": (cached, paths, {"200 HIT"}), "local": (local, paths, {"200 -"})}
-        stacks: dict[tuple[str, str], tuple[str, list[str], set[str]]] = {}
-        for storage, (env, paths, expected) in storages.items():
+        # Each storage: its env and what every hit answers.
+        storages = {"S3, nginx cache": (cached, {"200 HIT"}), "local": (local, {"200 -"})}
+        stacks: dict[tuple[str, str], tuple[str, set[str]]] = {}
+        for storage, (env, expected) in storages.items():
             slug = "s3" if env is cached else "local"
             sidecar = stack.enter_context(servers.sidecar(env, context.logs, workers=1, name=f"sidecar-nopush-{slug}"))
             for setting in ("on", "off"):
@@ -506,18 +506,17 @@ def nopush(context: Context) -> Section:
                 nginx = stack.enter_context(servers.Nginx(f"nopush-{slug}-{setting}", config, port, context.logs))
                 for _ in range(3):  # made and stored, read from S3 into nginx's cache, then a cache hit
                     load.python_load(nginx.url, paths, connections=1)
-                stacks[storage, setting] = (nginx.url, paths, expected)
-        for (storage, setting), (url, paths, expected) in stacks.items():
+                stacks[storage, setting] = (nginx.url, expected)
+        for (storage, setting), (url, expected) in stacks.items():
             if _hit_answers(url, paths) != expected:
                 raise RuntimeError(f"{storage}, tcp_nopush {setting}: not every path is a hit")
-        local_paths = storages["local"][1]
-        sizes = [(context.media / parse_path(path).storage_key("_r/")).stat().st_size for path in local_paths]
+        sizes = [(context.media / parse_path(path).storage_key("_r/")).stat().st_size for path in paths]
         wrk_runs: dict[tuple[str, str], list[LoadResult]] = {}
         paced_runs: dict[tuple[str, str], list[list[float]]] = {}
         for round_index in range(context.rounds):
             names = list(stacks)
             for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-                url, paths, _ = stacks[name]
+                url, _ = stacks[name]
                 result = load.wrk_load(
                     url, paths, connections=16, seconds=context.seconds, threads=2, work=context.work
                 )
@@ -534,7 +533,7 @@ def nopush(context: Context) -> Section:
                 print(
                     f"  {' '.join(name):24} {result.rps:8.0f} req/s p99 {_quantile(paced_runs[name][-1], 0.99):6.1f} ms"
                 )
-        for (storage, setting), (url, paths, expected) in stacks.items():
+        for (storage, setting), (url, expected) in stacks.items():
             if _hit_answers(url, paths) != expected:
                 raise RuntimeError(f"{storage}, tcp_nopush {setting}: a hit was not one after the rounds")
     lines = [

@@ -92,7 +92,7 @@ def goals(results: Results) -> list[Goal]:
         thumbor, floor = miss.get((source, op, "thumbor")), miss.get((source, op, "floor"))
         label = _operation_label(op)
         if thumbor:
-            why = [
+            evidence = [
                 _render_why(results, source) if op == "fit-jpg" else "",
                 _ssim_why(results, source) if op == "fit-jpg" else "",
                 _budget_why(results, source, op, thumbor, MISS_OVER_THUMBOR),
@@ -104,7 +104,7 @@ def goals(results: Results) -> list[Goal]:
                     ratios(runs, thumbor),
                     MISS_OVER_THUMBOR,
                     True,
-                    why="; ".join(filter(None, why)),
+                    why="; ".join(filter(None, evidence)),
                 )
             )
         if floor:

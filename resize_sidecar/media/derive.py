@@ -32,6 +32,8 @@ from resize_sidecar.core.signing import (
     StoredDerivative,
     is_preset_name,
     parse_path,
+    parse_signed_storage_key,
+    parse_storage_key,
     resolve_spec,
     verify,
 )
@@ -271,6 +273,16 @@ class Deriver:
         without the signature, or with it where storage keys carry it (``Settings.signed_storage_keys``)."""
         prefix = PRIVATE_DERIVED_PREFIX if private else self.settings.derived_prefix
         return path.signed_storage_key(prefix) if self.settings.signed_storage_keys else path.storage_key(prefix)
+
+    def stored_derivative(self, storage_key: str, prefix: str) -> StoredDerivative:
+        """The derivative stored at ``storage_key`` under ``prefix``, read in the layout :meth:`storage_key` writes.
+
+        Raises:
+            MalformedPathError: not a derivative's storage key in that layout.
+        """
+        if self.settings.signed_storage_keys:
+            return parse_signed_storage_key(storage_key, prefix).stored
+        return parse_storage_key(storage_key, prefix)
 
     def confirm_source(self, original_key: str, source_version: str, storage_key: str) -> None:
         """Keep the derivative just stored at ``storage_key`` only if its original is still the version it was made

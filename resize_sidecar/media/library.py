@@ -42,11 +42,8 @@ from resize_sidecar.core.signing import (
     MAX_KEY_BYTES,
     PRIVATE_PREFIX,
     DerivativePath,
-    StoredDerivative,
     derivatives_prefix,
     format_path,
-    parse_signed_storage_key,
-    parse_storage_key,
     resolve_spec,
     sign,
     validate_key,
@@ -480,10 +477,7 @@ class MediaLibrary:
         moved = 0
         for item in self._all_objects(derivatives_prefix(incoming_key, derived_prefix)):
             try:
-                if self.settings.signed_storage_keys:
-                    found: StoredDerivative = parse_signed_storage_key(item.key, derived_prefix).stored
-                else:
-                    found = parse_storage_key(item.key, derived_prefix)
+                found = self.deriver.stored_derivative(item.key, derived_prefix)
             except MalformedPathError:
                 continue  # not a derivative's name: the incoming folder goes anyway
             data = self.storage.get(item.key) if found.key == incoming_key else None

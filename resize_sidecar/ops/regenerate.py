@@ -146,9 +146,7 @@ class _Regenerator:
         (``None``: another shard's)."""
         signed_layout = self.settings.signed_storage_keys
         try:
-            if signed_layout:
-                return parse_signed_storage_key(key, prefix).stored
-            return parse_storage_key(key, prefix)
+            return self.deriver.stored_derivative(key, prefix)
         except MalformedPathError:
             pass
         try:

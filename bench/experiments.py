@@ -10,7 +10,9 @@ floor), ``hits`` (what the hit path's nginx location costs), ``check`` (what ngi
 hit), ``nopush`` (nginx's ``tcp_nopush`` on cached S3 hits and local hits), ``fsync`` (what durable local writes
 cost),
 ``concurrency`` (VIPS_CONCURRENCY 1 or 2 under load), ``count`` (how many workers on 2 cores), ``workers`` (sync or
-threaded workers and transform slots, with and without 30 ms of S3 latency). They reuse the images of ``run.py``.
+threaded workers and transform slots, with and without 30 ms of S3 latency), ``cores`` (renders per second with every
+core rendering and no server: the sidecar's render, libvips' thumbnail and thumbor's engine). They reuse the images
+of ``run.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from run import SECRET, local_env, stop_on_signal, upload  # isort: split
 import datetime
 import gc
 import http.client
+import multiprocessing
 import os
 import re
 import shutil
@@ -970,6 +973,62 @@ print(f"{{(time.perf_counter() - started) / 30 * 1000:.1f}} {{peak:.0f}}")
     return [*lines, ""]
 
 
+def cores(context: Context) -> Section:
+    """Renders per second with one process per core rendering back to back: what the engines make of the machine
+    with no server, no storage and no load generator, and how much of it they leave idle."""
+    renderers = {"sidecar": inprocess.sidecar_render, "libvips thumbnail": inprocess.vips_naive}
+    if inprocess.HAVE_PILLOW:
+        renderers["thumbor's engine (Pillow)"] = inprocess.pillow_draft
+    count = os.cpu_count() or 1
+    spawn = multiprocessing.get_context("spawn")  # a fresh libvips per process, with one thread per render
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with spawn.Pool(count) as pool:
+        for _ in range(context.rounds):
+            for source, fmt in _CORE_CELLS:
+                for name, renderer in renderers.items():
+                    before = _cpu_times()
+                    jobs = [(renderer, context.data[source], fmt, context.seconds)] * count
+                    made = sum(pool.starmap(_render_for, jobs))
+                    busy, idle = (after - start for after, start in zip(_cpu_times(), before, strict=True))
+                    runs.setdefault((source, fmt, name), []).append((made / context.seconds, idle / (busy + idle)))
+    lines = [
+        f"## Every core rendering, no server ({count} processes, fit into 400x300, {context.seconds:g} s runs)",
+        "",
+        "| source | to | renderer | renders/s | ÷ thumbor's engine | CPU idle |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (source, fmt, name), results in runs.items():
+        peer = runs.get((source, fmt, "thumbor's engine (Pillow)"))
+        ratios = [ours / theirs for (ours, _), (theirs, _) in zip(results, peer, strict=True)] if peer else []
+        lines.append(
+            f"| {source} | {fmt} | {name} | {spread([rate for rate, _ in results])} | {spread(ratios, 2)} | "
+            f"{spread([share * 100 for _, share in results], 0)} % |"
+        )
+    return [*lines, ""]
+
+
+#: The miss table's fit cells: sources and output formats.
+_CORE_CELLS = (("1080p", "jpg"), ("12mp", "jpg"), ("24mp", "jpg"), ("1080p", "avif"), ("24mp", "avif"))
+
+
+def _render_for(renderer: Callable[[bytes, str], bytes], data: bytes, fmt: str, seconds: float) -> int:
+    """Renders of ``data`` into ``fmt`` made in ``seconds`` (after one to warm up)."""
+    renderer(data, fmt)
+    made, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        renderer(data, fmt)
+        made += 1
+    return made
+
+
+def _cpu_times() -> tuple[int, int]:
+    """The machine's busy and idle clock ticks so far (/proc/stat; idle includes waiting for I/O)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, idle
+
+
 EXPERIMENTS: dict[str, Callable[[Context], Section]] = {
     "shrink": shrink,
     "rule": rule,
@@ -984,6 +1043,7 @@ EXPERIMENTS: dict[str, Callable[[Context], Section]] = {
     "concurrency": concurrency,
     "count": count,
     "workers": workers,
+    "cores": cores,
 }
 
 if __name__ == "__main__":

@@ -52,18 +52,29 @@ def vips_naive(data: bytes, fmt: str, quality: int | None = None) -> bytes:
 
 
 def pillow_draft(data: bytes, fmt: str, quality: int | None = None) -> bytes:
-    """thumbor's PIL engine, in short: ``draft()`` (JPEG DCT scaling to at least the box), LANCZOS, save."""
+    """thumbor's PIL engine on a fit into the box: ``draft()`` to the result's size (JPEG DCT scaling), LANCZOS to
+    it, save as thumbor's engine and the benchmark's configuration of it save (JPEG with Huffman optimisation, AVIF
+    at speed 7)."""
     from PIL import Image
 
-    image = _pillow_drafted(data)
-    image.thumbnail(BOX, Image.Resampling.LANCZOS)
-    flat: Image.Image = image
+    image, size = _pillow_drafted(data)
+    image = image.resize(size, Image.Resampling.LANCZOS)
     if image.mode not in ("RGB", "L"):
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A") if "A" in image.getbands() else None)
+        image = flat
     out = io.BytesIO()
-    flat.save(out, {"jpg": "JPEG", "webp": "WEBP"}[fmt], quality=quality or 80)
+    pillow_format, options = _PILLOW_SAVES[fmt]
+    image.save(out, pillow_format, quality=quality or floor_app.QUALITIES[fmt], **options)
     return out.getvalue()
+
+
+#: Pillow's format name and options per output format, as thumbor saves (bench/prepare.py configures AVIF_SPEED).
+_PILLOW_SAVES: dict[str, tuple[str, dict[str, Any]]] = {
+    "jpg": ("JPEG", {"optimize": True}),
+    "webp": ("WEBP", {}),
+    "avif": ("AVIF", {"speed": 7}),
+}
 
 
 #: Renderers and the output formats each is measured on (Pillow: what thumbor's PIL engine is compared on).
@@ -139,7 +150,7 @@ def cost_split(data: bytes, operation: str, repeats: int) -> CostSplit:
         "encode": encoders[fmt],
     }
     if HAVE_PILLOW:
-        calls["pillow"] = lambda: _pillow_drafted(data).load()
+        calls["pillow"] = lambda: _pillow_drafted(data)[0].load()
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
@@ -150,13 +161,17 @@ def cost_split(data: bytes, operation: str, repeats: int) -> CostSplit:
     return CostSplit(shrink, ms["render"], ms["decode"], ms["encode"], ms.get("pillow", 0.0))
 
 
-def _pillow_drafted(data: bytes) -> Any:
-    """A Pillow image of ``data`` set to decode at the DCT scale ``draft()`` picks for the box (not decoded yet)."""
+def _pillow_drafted(data: bytes) -> tuple[Any, tuple[int, int]]:
+    """A Pillow image of ``data`` set to decode at the DCT scale thumbor's engine asks for (not decoded yet), and
+    the size of the fit into the box: thumbor drafts to that size, not the box's, so a 1920x1080 original fitted
+    into 400x300 decodes at 1/4 (480x270), not at 1/2."""
     from PIL import Image
 
     image = Image.open(io.BytesIO(data))
-    image.draft("RGB", BOX)
-    return image
+    scale = min(BOX[0] / image.width, BOX[1] / image.height)
+    size = int(image.width * scale), int(image.height * scale)
+    image.draft(None, size)
+    return image, size
 
 
 @dataclass

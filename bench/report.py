@@ -475,8 +475,8 @@ def render_section(results: Results) -> list[str]:
         "Fit into 400x300. Time: decode, resize and encode at the "
         "default quality. SSIM: of a q100 encode of the same render against a full-decode Lanczos-3 reference, "
         "so it measures the decode and resize path rather than the codec. `vips-naive` is one "
-        "`thumbnail_buffer` with libvips' defaults; `pillow-draft` is thumbor's engine (`draft()` DCT scaling, "
-        "LANCZOS), JPEG and WebP output only.",
+        "`thumbnail_buffer` with libvips' defaults; `pillow-draft` is thumbor's engine (`draft()` to the result's "
+        "size, which picks the DCT scale; LANCZOS; JPEG saved with Huffman optimisation), JPEG and WebP output only.",
         "",
         "| source | to | " + " | ".join(f"{n} ms | {n} bytes | {n} SSIM" for n in names) + " |",
         "|---|---|" + "---|---|---|" * len(names),

@@ -23,6 +23,7 @@ from run import SECRET, local_env, stop_on_signal, upload  # isort: split
 import datetime
 import gc
 import http.client
+import io
 import multiprocessing
 import os
 import re
@@ -1004,6 +1005,41 @@ def cores(context: Context) -> Section:
             f"| {source} | {fmt} | {name} | {spread([rate for rate, _ in results])} | {spread(ratios, 2)} | "
             f"{spread([share * 100 for _, share in results], 0)} % |"
         )
+    return [*lines, "", *_decodes(context)]
+
+
+def _decodes(context: Context) -> Section:
+    """A JPEG's decode alone at each DCT scale, libvips (as the sidecar loads) and Pillow (as thumbor's engine)."""
+    if not inprocess.HAVE_PILLOW:
+        return []
+    from PIL import Image
+
+    def pillow(data: bytes, scale: int) -> None:
+        image = Image.open(io.BytesIO(data))
+        image.draft(None, (image.width // scale, image.height // scale))
+        image.load()
+
+    def libvips(data: bytes, scale: int) -> None:
+        source = pyvips.Source.new_from_memory(data)
+        pyvips.Image.jpegload_source(source, shrink=scale, access="sequential").copy_memory()
+
+    lines = [
+        "Decode alone, one process (pixels in memory; median of 15 interleaved calls each, ms):",
+        "",
+        "| source | scale | libvips | Pillow | libvips ÷ Pillow |",
+        "|---|---|---|---|---|",
+    ]
+    for source in ("1080p", "12mp"):
+        data = context.data[source]
+        for scale in (1, 4, 8):
+            seconds: dict[str, list[float]] = {"libvips": [], "pillow": []}
+            for _ in range(15):
+                for name, decode in (("libvips", libvips), ("pillow", pillow)):
+                    started = time.perf_counter()
+                    decode(data, scale)
+                    seconds[name].append(time.perf_counter() - started)
+            ours, theirs = (statistics.median(seconds[name]) * 1000 for name in ("libvips", "pillow"))
+            lines.append(f"| {source} | 1/{scale} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
     return [*lines, ""]
 
 

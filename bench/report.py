@@ -447,8 +447,9 @@ def latency_section(results: Results) -> list[str]:
         "## S3 latency tolerance, req/s (fit JPEG)",
         "",
         "The sidecar on moto's S3 behind a TCP proxy that adds "
-        "the delay once per request turn, for both nginx's and the sidecar's S3 calls; a miss makes four "
-        "(nginx's GET, the sidecar's look for the derivative, the original, the PUT). "
+        "the delay once per request turn, for both nginx's and the sidecar's S3 calls; a miss makes five "
+        "(nginx's GET, the sidecar's look for the derivative, the original, the PUT, and the look at the original "
+        "that confirms it is still the version read). "
         f"{results.plan.latency_connections} connections, {results.plan.workers} workers as `resize-sidecar serve` "
         "runs them.",
         "",

@@ -112,12 +112,15 @@ def test_nginx_signs_its_reads_so_hits_never_reach_python(
     url = format_path(key, "300x", "jpg", SECRET)
     status, headers, body = raw_get(nginx.url, url)
     assert status == 200, body
-    assert headers["x-cache-status"] == "MISS"
+    assert (headers["x-cache-status"], headers["x-derivative"]) == ("MISS", "created")
+    assert headers["x-request-id"]
     reached = sidecar_requests(sidecar)
     # The nginx cache would hide a failing S3 read: ask for the object twice more, once past the cache.
     again = raw_get(nginx.url, url)
     assert (again[0], again[2], again[1]["x-cache-status"]) == (200, body, "HIT")
     assert again[1]["x-content-type-options"] == "nosniff"
+    # The miss's answer was kept: its account of that request is not repeated on a hit.
+    assert "x-derivative" not in again[1] and "x-request-id" not in again[1]
     assert sidecar_requests(sidecar) == reached
 
 

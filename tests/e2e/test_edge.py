@@ -7,6 +7,7 @@ exactly as S3 would refuse it. S3's rarer answers (an expired token, a wrong reg
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import threading
@@ -119,9 +120,23 @@ def test_nginx_signs_its_reads_so_hits_never_reach_python(
     again = raw_get(nginx.url, url)
     assert (again[0], again[2], again[1]["x-cache-status"]) == (200, body, "HIT")
     assert again[1]["x-content-type-options"] == "nosniff"
-    # The miss's answer was kept: its account of that request is not repeated on a hit.
+    # The miss's answer was kept: its account of that request is not repeated on a hit, nor is nosniff said twice.
     assert "x-derivative" not in again[1] and "x-request-id" not in again[1]
+    assert header_values(nginx.url, url, "X-Content-Type-Options") == ["nosniff"]
     assert sidecar_requests(sidecar) == reached
+
+
+def header_values(base_url: str, path: str, name: str) -> list[str]:
+    """Every value of the header ``name`` in the answer to a GET of ``path``, repeats kept."""
+    host, port = base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return [value for key, value in response.getheaders() if key.lower() == name.lower()]
+    finally:
+        connection.close()
 
 
 def test_a_signed_read_of_an_uncached_derivative_is_served_by_s3(

@@ -144,6 +144,13 @@ class StorageTimeoutError(StorageError):
     status, public_message, report, reason = 504, "Gateway Timeout", True, "storage_timeout"
 
 
+class StorageConflictError(StorageError):
+    """Storage cannot hold the key beside what it holds already: on local storage, a file where the key needs a
+    folder, or a folder where it needs a file (S3 has no such keys)."""
+
+    status, public_message, report, reason = 409, "Conflict", False, "storage_conflict"
+
+
 class OverloadedError(SidecarError):
     """This machine is too busy to make the derivative now; nothing was read or made.
 

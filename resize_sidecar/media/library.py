@@ -31,6 +31,7 @@ from resize_sidecar.core.errors import (
     PolicyError,
     SidecarError,
     SourceTooLargeError,
+    StorageConflictError,
     StorageError,
     UnsupportedImageError,
     UnsupportedMediaTypeError,
@@ -199,6 +200,7 @@ class MediaLibrary:
             MalformedPathError: the final key breaks the URL contract.
             NotFoundError: neither an upload nor an image at the key.
             ConflictError: another image is stored at the final key.
+            StorageConflictError: local storage cannot hold the final key beside what it holds (nothing is moved).
         """
         final_key = key.removeprefix(self.settings.incoming_prefix)
         validate_key(final_key, self.settings.derived_prefix)
@@ -211,8 +213,17 @@ class MediaLibrary:
         existing = self.storage.get(final_key, max_bytes=self.settings.max_source_bytes)
         if existing is not None and existing != data:
             raise ConflictError(f"another image is stored at {final_key!r}")
-        moved = self._move_derivatives(incoming_key, final_key)
-        self.storage.put_if_absent(final_key, data, *write_headers("original", self.settings, self.content_type(data)))
+        moved, written = self._move_derivatives(incoming_key, final_key)
+        try:
+            self.storage.put_if_absent(
+                final_key, data, *write_headers("original", self.settings, self.content_type(data))
+            )
+        except StorageConflictError:
+            # Local storage cannot hold the key (a file is where it needs a folder, or a folder is at it): the
+            # derivatives copied for it would belong to no original.
+            for key in written:
+                self.storage.delete(key)
+            raise
         self._remove_incoming(incoming_key)
         return Activation(final_key, True, moved, self._preset_urls(final_key))
 
@@ -471,10 +482,11 @@ class MediaLibrary:
             urls[name] = self._public_url(path)
         return urls
 
-    def _move_derivatives(self, incoming_key: str, final_key: str) -> int:
-        """Copy every derivative of the incoming original to the final key; how many."""
+    def _move_derivatives(self, incoming_key: str, final_key: str) -> tuple[int, list[str]]:
+        """Copy every derivative of the incoming original to the final key; how many, and the keys written (those
+        not already there)."""
         derived_prefix = self.settings.derived_prefix
-        moved = 0
+        moved, written = 0, []
         for item in self._all_objects(derivatives_prefix(incoming_key, derived_prefix)):
             try:
                 found = self.deriver.stored_derivative(item.key, derived_prefix)
@@ -489,9 +501,11 @@ class MediaLibrary:
             # What made it goes with it, so regenerate finds it current where storage versions an original by its
             # bytes (S3's ETag); where it does not (a local file's inode), it is rendered once more.
             recorded = self.storage.head(item.key)
-            self.storage.put_if_absent(self.deriver.storage_key(moving), data, *headers, metadata=recorded)
+            storage_key = self.deriver.storage_key(moving)
+            if self.storage.put_if_absent(storage_key, data, *headers, metadata=recorded):
+                written.append(storage_key)
             moved += 1
-        return moved
+        return moved, written
 
     def _preset_urls(self, key: str) -> dict[str, str]:
         # Uploads are stored in the format their key's extension names.

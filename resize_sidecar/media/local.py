@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError
+from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageConflictError, StorageError
 from resize_sidecar.core.signing import STORAGE_NAME_PREFIX
 from resize_sidecar.media.storage import Metadata, StoredBytes, StoredObject, check_key, check_prefix, read_capped
 
@@ -141,7 +141,7 @@ class LocalStorage:
                     os.unlink(name, dir_fd=folder_fd)
                 except PermissionError:
                     # unlink() of a folder is EISDIR on Linux but EPERM on macOS: no object is stored there.
-                    if not _is_folder(name, folder_fd):
+                    if not stat.S_ISDIR(_mode(name, folder_fd)):
                         raise
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(_META_PREFIX + name, dir_fd=folder_fd)
@@ -271,6 +271,7 @@ class LocalStorage:
 
         Raises:
             OSError: a folder is missing (ENOENT), or a link or a file is in the way (ELOOP, ENOTDIR).
+            StorageConflictError: with ``create``, a file is where a folder is needed.
         """
         try:
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -281,13 +282,19 @@ class LocalStorage:
             os.chmod(self.root, self.dir_mode)  # masked by the umask, as every mkdir
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            for segment in folder.split("/") if folder else ():
+            segments = folder.split("/") if folder else []
+            for depth, segment in enumerate(segments, 1):
                 try:
                     child = os.open(segment, _FOLDER_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
                         raise
                     child = self._make_folder(segment, fd)
+                except NotADirectoryError:
+                    if create and stat.S_ISREG(_mode(segment, fd)):
+                        path = "/".join(segments[:depth])
+                        raise StorageConflictError(f"local storage holds a file at {path!r}, not a folder") from None
+                    raise
                 os.close(fd)
                 fd = child
             yield fd
@@ -349,14 +356,17 @@ class LocalStorage:
                     os.fsync(fd)
                 written = os.fstat(fd)
             if replace:
-                os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+                try:
+                    os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+                except IsADirectoryError:
+                    raise StorageConflictError(f"local put {key!r}: a folder has that name") from None
                 return written
             try:
                 os.link(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
             except FileExistsError:
-                if _is_folder(name, folder_fd):
+                if stat.S_ISDIR(_mode(name, folder_fd)):
                     # Nothing is stored at the key, yet nothing can be: "already there" would be a lie.
-                    raise StorageError(f"local put_if_absent {key!r}: a folder has that name") from None
+                    raise StorageConflictError(f"local put_if_absent {key!r}: a folder has that name") from None
                 return None
             return written
         finally:
@@ -392,11 +402,12 @@ def _file_names(folder_fd: int) -> list[str]:
         return [entry.name for entry in scan if entry.is_file(follow_symlinks=False)]
 
 
-def _is_folder(name: str, folder_fd: int) -> bool:
+def _mode(name: str, folder_fd: int) -> int:
+    """The mode of ``name`` in an open folder, a link not followed; 0 when nothing can be found there."""
     try:
-        return stat.S_ISDIR(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+        return os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode
     except OSError:
-        return False
+        return 0
 
 
 def _valid_utf8(text: str) -> bool:

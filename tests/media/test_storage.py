@@ -22,7 +22,13 @@ from typing import Any
 
 import pytest
 
-from resize_sidecar.core.errors import MalformedPathError, SourceTooLargeError, StorageError, StorageTimeoutError
+from resize_sidecar.core.errors import (
+    MalformedPathError,
+    SourceTooLargeError,
+    StorageConflictError,
+    StorageError,
+    StorageTimeoutError,
+)
 from resize_sidecar.core.settings import Settings
 from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.media.s3 import S3Storage
@@ -339,6 +345,22 @@ def test_failing_local_writes_raise_storage_error_and_leave_no_temporary_file(tm
         "folder.jpg",
         "folder.jpg/inside.webp",
     ]
+
+
+def test_local_writes_with_a_file_or_a_folder_in_the_way_are_conflicts_and_a_link_is_not(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put("file.jpg", b"x", JPEG, CACHE)
+    storage.put("folder.jpg/inside.webp", b"x", JPEG, CACHE)
+    (tmp_path / "link").symlink_to(tmp_path / "folder.jpg")
+    for key in ("file.jpg/below.webp", "folder.jpg"):
+        for write in (storage.put, storage.put_if_absent):
+            with pytest.raises(StorageConflictError) as raised:
+                write(key, b"y", JPEG, CACHE)
+            assert raised.value.status == 409
+    # A link where a folder is needed is no key's doing: storage is not as it should be.
+    with pytest.raises(StorageError) as raised:
+        storage.put("link/below.webp", b"y", JPEG, CACHE)
+    assert raised.value.status == 502
 
 
 def test_local_keys_through_a_file_or_too_long_for_the_file_system_read_as_absent(tmp_path: Path) -> None:

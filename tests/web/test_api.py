@@ -571,6 +571,28 @@ def test_activation_does_not_replace_another_image_at_the_key(make_api: MakeApi,
     assert storage.exists(answer["incoming_key"])
 
 
+@pytest.mark.parametrize(
+    ("key", "in_the_way"),
+    [
+        pytest.param("a.jpg/b.jpg", "a.jpg", id="a file where the key needs a folder"),
+        pytest.param("f.jpg", "f.jpg/inside.jpg", id="a folder at the key"),
+    ],
+)
+def test_activation_to_a_key_local_storage_cannot_hold_is_a_conflict_and_moves_nothing(
+    make_api: MakeApi, storage: LocalStorage, key: str, in_the_way: str
+) -> None:
+    app = make_api(upload_custom_keys=True)
+    answer = uploaded(app, photo(64, 48), f"?key={key}")
+    storage.put(in_the_way, photo(10, 10), "image/jpeg", "")  # arrived by another way meanwhile
+    before = keys(storage)
+    response = activate(app, answer["key"])
+    assert (response.status_int, response.json["error"]) == (409, "Conflict"), response.text
+    assert repr(key.split("/")[0]) in response.json["detail"]
+    # The incoming upload and its thumb stay, to be activated under another key; nothing was copied for this one.
+    assert keys(storage) == before
+    assert storage.exists(answer["incoming_key"])
+
+
 def test_activation_with_a_wrong_secret_moves_nothing(api: SidecarApp, storage: LocalStorage) -> None:
     answer = uploaded(api, photo(64, 48))
     before = keys(storage)

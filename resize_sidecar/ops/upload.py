@@ -16,6 +16,7 @@ from resize_sidecar.core.errors import (
     SettingsError,
     SidecarError,
     SourceTooLargeError,
+    StorageConflictError,
     StorageError,
     UnsupportedImageError,
 )
@@ -141,7 +142,10 @@ class _Uploader:
         else:
             # Stored as the file is (the API converts its uploads): the same headers, and the derivatives of the
             # picture it replaces deleted after it.
-            store_original(self.settings, self.storage, key, data, entry.content_type)
+            try:
+                store_original(self.settings, self.storage, key, data, entry.content_type)
+            except StorageConflictError as error:
+                return Outcome(relative, FAILED, error.detail)  # this key's, not storage's: the others go on
             status = "uploaded"
         with self.lock:
             self.entries[key] = entry

@@ -249,6 +249,31 @@ def test_files_that_cannot_be_uploaded_are_reported_the_others_uploaded_and_the_
     assert len(json.loads(storage_of(s3_env(moto_endpoint, s3_bucket)).get(MANIFEST_KEY) or b"")["files"]) == 4
 
 
+def test_a_file_local_storage_cannot_hold_beside_a_stored_one_fails_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "originals"
+    (folder / "trips").mkdir(parents=True)
+    (folder / "cat.jpg").write_bytes(photo(40, 30))
+    (folder / "trips" / "alps.jpg").write_bytes(photo(40, 30))
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "trips").write_bytes(photo(10, 10))  # an image stored at "trips": no folder can be made there
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--json"],
+        env={**clean, **local_env(media)},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    report = json.loads(done.stdout)
+    assert (done.returncode, report["counts"]) == (1, {"uploaded": 1, "failed": 1}), done.stderr
+    assert [(item["item"], item["detail"]) for item in report["items"] if item["status"] == "failed"] == [
+        ("trips/alps.jpg", "local storage holds a file at 'trips', not a folder")
+    ]
+    assert (media / "cat.jpg").is_file()
+
+
 def test_a_named_pipe_in_the_folder_is_reported_failed_without_waiting_for_a_writer(tmp_path: Path) -> None:
     folder = tmp_path / "originals"
     folder.mkdir()

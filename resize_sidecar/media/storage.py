@@ -90,6 +90,8 @@ class Storage(Protocol):
 
         Raises:
             StorageError, StorageTimeoutError, MalformedPathError: as for :meth:`get`.
+            StorageConflictError: this storage cannot hold the key beside an object it holds (local storage: a file
+                where the key needs a folder, or a folder at the key).
         """
         ...
 
@@ -100,7 +102,7 @@ class Storage(Protocol):
         ``metadata`` as for :meth:`put`.
 
         Raises:
-            StorageError, StorageTimeoutError, MalformedPathError: as for :meth:`get`.
+            StorageError, StorageTimeoutError, MalformedPathError, StorageConflictError: as for :meth:`put`.
         """
         ...
 

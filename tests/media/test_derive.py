@@ -107,6 +107,25 @@ def test_a_path_is_read_under_the_configured_media_url_and_derived_prefix(tmp_pa
     assert deriver.storage_key(parsed) == f"d/{KEY}/320x.webp"
 
 
+@pytest.mark.parametrize(
+    "mode",
+    [{"on_miss": "serve"}, {"on_miss": "redirect", "public_base_url": "https://media.example.org"}],
+    ids=["keys without the signature", "signed keys"],
+)
+def test_a_storage_key_is_read_back_as_the_derivative_stored_there(tmp_path: Path, mode: dict[str, str]) -> None:
+    on_miss = mode["on_miss"]
+    deriver = make_deriver(tmp_path, derived_prefix="d/", **mode)
+    path, _ = deriver.authorize(signed("320x-q70", derived_prefix="d/"))
+    storage_key = deriver.storage_key(path)
+    assert (path.signature in storage_key) == (on_miss == "redirect")
+
+    found = deriver.stored_derivative(storage_key, "d/")
+
+    assert (found.key, found.spec, found.fmt) == (KEY, "320x-q70", "webp")
+    with pytest.raises(MalformedPathError):
+        deriver.stored_derivative(storage_key, "_r/")
+
+
 def test_a_stored_derivative_is_answered_as_found(tmp_path: Path) -> None:
     deriver = make_deriver(tmp_path)
     path = signed("320x")

@@ -257,6 +257,26 @@ def test_a_file_local_storage_cannot_hold_beside_a_stored_one_fails_alone(tmp_pa
     media = tmp_path / "media"
     media.mkdir()
     (media / "trips").write_bytes(photo(10, 10))  # an image stored at "trips": no folder can be made there
+    done, report = upload_in_a_process(folder, media)
+    assert (done.returncode, report["counts"]) == (1, {"uploaded": 1, "failed": 1}), done.stderr
+    assert failed(report) == [("trips/alps.jpg", "local storage holds a file at 'trips', not a folder")]
+    assert (media / "cat.jpg").is_file()
+
+
+def test_a_named_pipe_in_the_folder_is_reported_failed_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    folder = tmp_path / "originals"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(photo(40, 30))
+    os.mkfifo(folder / "pipe.jpg")
+    # In a process of its own: opening the pipe would wait for a writer that never comes.
+    done, report = upload_in_a_process(folder, tmp_path / "media")
+    assert (done.returncode, report["counts"]) == (1, {"uploaded": 1, "failed": 1}), done.stderr
+    assert failed(report) == [("pipe.jpg", "cannot read it: pipe.jpg is not a regular file")]
+
+
+def upload_in_a_process(folder: Path, media: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``resize-sidecar upload FOLDER --json`` into local storage at ``media``, run as its own process, and its
+    report."""
     clean = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
     done = subprocess.run(
         [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--json"],
@@ -266,34 +286,12 @@ def test_a_file_local_storage_cannot_hold_beside_a_stored_one_fails_alone(tmp_pa
         cwd=REPO,
         timeout=60,
     )
-    report = json.loads(done.stdout)
-    assert (done.returncode, report["counts"]) == (1, {"uploaded": 1, "failed": 1}), done.stderr
-    assert [(item["item"], item["detail"]) for item in report["items"] if item["status"] == "failed"] == [
-        ("trips/alps.jpg", "local storage holds a file at 'trips', not a folder")
-    ]
-    assert (media / "cat.jpg").is_file()
+    return done, json.loads(done.stdout)
 
 
-def test_a_named_pipe_in_the_folder_is_reported_failed_without_waiting_for_a_writer(tmp_path: Path) -> None:
-    folder = tmp_path / "originals"
-    folder.mkdir()
-    (folder / "cat.jpg").write_bytes(photo(40, 30))
-    os.mkfifo(folder / "pipe.jpg")
-    clean = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
-    # In a process of its own: opening the pipe would wait for a writer that never comes.
-    done = subprocess.run(
-        [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--json"],
-        env={**clean, **local_env(tmp_path / "media")},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    report = json.loads(done.stdout)
-    assert (done.returncode, report["counts"]) == (1, {"uploaded": 1, "failed": 1}), done.stderr
-    assert [(item["item"], item["detail"]) for item in report["items"] if item["status"] == "failed"] == [
-        ("pipe.jpg", "cannot read it: pipe.jpg is not a regular file")
-    ]
+def failed(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The items a JSON report says failed, with why."""
+    return [(item["item"], item["detail"]) for item in report["items"] if item["status"] == "failed"]
 
 
 def test_a_file_whose_object_is_gone_is_uploaded_again_though_the_manifest_lists_it(cli: Run, tmp_path: Path) -> None:

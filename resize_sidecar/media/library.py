@@ -221,8 +221,8 @@ class MediaLibrary:
         except StorageConflictError:
             # Local storage cannot hold the key (a file is where it needs a folder, or a folder is at it): the
             # derivatives copied for it would belong to no original.
-            for key in written:
-                self.storage.delete(key)
+            for copied in written:
+                self.storage.delete(copied)
             raise
         self._remove_incoming(incoming_key)
         return Activation(final_key, True, moved, self._preset_urls(final_key))

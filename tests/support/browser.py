@@ -43,10 +43,6 @@ def chromium(device_pixel_ratio: int) -> Any:
         "--disable-gpu",
         f"--force-device-scale-factor={device_pixel_ratio}",
         "--window-size=1280,1600",
-        # Scrollbars that take no room: a page parsed in pieces grows past the window mid-load, and the scrollbar
-        # that appears then narrows the page and moves what is below a full-width image (a layout shift that
-        # images sized by their attributes do not cause, measured by the tests that check for none).
-        "--hide-scrollbars",
     ):
         options.add_argument(argument)
     # An explicit driver keeps Selenium Manager from looking for (and downloading) one.

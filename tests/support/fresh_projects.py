@@ -33,7 +33,11 @@ const moved = [];
 new PerformanceObserver(list => {
   for (const entry of list.getEntries()) {
     shifts += entry.value;
-    for (const source of entry.sources) moved.push(source.node ? source.node.outerHTML.slice(0, 120) : '?');
+    const box = rect => [rect.x, rect.y, rect.width, rect.height].map(Math.round).join(',');
+    for (const source of entry.sources) moved.push({
+      at: Math.round(entry.startTime), node: source.node ? source.node.outerHTML.slice(0, 120) : '?',
+      from: box(source.previousRect), to: box(source.currentRect),
+    });
   }
 }).observe({type: 'layout-shift', buffered: true});
 const images = Array.from(document.images);

@@ -143,7 +143,7 @@ def check_site(base: Path, env: dict[str, str], logs: Path) -> None:
         # The project's own middleware.py is the one Django loaded, beside the package.
         with urllib.request.urlopen(nginx.url + "/photos/", timeout=30) as response:
             assert response.headers["X-Project-Middleware"] == "mine"
-        seen = images_in_chromium(nginx.url + "/photos/")
+        seen = images_in_chromium(nginx.url, "/photos/")
     assert_every_image_loads_in_its_box(seen, IMAGES_PER_PHOTO * len(UPLOADS))
 
 

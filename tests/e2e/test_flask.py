@@ -75,7 +75,7 @@ def test_a_fresh_app_factory_shows_every_image_in_chromium(
         assert assert_placeholders_load(nginx.url, images) == len(rows)
         links = [attributes for tag, attributes in page.tags if tag == "a"]
         assert [(a["href"], "data-resize" in a) for a in links] == [(f"/media/{row['key']}", True) for row in rows]
-        seen = images_in_chromium(nginx.url + "/", device_pixel_ratio)
+        seen = images_in_chromium(nginx.url, "/", device_pixel_ratio)
     assert_every_image_loads_in_its_box(seen, IMAGES_PER_PHOTO * len(rows))
 
 

@@ -20,6 +20,7 @@ from tests.support.browser import chromium
 from tests.support.images import image_size
 from tests.support.pages import Page, fetch, signed
 from tests.support.servers import REPO, NginxServer, Server, SidecarServer, free_port
+from tests.support.trickle import trickled
 
 VENV_BIN = Path(sys.executable).parent
 _SNIPPET = re.compile(r"<!-- test: ([\w-]+) -->\n```[\w-]*\n(.*?)\n```", re.DOTALL)
@@ -33,9 +34,11 @@ const moved = [];
 new PerformanceObserver(list => {
   for (const entry of list.getEntries()) {
     shifts += entry.value;
+    const describe = node =>
+      node ? (node.outerHTML || node.nodeName + ' ' + JSON.stringify(node.textContent)).slice(0, 120) : '?';
     const box = rect => [rect.x, rect.y, rect.width, rect.height].map(Math.round).join(',');
     for (const source of entry.sources) moved.push({
-      at: Math.round(entry.startTime), node: source.node ? source.node.outerHTML.slice(0, 120) : '?',
+      at: Math.round(entry.startTime), node: describe(source.node),
       from: box(source.previousRect), to: box(source.currentRect),
     });
   }
@@ -112,13 +115,15 @@ def assert_placeholders_load(base_url: str, images: list[dict[str, str]]) -> int
     return count
 
 
-def images_in_chromium(url: str, device_pixel_ratio: int = 1) -> dict[str, Any]:
-    """What Chromium shows at ``url``: each image (attributes, natural and laid-out size) and the layout shift."""
+def images_in_chromium(origin: str, path: str, device_pixel_ratio: int = 1) -> dict[str, Any]:
+    """What Chromium shows at ``path`` of ``origin``: each image (attributes, natural and laid-out size) and the layout
+    shift, the page arriving an image at a time (:mod:`tests.support.trickle`)."""
     browser = chromium(device_pixel_ratio)
     try:
         browser.set_script_timeout(120)
-        browser.get(url)
-        seen: dict[str, Any] = browser.execute_async_script(IMAGES_AND_SHIFTS)
+        with trickled(origin) as slow:
+            browser.get(slow + path)
+            seen: dict[str, Any] = browser.execute_async_script(IMAGES_AND_SHIFTS)
         return seen
     finally:
         browser.quit()

@@ -115,6 +115,13 @@ def default_format(key: str) -> str:
     return format_of_key(key) or DEFAULT_FORMAT
 
 
+def _check_format(fmt: str, *, auto: bool) -> None:
+    """Raises: MalformedPathError: ``fmt`` is no output format (nor ``auto``, where ``auto`` is allowed)."""
+    if fmt not in FORMATS and not (auto and fmt == AUTO):
+        expected = ", ".join(FORMATS) + (f" or {AUTO}" if auto else "")
+        raise MalformedPathError(f"unknown format {fmt!r}; expected one of {expected}")
+
+
 def attributes(values: Mapping[str, object]) -> str:
     """HTML attributes from a mapping: ``None`` and ``False`` are left out, ``True`` is a bare attribute."""
     parts = []
@@ -210,8 +217,7 @@ class MediaURLs:
             PolicyError: a side over ``MAX_OUTPUT_DIMENSION``, which the sidecar would refuse.
         """
         fmt = format or default_format(key)
-        if fmt not in FORMATS and fmt != AUTO:
-            raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)} or {AUTO}")
+        _check_format(fmt, auto=True)
         geometry = (_focal_per_mille(focal), _crop_per_mille(crop), rotate, flip)
         spec = self._spec_text(
             width, height, fit, gravity, quality, upscale, background, blur, sharpen, *geometry, preset
@@ -222,6 +228,18 @@ class MediaURLs:
         # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
         return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
 
+    def spec_url(self, key: str, spec: str, fmt: str) -> str:
+        """A public derivative's URL from the text of its spec (``400x300-fill`` or a preset's name) and a format,
+        ``auto`` included, as an operator types them.
+
+        Raises:
+            MalformedPathError: invalid key, spec or format; unknown preset.
+            PolicyError: a side over ``MAX_OUTPUT_DIMENSION``.
+        """
+        _check_format(fmt, auto=True)
+        self._check_side(resolve_spec(spec, self._presets))
+        return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
+
     def private_url(self, key: str, spec: str, fmt: str, expires: int) -> str:
         """A private derivative's URL from the text of its spec (``400x300-fill`` or a preset's name), valid until
         ``expires`` (Unix seconds), as the media API issues one.
@@ -230,12 +248,13 @@ class MediaURLs:
             MalformedPathError: invalid key, spec or format; unknown preset.
             PolicyError: a side over ``MAX_OUTPUT_DIMENSION``.
         """
-        if fmt not in FORMATS:
-            raise MalformedPathError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        resolved = resolve_spec(spec, self._presets)
-        if max(resolved.width or 0, resolved.height or 0) > self._max_side:
-            raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
+        _check_format(fmt, auto=False)
+        self._check_side(resolve_spec(spec, self._presets))
         return self._private(key, spec, fmt, expires)
+
+    def _check_side(self, spec: DerivativeSpec) -> None:
+        if max(spec.width or 0, spec.height or 0) > self._max_side:
+            raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
 
     def _private(self, key: str, spec: str, fmt: str, expires: int) -> str:
         if fmt == AUTO:
@@ -276,8 +295,7 @@ class MediaURLs:
             raise MalformedPathError(f"unknown preset {preset!r}")
         else:
             spec, text = self._presets[preset], preset
-        if max(spec.width or 0, spec.height or 0) > self._max_side:
-            raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
+        self._check_side(spec)
         return text
 
     def srcset(

@@ -13,16 +13,18 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from resize_sidecar import __version__
+from resize_sidecar.core import private
 from resize_sidecar.core import settings as settings_module
-from resize_sidecar.core.errors import MalformedPathError, SettingsError, SidecarError
+from resize_sidecar.core.errors import MalformedPathError, PolicyError, SettingsError, SidecarError
 from resize_sidecar.core.settings import Settings
-from resize_sidecar.core.signing import format_path
+from resize_sidecar.core.urls import MediaURLs
 from resize_sidecar.ops.runs import FAILED, Outcome, Report
 from resize_sidecar.ops.shards import INDEX_ENV, Shard
 
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_module.load(args.config)
         return int(args.run(settings, args) or 0)
-    except (SettingsError, MalformedPathError) as error:
+    except (SettingsError, MalformedPathError, PolicyError) as error:
         print(f"resize-sidecar: {error}", file=sys.stderr)
         return 2
     except SidecarError as error:
@@ -84,10 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         "url",
         "print the signed URL of a derivative",
         "Signed with the first secret, after PUBLIC_BASE_URL (if set): MEDIA_URL _r/KEY/SPEC-SIGNATURE.FMT. SPEC is "
-        "a preset name or a spec in its one canonical spelling, e.g. 400x300-fill.",
+        "a preset name or a spec in its one canonical spelling, e.g. 400x300-fill; FMT a format, or auto for the "
+        "one the browser takes best. With --private, an expiring URL under _p/ with ?expires=…&token=….",
     )
     url.add_argument("key", help="the original's storage key, e.g. photos/cat.jpg")
     url.add_argument("spec", metavar="SPEC.FMT", help="a spec or preset and a format, e.g. 400x300-fill.webp")
+    url.add_argument("--private", action="store_true", help="a private URL, valid for PRIVATE_URL_LIFETIME")
+    url.add_argument("--expires-in", type=int, metavar="SECONDS", help="a private URL valid this long instead")
     url.set_defaults(run=url_command)
 
     config = subcommand(
@@ -285,14 +290,15 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def url_command(settings: Settings, args: argparse.Namespace) -> int:
-    secret = settings.require_secrets()[0]
     spec, dot, fmt = args.spec.rpartition(".")
     if not dot:
         raise MalformedPathError(f"expected SPEC.FMT such as 400x300.webp, got {args.spec!r}")
-    path = format_path(
-        args.key, spec, fmt, secret, media_url=settings.media_url, derived_prefix=settings.derived_prefix
-    )
-    print(settings.public_base_url.rstrip("/") + path)
+    urls = MediaURLs(settings)
+    if args.private or args.expires_in is not None:
+        lifetime = settings.private_url_lifetime if args.expires_in is None else args.expires_in
+        print(urls.private_url(args.key, spec, fmt, private.expiry(time.time(), lifetime)))
+    else:
+        print(urls.spec_url(args.key, spec, fmt))
     return 0
 
 

@@ -7,17 +7,24 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import parse_path, verify
+from resize_sidecar.media.local import LocalStorage
 from resize_sidecar.ops.cli import build_parser
 from resize_sidecar.ops.nginx import JS_MODULE, SCRIPTS, TEMPLATES
+from resize_sidecar.web.app import make_app
 from tests.support.dockerfile import dockerfile_instruction
+from tests.support.images import photo
+from tests.support.in_process import get
 from tests.support.servers import REPO, SECRET, nginx_binary, world_readable_dir
 
 
@@ -66,9 +73,58 @@ def test_url_prefixes_the_public_base_url() -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "env", "answer"),
+    [
+        pytest.param(("url", "a b.jpg", "100x.auto"), {}, (200, "image/webp", "public"), id="auto"),
+        pytest.param(("url", "--private", "a b.jpg", "100x.webp"), {}, (200, "image/webp", 3600), id="private"),
+        pytest.param(
+            ("url", "--expires-in", "60", "a b.jpg", "thumb.jpg"), {}, (200, "image/jpeg", 60), id="private preset"
+        ),
+        pytest.param(
+            ("url", "--private", "a b.jpg", "100x.webp"),
+            {"RESIZE_SIDECAR_PRIVATE_URL_LIFETIME": "7200", "RESIZE_SIDECAR_PUBLIC_BASE_URL": "https://cdn.test/"},
+            (200, "image/webp", 7200),
+            id="private, the lifetime setting",
+        ),
+    ],
+)
+def test_url_prints_auto_and_private_urls_the_sidecar_answers(
+    args: tuple[str, ...],
+    env: dict[str, str],
+    answer: tuple[int, str, str | int],
+    make_settings: Callable[..., Settings],
+) -> None:
+    asked = time.time()
+    result = run(*args, RESIZE_SIDECAR_SECRETS=SECRET, RESIZE_SIDECAR_PRESETS="thumb=100x100-fill", **env)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.startswith(env.get("RESIZE_SIDECAR_PUBLIC_BASE_URL", "/").rstrip("/") + "/media/_")
+    url = urlsplit(result.stdout.strip())
+    settings = make_settings(presets={"thumb": "100x100-fill"})
+    LocalStorage(Path(settings.local_root)).put("a b.jpg", photo(400, 300), "image/jpeg", "no-cache")
+    status, content_type, lifetime = answer
+    served = get(make_app(settings), url.path, QUERY_STRING=url.query, HTTP_ACCEPT="image/webp,*/*")
+    assert (served.status_int, served.content_type) == (status, content_type), served.text
+    if lifetime == "public":
+        assert url.path.endswith(".auto") and url.query == ""
+        assert served.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        return
+    assert url.path.startswith("/media/_p/a%20b.jpg/")
+    expires = int(parse_qs(url.query)["expires"][0])
+    assert int(asked) + int(lifetime) <= expires <= time.time() + int(lifetime) * 1.1 + 1
+
+
+@pytest.mark.parametrize(
     ("args", "env", "names"),
     [
         pytest.param(("url", "a.jpg", "100x.jpg"), {}, "RESIZE_SIDECAR_SECRETS", id="url without a secret"),
+        pytest.param(
+            ("url", "--private", "a.jpg", "100x.auto"), {"RESIZE_SIDECAR_SECRETS": "s"}, "'auto'", id="private auto"
+        ),
+        pytest.param(
+            ("url", "--expires-in", "0", "a.jpg", "100x.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "1 to", id="lifetime"
+        ),
+        pytest.param(("url", "a.jpg", "9000x.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "on a side", id="too wide"),
+        pytest.param(("url", "a.jpg", "thumb.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "'thumb'", id="unknown preset"),
         pytest.param(("serve",), {}, "RESIZE_SIDECAR_SECRETS", id="serve without a secret"),
         pytest.param(("url", "a.jpg", "100x-fit.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "100x", id="bad spec"),
         pytest.param(("url", "../a.jpg", "100x.jpg"), {"RESIZE_SIDECAR_SECRETS": "s"}, "'..'", id="traversal"),

@@ -335,6 +335,14 @@ class LocalStorage:
                     self._write_file(folder_fd, _META_PREFIX + name, record, replace=True, key=key, durable=False)
                 return written is not None
         except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:
+                # The key's own doing, like a conflict: no folder here can hold it, and nothing was written.
+                limit = os.pathconf(self.root, "PC_NAME_MAX")
+                name = max(key.split("/"), key=lambda segment: len(segment.encode()))
+                shown = name if len(name) <= 24 else name[:20] + "…"
+                raise MalformedPathError(
+                    f"local storage takes names of at most {limit} bytes in a key, not {len(name.encode())} ({shown})"
+                ) from None
             raise self._error("put" if replace else "put_if_absent", key, error) from error
 
     def _write_file(

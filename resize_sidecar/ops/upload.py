@@ -144,7 +144,7 @@ class _Uploader:
             # picture it replaces deleted after it.
             try:
                 store_original(self.settings, self.storage, key, data, entry.content_type)
-            except StorageConflictError as error:
+            except (StorageConflictError, MalformedPathError) as error:
                 return Outcome(relative, FAILED, error.detail)  # this key's, not storage's: the others go on
             status = "uploaded"
         with self.lock:

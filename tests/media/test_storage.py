@@ -24,6 +24,7 @@ import pytest
 
 from resize_sidecar.core.errors import (
     MalformedPathError,
+    SidecarError,
     SourceTooLargeError,
     StorageConflictError,
     StorageError,
@@ -325,7 +326,7 @@ def test_local_writes_leave_no_temporary_file(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.rglob("*")) == ["a", "b.jpg", "c.jpg"]
 
 
-def test_failing_local_writes_raise_storage_error_and_leave_no_temporary_file(tmp_path: Path) -> None:
+def test_failing_local_writes_raise_and_leave_no_temporary_file(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     storage.put("file.jpg", b"x", JPEG, CACHE)
     storage.put("folder.jpg/inside.webp", b"x", JPEG, CACHE)
@@ -338,7 +339,7 @@ def test_failing_local_writes_raise_storage_error_and_leave_no_temporary_file(tm
         lambda: storage.put("file.jpg/below.webp", b"y", JPEG, CACHE),  # a path component is a file
     ]
     for write in failing:
-        with pytest.raises(StorageError):
+        with pytest.raises(SidecarError):  # which one: the tests below
             write()
     assert sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*")) == [
         "file.jpg",
@@ -361,6 +362,26 @@ def test_local_writes_with_a_file_or_a_folder_in_the_way_are_conflicts_and_a_lin
     with pytest.raises(StorageError) as raised:
         storage.put("link/below.webp", b"y", JPEG, CACHE)
     assert raised.value.status == 502
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        pytest.param("x" * 251 + ".jpeg", "256 (" + "x" * 20 + "…)", id="name"),
+        pytest.param("a/" + "é" * 128 + "/b.jpg", "256 (" + "é" * 20 + "…)", id="folder"),
+        pytest.param("日本" * 43 + ".jpg", "262 (" + "日本" * 10 + "…)", id="utf-8"),
+    ],
+)
+def test_a_local_write_of_a_name_too_long_for_the_file_system_is_the_keys_mistake(
+    tmp_path: Path, key: str, named: str
+) -> None:
+    storage = LocalStorage(tmp_path)
+    for write in (storage.put, storage.put_if_absent):
+        with pytest.raises(MalformedPathError) as raised:
+            write(key, b"y", JPEG, CACHE)
+        assert raised.value.detail == f"local storage takes names of at most 255 bytes in a key, not {named}"
+    assert storage.list() == [] and [path.name for path in tmp_path.rglob("*") if path.is_file()] == []
+    storage.put("x" * 251 + ".jpg", b"y", JPEG, CACHE)  # 255 bytes: the longest name it takes
 
 
 def test_local_keys_through_a_file_or_too_long_for_the_file_system_read_as_absent(tmp_path: Path) -> None:

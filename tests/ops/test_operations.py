@@ -22,13 +22,14 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from resize_sidecar.core.errors import MalformedPathError
 from resize_sidecar.core.settings import Settings, load
 from resize_sidecar.core.signing import format_path, parse_path, verify
 from resize_sidecar.media.derive import Deriver
@@ -37,6 +38,7 @@ from resize_sidecar.media.s3 import S3Storage
 from resize_sidecar.media.storage import Storage
 from resize_sidecar.ops.check import check
 from resize_sidecar.ops.cli import build_parser
+from resize_sidecar.ops.upload import upload
 from tests.support.commands import Run, local_env, s3_env
 from tests.support.faults import Fault, FaultProxy
 from tests.support.images import image_size, photo
@@ -263,6 +265,45 @@ def test_a_file_local_storage_cannot_hold_beside_a_stored_one_fails_alone(tmp_pa
     assert (media / "cat.jpg").is_file()
 
 
+def test_a_destination_local_storage_cannot_hold_is_exit_2_naming_it_and_stores_nothing(
+    cli: Run, tmp_path: Path
+) -> None:
+    folder, media = tmp_path / "originals", tmp_path / "media"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(photo(40, 30))
+    done = cli("upload", str(folder), "--json", "--dest", "photos/" + "é" * 128 + "/", env=local_env(media))
+    too_long = "local storage takes names of at most 255 bytes in a key, not 256 (" + "é" * 20 + "…)"
+    assert (done.code, done.out, done.err) == (2, "", f"resize-sidecar: {too_long}\n")
+    assert not any(path.is_file() for path in media.rglob("*"))
+
+
+def test_a_file_whose_key_storage_cannot_name_fails_alone(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    class ShortNames(LocalStorage):
+        """A file system whose names end at 143 bytes, as eCryptfs's do."""
+
+        def put(self, key: str, *args: Any, **kwargs: Any) -> None:
+            if max(len(name.encode()) for name in key.split("/")) > 143:
+                raise MalformedPathError("local storage takes names of at most 143 bytes in a key")
+            super().put(key, *args, **kwargs)
+
+    folder = tmp_path / "originals"
+    folder.mkdir()
+    for name in ("cat.jpg", "é" * 70 + ".jpg"):
+        (folder / name).write_bytes(photo(40, 30))
+    (tmp_path / "media").mkdir()
+    storage = ShortNames(tmp_path / "media")
+
+    report = upload(make_settings(), storage, folder)
+
+    assert sorted((outcome.item, outcome.status) for outcome in report.outcomes) == [
+        ("cat.jpg", "uploaded"),
+        ("é" * 70 + ".jpg", "failed"),
+    ]
+    assert [item.key for item in storage.list()] == [".resize-sidecar/upload/manifest.json", "cat.jpg"]
+
+
 def test_a_named_pipe_in_the_folder_is_reported_failed_without_waiting_for_a_writer(tmp_path: Path) -> None:
     folder = tmp_path / "originals"
     folder.mkdir()
@@ -274,12 +315,14 @@ def test_a_named_pipe_in_the_folder_is_reported_failed_without_waiting_for_a_wri
     assert failed(report) == [("pipe.jpg", "cannot read it: pipe.jpg is not a regular file")]
 
 
-def upload_in_a_process(folder: Path, media: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def upload_in_a_process(
+    folder: Path, media: Path, *options: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """``resize-sidecar upload FOLDER --json`` into local storage at ``media``, run as its own process, and its
     report."""
     clean = {name: value for name, value in os.environ.items() if not name.startswith("RESIZE_SIDECAR_")}
     done = subprocess.run(
-        [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--json"],
+        [sys.executable, "-m", "resize_sidecar.ops.cli", "upload", str(folder), "--json", *options],
         env={**clean, **local_env(media)},
         capture_output=True,
         text=True,

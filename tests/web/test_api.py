@@ -438,6 +438,7 @@ def test_a_chosen_key_is_used_when_allowed_and_refused_when_taken(make_api: Make
         pytest.param("cat.png", id="extension of another format"),
         pytest.param("cat", id="no extension"),
         pytest.param(".resize-sidecar/upload/a.jpg", id="private prefix"),
+        pytest.param("a/" + "x" * 252 + ".jpg", id="a name too long for local storage"),
     ],
 )
 def test_a_bad_chosen_key_is_400_and_stores_nothing(make_api: MakeApi, storage: LocalStorage, key: str) -> None:

@@ -49,9 +49,9 @@ def render_nginx(
     scripts: Path = TEMPLATES,
 ) -> str:
     """An nginx configuration for these settings: a whole ``nginx.conf``, or a snippet for an nginx already
-    running: its location blocks, to include in a ``server {}``, or what they need in ``http {}`` (njs, upstreams,
-    the cache zone), preceded by what they need in the main context, commented out (Debian's njs package loads
-    the module itself).
+    running: its location blocks, to include in a ``server {}``, or what they need in ``http {}`` (njs, maps,
+    upstreams, the cache zone), preceded by what they need in the main context, commented out (Debian's njs package
+    loads the module itself).
 
     ``s3_auth`` overrides the ``nginx_s3_auth`` setting. ``scripts`` is the folder nginx reads the njs scripts
     (:data:`SCRIPTS`) from: this package's own, or one they were copied to (an nginx in another container).
@@ -70,11 +70,9 @@ def render_nginx(
     s3 = settings.storage == "s3"
     signed = s3 and s3_auth == "sigv4"
     cached = s3 and bool(settings.nginx_cache_size)
-    # Private and .auto URLs are handled here only in a whole file (a snippet's http {} part holds only what every
-    # derivative needs), and private ones only where nginx can read them: locally, or from S3 with SigV4. Elsewhere
-    # the sidecar answers them, with the same checks and answers.
-    edge = not snippet
-    private_edge = edge and (signed or not s3)
+    # Private URLs are handled here only where nginx can read them: locally, or from S3 with SigV4. With anonymous
+    # reads the sidecar answers them, with the same checks and answers.
+    private_edge = signed or not s3
     values = {
         "listen": listen,
         "media_url": settings.media_url,
@@ -93,12 +91,11 @@ def render_nginx(
     values["max_body"] = str(settings.max_source_bytes + 65536)
     # An archive is spooled whole, so a client that reads it slowly holds a file of nginx's, not a sidecar thread.
     values["max_spool"] = str(settings.archive_max_bytes + (64 << 20))
-    values["ignore_vary"] = " Vary" if edge else ""
     values["cache"] = _render("cache.conf", values) if cached else ""
     values["public_cache"] = values["cache"] + _render("cache-public.conf", {}) if cached else ""
     values["private_derived_prefix"] = PRIVATE_DERIVED_PREFIX
     # Ends the line before it in the templates: nothing at all when it is not rendered.
-    values["auto"] = "\n" + _render("auto.conf", {}).rstrip("\n") if edge else ""
+    values["auto"] = "\n" + _render("auto.conf", {}).rstrip("\n")
     if private_edge:
         keys = " ".join(private.token_key(secret) for secret in secrets)
         values["private_check"] = _render("private-check.conf", {"private_keys": keys}).rstrip("\n")
@@ -114,13 +111,13 @@ def render_nginx(
 
     values["derivative_check"] = derivative_check(settings.derived_prefix, list(secrets))
     values["private_derivative_check"] = derivative_check(PRIVATE_DERIVED_PREFIX, private.signing_keys(secrets))
-    # The map that makes sidecar errors no-store lives in http {}: only the whole file has it.
-    resize_extra = [] if snippet else [
+    # Errors from the sidecar are never cached downstream ($resize_cache_control, a map in http {}).
+    resize_extra = [
         "    proxy_hide_header Cache-Control;",
         "    add_header Cache-Control $resize_cache_control always;",
-    ]  # fmt: skip
-    # A private URL reaches @resize unchecked where nginx does not check it (a snippet, anonymous S3 reads): its answer
-    # is never cached here, or a later request with an expired token would be served from the cache.
+    ]
+    # A private URL reaches @resize unchecked where nginx does not check it (anonymous S3 reads): its answer is never
+    # cached here, or a later request with an expired token would be served from the cache.
     private_misses = ["    proxy_no_cache $arg_token;", "    proxy_cache_bypass $arg_token;"]
     # A public hit's check with S3 runs in the background (cache-public.conf): when its object is gone and so is
     # the original, the sidecar's 404 must replace the stale entry, or the entry would be served on and on.
@@ -154,7 +151,7 @@ def render_nginx(
     main = [f"load_module {JS_MODULE};"]
     main += [f"env {name};" for name in _AWS_ENV] if signed else []
     http = _derivatives_http(scripts)
-    http += _edge_http() if edge else []
+    http += _maps_http()
     if private_edge:
         http += _private_http(scripts)
     if s3 and settings.serve_originals:
@@ -238,10 +235,15 @@ def _s3_values(settings: Settings, signed: bool) -> dict[str, str]:
     return values
 
 
-def _edge_http() -> list[str]:
-    """The maps of .auto URLs: the format chosen by Accept (core/auto.py's table), and Vary on those URLs only."""
+def _maps_http() -> list[str]:
+    """The maps of the media locations: no-store on errors (the sidecar's, or nginx's own when it cannot reach it),
+    and for .auto URLs the format chosen by Accept (core/auto.py's table) and Vary on those URLs only."""
     choices = [f'    "~*{re.escape(content_type)}" {fmt};' for content_type, fmt in auto.CHOICES]
     return [
+        "map $status $resize_cache_control {",
+        '    ~^[45] "no-store";',
+        "    default $upstream_http_cache_control;",
+        "}",
         "map $http_accept $resize_auto_format {",
         f"    default {auto.FALLBACK};",
         *choices,

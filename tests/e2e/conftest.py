@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from resize_sidecar.core.settings import Settings
+from resize_sidecar.core.settings import Settings, StorageKind
 from resize_sidecar.core.urls import MediaURLs
 from tests.support.api import serve_api
 from tests.support.servers import SECRET, Stack, media_stack
@@ -22,14 +22,25 @@ def api_stack(
         yield stack
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(("local", False), id="local"),
+        pytest.param(("s3", False), id="s3"),
+        pytest.param(("local", True), id="local snippet"),
+        pytest.param(("s3", True), id="s3 snippet"),
+    ],
+)
 def edge_stack(
     request: pytest.FixtureRequest, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """nginx and the sidecar as private and .auto URLs are served at the edge: over local storage, and over a bucket
-    on moto's S3 server read with SigV4 (its public policy covers ``_r/`` only) with nginx's cache on."""
+    on moto's S3 server read with SigV4 (its public policy covers ``_r/`` only) with nginx's cache on; each with the
+    whole rendered nginx.conf, and with the snippet in an nginx.conf of Debian's shape."""
+    mode: StorageKind
+    mode, snippet = request.param
     env = {"RESIZE_SIDECAR_NGINX_S3_AUTH": "sigv4", "RESIZE_SIDECAR_NGINX_CACHE_SIZE": "16m"}
-    with media_stack(request.param, moto_endpoint, tmp_path_factory.mktemp(f"edge-{request.param}"), env) as stack:
+    with media_stack(mode, moto_endpoint, tmp_path_factory.mktemp(f"edge-{mode}"), env, snippet=snippet) as stack:
         yield stack
 
 

@@ -158,8 +158,8 @@ def test_every_media_answer_says_nosniff(stack: Stack) -> None:
 
 
 def test_a_range_past_the_end_of_a_made_derivative_is_416_and_never_cached(stack: Stack) -> None:
-    """Straight from the sidecar (a snippet or a CDN in front adds no no-store map): its 416 is an error, not the
-    immutable image."""
+    """Straight from the sidecar (a CDN in front adds no no-store map): its 416 is an error, not the immutable
+    image."""
     key = "people/range.jpg"
     stack.storage.put(key, photo(300, 200), "image/jpeg", "no-cache")
     url = stack.url(key, "120x", "jpg")

@@ -25,7 +25,7 @@ from resize_sidecar.web.app import make_app
 from tests.support.dockerfile import dockerfile_instruction
 from tests.support.images import photo
 from tests.support.in_process import get
-from tests.support.servers import REPO, SECRET, nginx_binary, world_readable_dir
+from tests.support.servers import REPO, SECRET, debian_like_nginx_conf, nginx_binary, world_readable_dir
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -257,11 +257,7 @@ def test_the_snippet_fits_inside_an_existing_server_block_with_its_http_part() -
     assert main == [f"load_module {JS_MODULE};"]
     (prefix / "http.conf").write_text(http.stdout)
     (prefix / "media.conf").write_text(snippet.stdout)
-    (prefix / "nginx.conf").write_text(
-        "\n".join(main) + "\npid nginx.pid; error_log stderr; events {}\n"
-        f"http {{ access_log off; include {prefix}/http.conf;\n"
-        f"server {{ listen 127.0.0.1:8080; include {prefix}/media.conf; }} }}\n"
-    )
+    (prefix / "nginx.conf").write_text(debian_like_nginx_conf(prefix, 8080))
     check = subprocess.run(
         [nginx, "-t", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
         capture_output=True,

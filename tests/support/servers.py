@@ -182,20 +182,34 @@ class GunicornServer(Server):
 
 
 class NginxServer(Server):
-    """Debian's nginx with a configuration rendered by ``resize-sidecar nginx``, in its own prefix folder."""
+    """Debian's nginx with a configuration rendered by ``resize-sidecar nginx``, in its own prefix folder: the whole
+    file, or with ``snippet`` the snippet and its http part in a server of an nginx.conf shaped like Debian's."""
 
     ready_path = "/nginx-not-a-route"
 
-    def __init__(self, env: dict[str, str], *, sidecar_url: str, app_url: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], *, sidecar_url: str, app_url: str | None = None, snippet: bool = False
+    ) -> None:
         binary = nginx_binary()
         port = free_port()
         self.prefix = world_readable_dir("resize-sidecar-nginx-")
-        render = [sys.executable, "-m", "resize_sidecar.ops.cli", "nginx", "--listen", f"127.0.0.1:{port}"]
-        render += ["--sidecar", sidecar_url] + (["--app", app_url] if app_url else [])
-        self.config = subprocess.run(
-            render, env={**os.environ, **env}, cwd=REPO, check=True, capture_output=True, text=True
-        ).stdout
-        (self.prefix / "nginx.conf").write_text(self.config)
+
+        def render(*options: str) -> str:
+            command = [sys.executable, "-m", "resize_sidecar.ops.cli", "nginx", *options]
+            done = subprocess.run(command, env={**os.environ, **env}, cwd=REPO, check=True, capture_output=True)
+            return done.stdout.decode()
+
+        if snippet:
+            assert app_url is None, "a snippet serves media only"
+            self.config = render("--snippet", "--sidecar", sidecar_url)
+            (self.prefix / "media.conf").write_text(self.config)
+            (self.prefix / "http.conf").write_text(render("--snippet-http", "--sidecar", sidecar_url))
+            (self.prefix / "nginx.conf").write_text(debian_like_nginx_conf(self.prefix, port))
+        else:
+            self.config = render("--listen", f"127.0.0.1:{port}", "--sidecar", sidecar_url, *(
+                ["--app", app_url] if app_url else []
+            ))
+            (self.prefix / "nginx.conf").write_text(self.config)
         command = [binary, "-p", f"{self.prefix}/", "-c", str(self.prefix / "nginx.conf"), "-e", "stderr"]
         super().__init__([*command, "-g", "daemon off;"], port=port, log=self.prefix / "nginx.log", env=env)
 
@@ -206,6 +220,34 @@ class NginxServer(Server):
     def error_log(self) -> str:
         path = self.prefix / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def debian_like_nginx_conf(prefix: Path, port: int) -> str:
+    """An nginx.conf as Debian's (njs loaded, its types, the snippet's http part from conf.d), with a server that
+    includes the snippet; its logs and temporary files under ``prefix``."""
+    main = [line.removeprefix("#   ") for line in (prefix / "http.conf").read_text().splitlines() if line[:4] == "#   "]
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temporary = " ".join(f"{kind}_temp_path {kind}_temp;" for kind in kinds)
+    return "\n".join([
+        *main,
+        "pid nginx.pid;",
+        "error_log error.log warn;",
+        "events { worker_connections 1024; }",
+        "http {",
+        "    include /etc/nginx/mime.types;",
+        "    default_type application/octet-stream;",
+        "    access_log access.log;",
+        "    sendfile on;",
+        f"    {temporary}",
+        f"    include {prefix}/http.conf;",
+        "    server {",
+        f"        listen 127.0.0.1:{port};",
+        "        server_name _;",
+        f"        include {prefix}/media.conf;",
+        "    }",
+        "}",
+        "",
+    ])  # fmt: skip
 
 
 def raw_get(
@@ -328,10 +370,17 @@ def public_derivatives_policy(bucket: str) -> str:
 
 @contextmanager
 def media_stack(
-    mode: StorageKind, moto_endpoint: str, log_dir: Path, env: dict[str, str] | None = None, *, public: bool = True
+    mode: StorageKind,
+    moto_endpoint: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    public: bool = True,
+    snippet: bool = False,
 ) -> Iterator[Stack]:
     """nginx in front of a sidecar, over a fresh local folder or a fresh bucket at an S3 endpoint (moto's, or any
-    other with the suite's credentials) whose derivatives are public, or private if not ``public``."""
+    other with the suite's credentials) whose derivatives are public, or private if not ``public``; nginx runs the
+    whole rendered file, or with ``snippet`` the snippet in a server of its own (:class:`NginxServer`)."""
     env = {"RESIZE_SIDECAR_SECRETS": SECRET, "RESIZE_SIDECAR_STORAGE": mode, **(env or {})}
     if mode == "local":
         env["RESIZE_SIDECAR_LOCAL_ROOT"] = str(world_readable_dir("resize-sidecar-media-"))
@@ -353,5 +402,5 @@ def media_stack(
     ).validate()
     with ExitStack() as servers:
         sidecar = servers.enter_context(SidecarServer(env, log_dir))
-        nginx = servers.enter_context(NginxServer(env, sidecar_url=sidecar.url))
+        nginx = servers.enter_context(NginxServer(env, sidecar_url=sidecar.url, snippet=snippet))
         yield Stack(mode, settings, open_storage(settings), sidecar, nginx)

@@ -78,6 +78,8 @@ class Server:
     ready_path = "/"
     #: Seconds a new server has to answer.
     ready_timeout = 20.0
+    #: What :meth:`stop` sends the process group.
+    stop_signal = signal.SIGTERM
 
     def __init__(
         self,
@@ -138,7 +140,7 @@ class Server:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        os.killpg(self.process.pid, self.stop_signal)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -163,17 +165,27 @@ class SidecarServer(Server):
     """The sidecar as users run it: ``resize-sidecar serve`` (gunicorn), settings from the environment."""
 
     ready_path = "/healthz"
+    # Stopped as a crash stops it. A graceful stop (SIGTERM) keeps nginx's kept-alive connections open 2 s more
+    # (gthread's STOP_KEEPALIVE_LINGER), which summed to 80 s of the end-to-end tests, and gunicorn's quick one
+    # (SIGQUIT) left a gthread worker waiting on its threads until the arbiter's 10 s were up.
+    stop_signal = signal.SIGKILL
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> None:
         port = free_port()
         command = [sys.executable, "-m", "resize_sidecar.ops.cli", "serve", "--bind", f"127.0.0.1:{port}"]
-        # Locks and transform slots are per node: servers of other tests (or test runs) must not share them.
-        env = {"RESIZE_SIDECAR_LOCK_DIR": str(log_dir / f"locks-{port}"), **env}
+        # Locks and transform slots are per node: servers of other tests (or test runs) must not share them. Its metric
+        # files are kept beside them: a killed server does not remove the folder it would have made.
+        metrics = log_dir / f"metrics-{port}"
+        metrics.mkdir(parents=True)
+        locks = log_dir / f"locks-{port}"
+        env = {"RESIZE_SIDECAR_LOCK_DIR": str(locks), "PROMETHEUS_MULTIPROC_DIR": str(metrics), **env}
         super().__init__([*command, "--workers", str(workers)], port=port, log=log_dir / f"sidecar-{port}.log", env=env)
 
 
 class GunicornServer(Server):
     """Any WSGI application under gunicorn, e.g. ``examples.gallery:application``."""
+
+    stop_signal = SidecarServer.stop_signal
 
     def __init__(self, app: str, env: dict[str, str], log_dir: Path, *, workers: int = 1) -> None:
         port = free_port()

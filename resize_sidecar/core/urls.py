@@ -225,8 +225,7 @@ class MediaURLs:
         if private:
             lifetime = self.settings.private_url_lifetime if expires_in is None else expires_in
             return self._private(key, spec, fmt, private_urls.expiry(time.time(), lifetime))
-        # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
-        return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
+        return self._public(key, spec, fmt)
 
     def spec_url(self, key: str, spec: str, fmt: str) -> str:
         """A public derivative's URL from the text of its spec (``400x300-fill`` or a preset's name) and a format,
@@ -238,7 +237,7 @@ class MediaURLs:
         """
         _check_format(fmt, auto=True)
         self._check_side(resolve_spec(spec, self._presets))
-        return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
+        return self._public(key, spec, fmt)
 
     def private_url(self, key: str, spec: str, fmt: str, expires: int) -> str:
         """A private derivative's URL from the text of its spec (``400x300-fill`` or a preset's name), valid until
@@ -255,6 +254,10 @@ class MediaURLs:
     def _check_side(self, spec: DerivativeSpec) -> None:
         if max(spec.width or 0, spec.height or 0) > self._max_side:
             raise PolicyError(f"derivatives are at most {self._max_side} pixels on a side")
+
+    def _public(self, key: str, spec: str, fmt: str) -> str:
+        # DerivativePath.public_path from cached parts: a page asks for the same key and box many times.
+        return self._key_path(key) + derivative_name(spec, sign(key, spec, fmt, self._secret), fmt)
 
     def _private(self, key: str, spec: str, fmt: str, expires: int) -> str:
         if fmt == AUTO:

@@ -94,7 +94,7 @@ def render_nginx(
     values["cache"] = _render("cache.conf", values) if cached else ""
     values["public_cache"] = values["cache"] + _render("cache-public.conf", {}) if cached else ""
     values["private_derived_prefix"] = PRIVATE_DERIVED_PREFIX
-    # Ends the line before it in the templates: nothing at all when it is not rendered.
+    # Ends the line before it in the templates.
     values["auto"] = "\n" + _render("auto.conf", {}).rstrip("\n")
     if private_edge:
         keys = " ".join(private.token_key(secret) for secret in secrets)

@@ -66,6 +66,10 @@ def test_one_auto_url_is_answered_in_the_format_each_client_accepts_and_then_fro
             assert (status, headers["content-type"], headers["vary"]) == (200, content_type, "Accept")
             assert body == made[accept][2]
             assert headers["cache-control"] == "public, max-age=31536000, immutable"
+        # A miss now is nginx's own error: never to be kept by a cache downstream.
+        missing = edge_urls.derivative(key, width=120, format="auto")
+        status, headers, _ = get(edge_stack, missing, CHROMIUM_ACCEPT)
+        assert (status, headers["cache-control"]) == (502, "no-store")
     finally:
         edge_stack.sidecar.start()
 
